@@ -1,0 +1,90 @@
+//! The command line: the contract users and scripts rely on (docs/cli.md).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "prunegate",
+    version,
+    about = "Gated, surgical Docker pruning: prunes stopped containers, dangling images and \
+             dangling build cache only when the disk is under pressure and nothing is in flight",
+    after_help = "Exit codes: 0 done (pruned, nothing eligible, dry run; check: all gates open), \
+                  10 skipped because a gate is closed, 1 runtime failure, 2 usage or config error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Config file [default: /etc/prunegate/config.toml; if absent, built-in defaults]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the report as one JSON document on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Daemon address (unix:///path or tcp://host:port); overrides docker.host and DOCKER_HOST
+    #[arg(long, global = true, value_name = "URL")]
+    pub docker_host: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Evaluate the gates; if all are open, prune; print a report
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// List exactly what would be removed, with sizes; remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Evaluate and print every gate with its evidence; remove nothing
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Prune now under real pressure: skips the disk gate only, every other rule stays
+    Reclaim {
+        #[command(flatten)]
+        common: Common,
+        /// List exactly what would be removed, with sizes; remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate or show the configuration
+    Config {
+        #[command(subcommand)]
+        action: ConfigCmd,
+    },
+    /// Internal tools for developers
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        action: DebugCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Validate the config file; exit 0 if it is usable, 2 naming the bad key if not
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the effective config, defaults filled in, as TOML
+    Show {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCmd {
+    /// Print the daemon snapshot the gates see, as JSON (used to capture test fixtures)
+    Snapshot {
+        #[command(flatten)]
+        common: Common,
+    },
+}

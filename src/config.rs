@@ -1,0 +1,293 @@
+//! The configuration file: what it may contain, its defaults, and how a bad one is reported.
+//!
+//! Every key is optional. Unknown keys are errors rather than warnings: a misspelt
+//! `older_then = "30d"` silently ignored would prune with the default, which is exactly the kind
+//! of surprise a pruner must not spring. Errors name the dotted key and the file.
+
+use crate::duration::GoDuration;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Where `--config` points when it is not given. A missing file here means "all defaults".
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/prunegate/config.toml";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub docker: DockerConfig,
+    pub gates: GatesConfig,
+    pub prune: PruneConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerConfig {
+    /// Daemon address (`unix://…`, `tcp://…`). Unset: `DOCKER_HOST`, then the local socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Bound on every read (info, lists). Short: a hung daemon must not hang the timer.
+    pub read_timeout: GoDuration,
+    /// Bound on each prune call. Long: the daemon answers a prune only once it has finished.
+    pub prune_timeout: GoDuration,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            host: None,
+            read_timeout: GoDuration::parse("30s").expect("valid literal"),
+            prune_timeout: GoDuration::parse("30m").expect("valid literal"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatesConfig {
+    pub disk: DiskGateConfig,
+    pub live_runs: LiveRunsGateConfig,
+    pub converging: ConvergingGateConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskGateConfig {
+    pub enabled: bool,
+    /// Any path on the filesystem to watch. Unset: the daemon's `DockerRootDir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Open when blocks used (as `df` shows it) is at or above this percentage.
+    pub used_percent: u8,
+    /// Open when inodes used (as `df -i` shows it) is at or above this percentage.
+    pub inodes_used_percent: u8,
+}
+
+impl Default for DiskGateConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: None,
+            used_percent: 80,
+            inodes_used_percent: 80,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveRunsGateConfig {
+    pub enabled: bool,
+    /// Regular expression (unanchored) over swarm stack and compose project names that marks a
+    /// CI run. The default matches every name, so the gate is safe before anyone tunes it.
+    pub pattern: String,
+}
+
+impl Default for LiveRunsGateConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            pattern: ".*".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConvergingGateConfig {
+    pub enabled: bool,
+}
+
+impl Default for ConvergingGateConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PruneConfig {
+    /// Only objects older than this are pruned; sent to the daemon as `until`.
+    pub older_than: GoDuration,
+    pub containers: bool,
+    pub images: bool,
+    pub build_cache: bool,
+}
+
+impl Default for PruneConfig {
+    fn default() -> Self {
+        Self {
+            older_than: GoDuration::parse("24h").expect("valid literal"),
+            containers: true,
+            images: true,
+            build_cache: true,
+        }
+    }
+}
+
+/// A config that could not be used; rendered for the operator, exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// Where the configuration came from, for the report and `config show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    pub path: PathBuf,
+    /// False when the default path was absent and built-in defaults are in force.
+    pub file_found: bool,
+}
+
+/// Loads the config: `explicit` is `--config` if given. A missing default file means defaults;
+/// a missing explicit file is an error, because the operator asked for that file.
+pub fn load(explicit: Option<&Path>) -> Result<(Config, Source), ConfigError> {
+    let path = explicit.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8(bytes).map_err(|e| ConfigError::Invalid {
+                path: path.display().to_string(),
+                message: format!("not UTF-8 text (first bad byte at offset {})", e.utf8_error().valid_up_to()),
+            })?;
+            let config = parse(&text).map_err(|message| ConfigError::Invalid {
+                path: path.display().to_string(),
+                message,
+            })?;
+            Ok((
+                config,
+                Source {
+                    path: path.to_path_buf(),
+                    file_found: true,
+                },
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => Ok((
+            Config::default(),
+            Source {
+                path: path.to_path_buf(),
+                file_found: false,
+            },
+        )),
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Parses and validates config text. The error names the dotted key at fault.
+pub fn parse(text: &str) -> Result<Config, String> {
+    let de = toml::Deserializer::new(text);
+    let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.message().to_string();
+        let line = inner
+            .span()
+            .map(|span| format!(" (line {})", line_of(text, span.start)))
+            .unwrap_or_default();
+        if key == "." || key.is_empty() {
+            format!("{message}{line}")
+        } else {
+            format!("key `{key}`: {message}{line}")
+        }
+    })?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).map_or(0, |t| t.matches('\n').count()) + 1
+}
+
+impl Config {
+    /// Checks the rules types cannot express. Each message starts with the key it is about.
+    pub fn validate(&self) -> Result<(), String> {
+        let d = &self.gates.disk;
+        for (key, value) in [
+            ("gates.disk.used_percent", d.used_percent),
+            ("gates.disk.inodes_used_percent", d.inodes_used_percent),
+        ] {
+            if value > 100 {
+                return Err(format!("key `{key}`: {value} is not a percentage (0 to 100)"));
+            }
+        }
+        if let Some(path) = &d.path {
+            if !path.is_absolute() {
+                return Err(format!(
+                    "key `gates.disk.path`: {:?} must be an absolute path",
+                    path.display().to_string()
+                ));
+            }
+        }
+        regex::Regex::new(&self.gates.live_runs.pattern).map_err(|e| {
+            format!("key `gates.live_runs.pattern`: not a valid regular expression: {e}")
+        })?;
+        for (key, value) in [
+            ("docker.read_timeout", &self.docker.read_timeout),
+            ("docker.prune_timeout", &self.docker.prune_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(format!("key `{key}`: a timeout must be more than 0"));
+            }
+        }
+        if let Some(host) = &self.docker.host {
+            crate::docker::check_host(host).map_err(|e| format!("key `docker.host`: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The compiled live-runs pattern. Validated at load, so compiling again cannot fail.
+    pub fn live_runs_regex(&self) -> regex::Regex {
+        regex::Regex::new(&self.gates.live_runs.pattern).expect("validated at load")
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_document_is_all_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        let c = Config::default();
+        assert_eq!(c.gates.disk.used_percent, 80);
+        assert_eq!(c.prune.older_than.as_str(), "24h");
+        assert_eq!(c.gates.live_runs.pattern, ".*");
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let c = parse("[prune]\nolder_than = \"1h\"\nimages = false\n").unwrap();
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(err("[gates.disk]\nused_pct = 3\n").contains("gates.disk"));
+        assert!(err("[gates.disk]\nused_pct = 3\n").contains("used_pct"));
+        assert!(err("[gates.disk]\nused_percent = \"high\"\n").contains("gates.disk.used_percent"));
+        assert!(err("[gates.disk]\nused_percent = 101\n").contains("gates.disk.used_percent"));
+        assert!(err("[gates.disk]\nused_percent = 300\n").contains("gates.disk.used_percent"));
+        assert!(err("[gates.disk]\npath = \"rel/dir\"\n").contains("gates.disk.path"));
+        assert!(err("[gates.live_runs]\npattern = \"(ci\"\n").contains("gates.live_runs.pattern"));
+        assert!(err("[prune]\nolder_than = \"2d\"\n").contains("prune.older_than"));
+        assert!(err("[docker]\nread_timeout = \"0s\"\n").contains("docker.read_timeout"));
+        assert!(err("[docker]\nhost = \"ftp://x\"\n").contains("docker.host"));
+        assert!(err("bogus = 1\n").contains("bogus"));
+        assert!(err("[prune\n").contains("line 1"));
+    }
+}

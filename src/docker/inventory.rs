@@ -1,0 +1,118 @@
+//! The objects a dry run needs to predict a prune: every container with its size, every image
+//! (intermediate ones too, to follow parent chains) and every build-cache record. Read only for
+//! `--dry-run`: the real run learns what went from the prune answers themselves.
+
+use super::{Daemon, Read, ReadError};
+use bollard::models::{ContainerSummary, ImageSummary};
+use bollard::query_parameters::{ListContainersOptionsBuilder, ListImagesOptionsBuilder};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Inventory {
+    pub containers: Read<Vec<ContainerSummary>>,
+    pub images: Read<Vec<ImageSummary>>,
+    pub build_cache: Read<Vec<BuildCacheRecord>>,
+}
+
+/// One build-cache record, decoded from either the API ≤ 1.51 shape or the 1.52 one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BuildCacheRecord {
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// API 1.41 has a single `Parent`; 1.42+ a `Parents` list.
+    #[serde(rename = "Parent", default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(rename = "Parents", default, skip_serializing_if = "Option::is_none")]
+    pub parents: Option<Vec<String>>,
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    #[serde(rename = "Description", default)]
+    pub description: String,
+    #[serde(rename = "InUse", default)]
+    pub in_use: bool,
+    #[serde(rename = "Shared", default)]
+    pub shared: bool,
+    #[serde(rename = "Size", default)]
+    pub size: i64,
+    #[serde(rename = "CreatedAt", default)]
+    pub created_at: Option<String>,
+    #[serde(rename = "LastUsedAt", default)]
+    pub last_used_at: Option<String>,
+}
+
+impl BuildCacheRecord {
+    pub fn parent_ids(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.parent.iter().map(String::as_str).filter(|p| !p.is_empty()).collect();
+        if let Some(ps) = &self.parents {
+            out.extend(ps.iter().map(String::as_str));
+        }
+        out
+    }
+}
+
+#[derive(Deserialize)]
+struct DiskUsage {
+    #[serde(rename = "BuildCache", default)]
+    build_cache: Option<Vec<BuildCacheRecord>>,
+    #[serde(rename = "BuildCacheUsage", default)]
+    build_cache_usage: Option<BuildCacheUsage>,
+}
+
+#[derive(Deserialize)]
+struct BuildCacheUsage {
+    #[serde(rename = "Items", default)]
+    items: Option<Vec<BuildCacheRecord>>,
+}
+
+/// Decodes `/system/df` in either shape; no list at all means no build cache.
+pub fn decode_build_cache(body: &[u8]) -> Result<Vec<BuildCacheRecord>, String> {
+    let du: DiskUsage = serde_json::from_slice(body).map_err(|e| format!("decoding /system/df: {e}"))?;
+    Ok(du
+        .build_cache
+        .or(du.build_cache_usage.and_then(|u| u.items))
+        .unwrap_or_default())
+}
+
+impl Inventory {
+    /// Three reads, concurrently. The container list asks for sizes, which makes the daemon walk
+    /// each container's writable layer: acceptable for a dry run, which is why only it does this.
+    pub async fn take(daemon: &Daemon, want_build_cache: bool) -> Inventory {
+        let d = &daemon.read;
+        let containers_opts = ListContainersOptionsBuilder::default().all(true).size(true).build();
+        let images_opts = ListImagesOptionsBuilder::default().all(true).build();
+        let build_cache = async {
+            if !want_build_cache {
+                return Ok(Vec::new());
+            }
+            let body = daemon.raw_get("/system/df?type=build-cache").await?;
+            decode_build_cache(&body).map_err(|message| ReadError { status: None, message })
+        };
+        let (containers, images, build_cache) = tokio::join!(
+            d.list_containers(Some(containers_opts)),
+            d.list_images(Some(images_opts)),
+            build_cache,
+        );
+        Inventory {
+            containers: containers.map_err(|e| daemon.read_err(e)),
+            images: images.map_err(|e| daemon.read_err(e)),
+            build_cache,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_both_df_shapes() {
+        let old = br#"{"LayersSize":0,"BuildCache":[{"ID":"a","Parent":"b","Type":"regular","InUse":false,"Shared":false,"Size":5}]}"#;
+        let recs = decode_build_cache(old).unwrap();
+        assert_eq!(recs[0].id, "a");
+        assert_eq!(recs[0].parent_ids(), vec!["b"]);
+        let new = br#"{"BuildCacheUsage":{"Items":[{"ID":"c","Parents":["d"],"Type":"regular","Size":7}]}}"#;
+        let recs = decode_build_cache(new).unwrap();
+        assert_eq!((recs[0].id.as_str(), recs[0].size), ("c", 7));
+        assert!(decode_build_cache(b"{}").unwrap().is_empty());
+    }
+}

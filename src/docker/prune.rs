@@ -1,0 +1,90 @@
+//! The three prune calls. Each sends explicit filters (`until` always, `dangling=true` on
+//! images always) so the daemon's defaults can never widen what is removed; none can remove a
+//! volume or a tagged image, because none of these endpoints is ever asked to.
+
+use super::{Daemon, ReadError};
+use bollard::query_parameters::{PruneBuildOptionsBuilder, PruneContainersOptionsBuilder, PruneImagesOptionsBuilder};
+use std::collections::HashMap;
+
+/// What one prune call removed, as the daemon reported it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pruned {
+    pub items: Vec<String>,
+    pub reclaimed_bytes: u64,
+}
+
+/// The filters for each class. Public so tests and the docs can show exactly what is sent.
+pub fn container_filters(until: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("until".to_string(), vec![until.to_string()])])
+}
+
+pub fn image_filters(until: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([
+        ("dangling".to_string(), vec!["true".to_string()]),
+        ("until".to_string(), vec![until.to_string()]),
+    ])
+}
+
+pub fn build_cache_filters(until: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("until".to_string(), vec![until.to_string()])])
+}
+
+fn bytes(n: Option<i64>) -> u64 {
+    n.unwrap_or(0).max(0) as u64
+}
+
+impl Daemon {
+    /// `POST /containers/prune`: every non-running container created before `until`.
+    pub async fn prune_containers(&self, until: &str) -> Result<Pruned, ReadError> {
+        let opts = PruneContainersOptionsBuilder::default().filters(&container_filters(until)).build();
+        let r = self.prune.prune_containers(Some(opts)).await.map_err(|e| self.prune_err(e))?;
+        Ok(Pruned {
+            items: r.containers_deleted.unwrap_or_default(),
+            reclaimed_bytes: bytes(r.space_reclaimed),
+        })
+    }
+
+    /// `POST /images/prune` with `dangling=true`: untagged images no container uses.
+    /// The report lists the image ids the daemon says it deleted (not the `Untagged` entries).
+    pub async fn prune_images(&self, until: &str) -> Result<Pruned, ReadError> {
+        let opts = PruneImagesOptionsBuilder::default().filters(&image_filters(until)).build();
+        let r = self.prune.prune_images(Some(opts)).await.map_err(|e| self.prune_err(e))?;
+        Ok(Pruned {
+            items: r
+                .images_deleted
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|item| item.deleted)
+                .collect(),
+            reclaimed_bytes: bytes(r.space_reclaimed),
+        })
+    }
+
+    /// `POST /build/prune` with `all=false`: unused, unshared build-cache records last used
+    /// before `until`. No `label` filter: the CLI path that ignores it would remove everything.
+    pub async fn prune_build_cache(&self, until: &str) -> Result<Pruned, ReadError> {
+        let opts = PruneBuildOptionsBuilder::default()
+            .all(false)
+            .filters(&build_cache_filters(until))
+            .build();
+        let r = self.prune.prune_build(Some(opts)).await.map_err(|e| self.prune_err(e))?;
+        Ok(Pruned {
+            items: r.caches_deleted.unwrap_or_default(),
+            reclaimed_bytes: bytes(r.space_reclaimed),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_always_dangling_only() {
+        let f = image_filters("24h");
+        assert_eq!(f["dangling"], vec!["true"]);
+        assert_eq!(f["until"], vec!["24h"]);
+        assert!(!container_filters("1h").contains_key("dangling"));
+        assert!(!build_cache_filters("1h").contains_key("label"));
+    }
+}

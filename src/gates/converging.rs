@@ -1,0 +1,199 @@
+//! The converging gate: closed while swarm is still bringing services to their desired state.
+//!
+//! A deploy that is updating, rolling back or pulling has tasks whose images and containers are
+//! in flux: a rollback needs the previous image, a retrying task the one it is pulling. Pruning
+//! then turns a slow deploy into a failed one. Read only from a manager; a worker cannot see
+//! services and so cannot say that nothing is converging.
+
+use super::{info_or_closed, swarm_role, GateName, GateResult, SwarmRole};
+use crate::config::ConvergingGateConfig;
+use crate::docker::snapshot::Snapshot;
+use bollard::models::{ServiceUpdateStatusStateEnum as Upd, TaskState};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NotConverged {
+    pub service: String,
+    pub why: String,
+}
+
+pub fn evaluate(cfg: &ConvergingGateConfig, snapshot: &Snapshot) -> GateResult {
+    let name = GateName::Converging;
+    if !cfg.enabled {
+        return GateResult::disabled(name);
+    }
+    let info = match info_or_closed(name, snapshot) {
+        Ok(i) => i,
+        Err(closed) => return closed,
+    };
+    match swarm_role(info) {
+        SwarmRole::NotInSwarm => {
+            return GateResult::open(name, "not in a swarm: no services to converge", json!({ "swarm": "inactive" }))
+        }
+        SwarmRole::Worker => {
+            return GateResult::closed(
+                name,
+                "this node is a swarm worker: only a manager can see whether services are converging \
+                 (run prunegate against a manager, or set gates.converging.enabled = false if deploys never target this node)",
+                json!({ "swarm": "worker" }),
+            )
+        }
+        SwarmRole::Unavailable(state) => {
+            return GateResult::closed(
+                name,
+                format!("swarm node state is {state:?}: services cannot be read"),
+                json!({ "swarm": state }),
+            )
+        }
+        SwarmRole::Manager => {}
+    }
+    let (services, tasks) = match (&snapshot.services, &snapshot.tasks) {
+        (Ok(s), Ok(t)) => (s, t),
+        (Err(e), _) => {
+            return GateResult::closed(name, format!("cannot list swarm services: {e}"), json!({ "error": e }))
+        }
+        (_, Err(e)) => {
+            return GateResult::closed(name, format!("cannot list swarm tasks: {e}"), json!({ "error": e }))
+        }
+    };
+    let mut service_names: HashMap<&str, &str> = HashMap::new();
+    let mut found: Vec<NotConverged> = Vec::new();
+    for s in services {
+        let sname = s
+            .spec
+            .as_ref()
+            .and_then(|sp| sp.name.as_deref())
+            .or(s.id.as_deref())
+            .unwrap_or("?");
+        if let Some(id) = s.id.as_deref() {
+            service_names.insert(id, sname);
+        }
+        if let Some(state) = s.update_status.as_ref().and_then(|u| u.state) {
+            if matches!(state, Upd::UPDATING | Upd::PAUSED | Upd::ROLLBACK_STARTED | Upd::ROLLBACK_PAUSED) {
+                found.push(NotConverged {
+                    service: sname.to_string(),
+                    why: format!("update state is {state}"),
+                });
+            }
+        }
+        let replicated = s
+            .spec
+            .as_ref()
+            .and_then(|sp| sp.mode.as_ref())
+            .is_some_and(|m| m.replicated.is_some());
+        if let (true, Some(st)) = (replicated, s.service_status.as_ref()) {
+            let (running, desired) = (st.running_tasks.unwrap_or(0), st.desired_tasks.unwrap_or(0));
+            if running < desired {
+                found.push(NotConverged {
+                    service: sname.to_string(),
+                    why: format!("runs {running} of {desired} desired tasks"),
+                });
+            }
+        }
+    }
+    for t in tasks {
+        if !matches!(t.desired_state, Some(TaskState::RUNNING) | Some(TaskState::READY)) {
+            continue;
+        }
+        let state = t.status.as_ref().and_then(|s| s.state);
+        if state == Some(TaskState::RUNNING) {
+            continue;
+        }
+        let service = t
+            .service_id
+            .as_deref()
+            .map(|id| service_names.get(id).copied().unwrap_or(id))
+            .unwrap_or("?");
+        let message = t
+            .status
+            .as_ref()
+            .and_then(|s| s.err.as_deref().or(s.message.as_deref()))
+            .unwrap_or("");
+        found.push(NotConverged {
+            service: service.to_string(),
+            why: format!(
+                "task {} is {} (desired {}){}",
+                t.id.as_deref().map(short_id).unwrap_or("?"),
+                state.map_or("unknown".to_string(), |s| s.to_string()),
+                t.desired_state.map_or("?".to_string(), |s| s.to_string()),
+                if message.is_empty() { String::new() } else { format!(": {message}") }
+            ),
+        });
+    }
+    let evidence = json!({
+        "swarm": "manager",
+        "services": services.len(),
+        "tasks_desired_up": tasks.len(),
+        "not_converged": found,
+    });
+    match found.first() {
+        None => GateResult::open(
+            name,
+            format!("all {} services converged", services.len()),
+            evidence,
+        ),
+        Some(first) => GateResult::closed(
+            name,
+            format!(
+                "service {:?} {}{}",
+                first.service,
+                first.why,
+                if found.len() > 1 { format!(" (and {} more findings)", found.len() - 1) } else { String::new() }
+            ),
+            evidence,
+        ),
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gates::fixtures;
+
+    fn eval(snap: &Snapshot) -> GateResult {
+        evaluate(&ConvergingGateConfig { enabled: true }, snap)
+    }
+
+    #[test]
+    fn standalone_daemon_is_open() {
+        let g = eval(&fixtures::load("standalone_idle"));
+        assert!(g.open);
+        assert!(g.reason.contains("not in a swarm"));
+    }
+
+    #[test]
+    fn settled_swarm_is_open() {
+        let g = eval(&fixtures::load("swarm_live_stack"));
+        assert!(g.open, "{}", g.reason);
+    }
+
+    #[test]
+    fn unsatisfiable_constraint_closes_it() {
+        let g = eval(&fixtures::load("swarm_pending"));
+        assert!(!g.open);
+        assert!(g.reason.contains("\"stuck\""), "{}", g.reason);
+    }
+
+    #[test]
+    fn update_in_progress_closes_it() {
+        let g = eval(&fixtures::load("swarm_updating"));
+        assert!(!g.open);
+        assert!(g.reason.contains("update state is updating"), "{}", g.reason);
+    }
+
+    #[test]
+    fn worker_is_closed_and_says_why() {
+        let mut snap = fixtures::load("swarm_live_stack");
+        if let Ok(info) = &mut snap.info {
+            info.swarm.as_mut().unwrap().control_available = Some(false);
+        }
+        let g = eval(&snap);
+        assert!(!g.open && g.reason.contains("worker"));
+    }
+}

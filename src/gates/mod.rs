@@ -1,0 +1,125 @@
+//! Gates: pure decisions over one [`Snapshot`] and one disk reading.
+//!
+//! Each gate lives in its own file and returns a [`GateResult`]: open or closed, a one-line
+//! reason a person can act on, and the evidence it looked at. No gate does I/O, so each can be
+//! unit-tested on snapshots captured from a real daemon. A gate whose inputs could not be read is
+//! closed: not knowing is never a reason to delete.
+
+pub mod converging;
+pub mod disk;
+pub mod live_runs;
+
+use crate::docker::snapshot::Snapshot;
+use bollard::models::{LocalNodeState, SystemInfo};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GateName {
+    Disk,
+    LiveRuns,
+    Converging,
+}
+
+impl GateName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateName::Disk => "disk",
+            GateName::LiveRuns => "live_runs",
+            GateName::Converging => "converging",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GateResult {
+    pub name: GateName,
+    pub open: bool,
+    /// False when switched off in the config (it is then open, and says so).
+    pub enabled: bool,
+    pub reason: String,
+    pub evidence: serde_json::Value,
+}
+
+impl GateResult {
+    pub fn open(name: GateName, reason: impl Into<String>, evidence: serde_json::Value) -> Self {
+        Self {
+            name,
+            open: true,
+            enabled: true,
+            reason: reason.into(),
+            evidence,
+        }
+    }
+
+    pub fn closed(name: GateName, reason: impl Into<String>, evidence: serde_json::Value) -> Self {
+        Self {
+            name,
+            open: false,
+            enabled: true,
+            reason: reason.into(),
+            evidence,
+        }
+    }
+
+    pub fn disabled(name: GateName) -> Self {
+        Self {
+            name,
+            open: true,
+            enabled: false,
+            reason: format!("disabled by gates.{}.enabled = false", name.as_str()),
+            evidence: serde_json::Value::Null,
+        }
+    }
+}
+
+/// What this node is in a swarm, which decides whether services and tasks can be read at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwarmRole {
+    NotInSwarm,
+    Manager,
+    Worker,
+    /// `pending`, `error` or `locked`: in a swarm but unable to answer for it.
+    Unavailable(String),
+}
+
+pub fn swarm_role(info: &SystemInfo) -> SwarmRole {
+    let Some(swarm) = &info.swarm else {
+        return SwarmRole::NotInSwarm;
+    };
+    match swarm.local_node_state {
+        None | Some(LocalNodeState::EMPTY) | Some(LocalNodeState::INACTIVE) => SwarmRole::NotInSwarm,
+        Some(LocalNodeState::ACTIVE) if swarm.control_available == Some(true) => SwarmRole::Manager,
+        Some(LocalNodeState::ACTIVE) => SwarmRole::Worker,
+        Some(other) => SwarmRole::Unavailable(other.to_string()),
+    }
+}
+
+/// Gate results that did not come out open, for "stopped because …" lines.
+pub fn first_closed(gates: &[GateResult]) -> Option<&GateResult> {
+    gates.iter().find(|g| !g.open)
+}
+
+/// Shared by the gates that read the daemon: a daemon whose info cannot be read closes them.
+fn info_or_closed(name: GateName, snapshot: &Snapshot) -> Result<&SystemInfo, GateResult> {
+    snapshot.info.as_ref().map_err(|e| {
+        GateResult::closed(
+            name,
+            format!("cannot read the daemon's info: {e}"),
+            serde_json::json!({ "error": e }),
+        )
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! Snapshots captured from a real private dockerd with `prunegate debug snapshot`
+    //! (see tests/fixtures/README.md for how each one was made).
+    use crate::docker::snapshot::Snapshot;
+
+    pub fn load(name: &str) -> Snapshot {
+        let path = format!("{}/tests/fixtures/snapshots/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+}

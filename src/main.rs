@@ -1,0 +1,147 @@
+//! prunegate: keeps a Docker host's disk from filling without evicting its image cache.
+//!
+//! Data flows one way: config → connect → snapshot (+ disk reading) → gates → plan → prune steps
+//! (each behind a fresh re-check) → one report → its sink. See docs/design.md.
+
+mod cli;
+mod config;
+mod disk;
+mod docker;
+mod duration;
+mod gates;
+mod plan;
+mod report;
+mod runner;
+
+use clap::Parser;
+use cli::{Cli, Cmd, Common, ConfigCmd, DebugCmd};
+use std::process::ExitCode;
+
+/// Exit code for usage and configuration errors (clap uses the same for bad arguments).
+const EXIT_USAGE: u8 = 2;
+/// Exit code for runtime failures.
+const EXIT_FAILURE: u8 = 1;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PRUNEGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Run { common, dry_run } => gated(runner::Command::Run, &common, dry_run),
+        Cmd::Check { common } => gated(runner::Command::Check, &common, false),
+        Cmd::Reclaim { common, dry_run } => gated(runner::Command::Reclaim, &common, dry_run),
+        Cmd::Config { action: ConfigCmd::Check { common } } => match load(&common) {
+            Ok((_, source, host)) => {
+                let what = if source.file_found {
+                    format!("{} is valid", source.path.display())
+                } else {
+                    format!("{} does not exist: built-in defaults apply", source.path.display())
+                };
+                println!("{what} (daemon address: {host})");
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(&e, false, "config check"),
+        },
+        Cmd::Config { action: ConfigCmd::Show { common } } => match load(&common) {
+            Ok((mut config, source, host)) => {
+                config.docker.host = Some(host);
+                if !source.file_found {
+                    println!("# {} does not exist: built-in defaults", source.path.display());
+                }
+                if config.gates.disk.path.is_none() {
+                    println!("# gates.disk.path is unset: the daemon's DockerRootDir is measured");
+                }
+                print!("{}", config.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(&e, false, "config show"),
+        },
+        Cmd::Debug { action: DebugCmd::Snapshot { common } } => match load(&common) {
+            Ok((config, _, host)) => with_daemon(&config, &host, |daemon| {
+                let config = &config;
+                async move {
+                let snapshot = docker::snapshot::Snapshot::take(&daemon).await;
+                let disk = docker::snapshot::read_disk(config.gates.disk.path.as_ref(), &snapshot);
+                let doc = serde_json::json!({ "snapshot": snapshot, "disk": disk });
+                println!("{}", serde_json::to_string_pretty(&doc).expect("serializable"));
+                ExitCode::SUCCESS
+            }}),
+            Err(e) => usage_error(&e, false, "debug snapshot"),
+        },
+    }
+}
+
+/// Loads the config and settles the daemon address; any failure here is a usage error.
+fn load(common: &Common) -> Result<(config::Config, config::Source, String), String> {
+    let (config, source) = config::load(common.config.as_deref()).map_err(|e| e.to_string())?;
+    let host = docker::resolve_host(common.docker_host.as_deref(), config.docker.host.as_deref());
+    docker::check_host(&host).map_err(|e| {
+        let from = if common.docker_host.is_some() {
+            "--docker-host"
+        } else if config.docker.host.is_some() {
+            "docker.host"
+        } else {
+            "DOCKER_HOST"
+        };
+        format!("{from}: {e}")
+    })?;
+    Ok((config, source, host))
+}
+
+fn usage_error(message: &str, json: bool, command: &str) -> ExitCode {
+    eprintln!("prunegate: error: {message}");
+    if json {
+        let doc = serde_json::json!({ "command": command, "outcome": "error", "error": message });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("serializable"));
+    }
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn with_daemon<F, Fut>(config: &config::Config, host: &str, body: F) -> ExitCode
+where
+    F: FnOnce(docker::Daemon) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("prunegate: error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    runtime.block_on(async {
+        match docker::Daemon::connect(host, config.docker.read_timeout.as_std(), config.docker.prune_timeout.as_std()) {
+            Ok(daemon) => body(daemon).await,
+            Err(e) => {
+                eprintln!("prunegate: error: cannot set up a client for {host}: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+    })
+}
+
+fn gated(command: runner::Command, common: &Common, dry_run: bool) -> ExitCode {
+    let (config, _, host) = match load(common) {
+        Ok(loaded) => loaded,
+        Err(e) => return usage_error(&e, common.json, command.as_str()),
+    };
+    let config = &config;
+    with_daemon(config, &host, |daemon| async move {
+        let report = runner::execute(command, config, &daemon, dry_run).await;
+        tracing::info!(outcome = ?report.outcome, reclaimed = report.reclaimed_bytes, api_calls = report.api_calls, "finished");
+        if common.json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{}", report.to_text());
+        }
+        if let Some(e) = &report.error {
+            eprintln!("prunegate: error: {e}");
+        }
+        ExitCode::from(report.outcome.exit_code() as u8)
+    })
+}

@@ -1,0 +1,191 @@
+//! What a prune would remove, predicted from an [`Inventory`] by the daemon's own rules.
+//!
+//! Used by `--dry-run`, which must list the very objects the real run would remove. The rules
+//! mirror the Engine's prune code for the classic (graphdriver) image store:
+//! - containers: not running (paused and restarting count as running), created at or before the
+//!   cut-off;
+//! - images: untagged, with no child image, created at or before the cut-off, used by no
+//!   container that remains after the container step; deleting one also deletes its untagged
+//!   parents that nothing else holds (no age check on those, as in the Engine);
+//! - build cache: not in use, not shared with images, not an internal or frontend record, last
+//!   used at or before the cut-off (no age limit when the cut-off is 0); records that only held
+//!   other removed records go too, as BuildKit prunes in passes.
+
+use crate::docker::inventory::{BuildCacheRecord, Inventory};
+use crate::docker::ReadError;
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum, ImageSummary};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    Containers,
+    Images,
+    BuildCache,
+}
+
+impl Class {
+    pub const ORDER: [Class; 3] = [Class::Containers, Class::Images, Class::BuildCache];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Containers => "containers",
+            Class::Images => "images",
+            Class::BuildCache => "build_cache",
+        }
+    }
+}
+
+/// One object a dry run says would go, with what a person needs to recognise it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    pub id: String,
+    pub size_bytes: u64,
+    pub description: String,
+}
+
+/// The prune policy, as the planner needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Unix seconds: objects newer than this stay.
+    pub cutoff: i64,
+    /// Whether the cut-off is 0 (build cache then has no age limit, as in BuildKit).
+    pub no_age_limit: bool,
+    pub containers: bool,
+}
+
+fn removable_container(c: &ContainerSummary, cutoff: i64) -> bool {
+    matches!(
+        c.state,
+        Some(ContainerSummaryStateEnum::CREATED) | Some(ContainerSummaryStateEnum::EXITED) | Some(ContainerSummaryStateEnum::DEAD)
+    ) && c.created.unwrap_or(i64::MAX) <= cutoff
+}
+
+pub fn containers(list: &[ContainerSummary], policy: &Policy) -> Vec<Candidate> {
+    list.iter()
+        .filter(|c| removable_container(c, policy.cutoff))
+        .map(|c| Candidate {
+            id: c.id.clone().unwrap_or_default(),
+            size_bytes: c.size_rw.unwrap_or(0).max(0) as u64,
+            description: format!(
+                "container {} ({}, image {})",
+                c.names.as_ref().and_then(|n| n.first()).map_or("?", |n| n.trim_start_matches('/')),
+                c.state.map_or("?".to_string(), |s| s.to_string()),
+                c.image.as_deref().unwrap_or("?")
+            ),
+        })
+        .collect()
+}
+
+fn is_tagged(img: &ImageSummary) -> bool {
+    img.repo_tags.iter().any(|t| t != "<none>:<none>")
+}
+
+pub fn images(list: &[ImageSummary], all_containers: &[ContainerSummary], policy: &Policy) -> Vec<Candidate> {
+    // Containers that will still exist once the container step has run hold their images.
+    let in_use: HashSet<&str> = all_containers
+        .iter()
+        .filter(|c| !(policy.containers && removable_container(c, policy.cutoff)))
+        .filter_map(|c| c.image_id.as_deref())
+        .collect();
+    let by_id: HashMap<&str, &ImageSummary> = list.iter().map(|i| (i.id.as_str(), i)).collect();
+    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+    for img in list {
+        if !img.parent_id.is_empty() {
+            children.entry(img.parent_id.as_str()).or_default().push(img.id.as_str());
+        }
+    }
+    let removable = |img: &ImageSummary| !is_tagged(img) && !in_use.contains(img.id.as_str());
+    let mut removed: BTreeMap<&str, &ImageSummary> = list
+        .iter()
+        .filter(|i| !children.contains_key(i.id.as_str()) && i.created <= policy.cutoff && removable(i))
+        .map(|i| (i.id.as_str(), i))
+        .collect();
+    // Follow parent chains: a parent goes when every child of it goes and nothing else holds it.
+    let mut frontier: Vec<&str> = removed.keys().copied().collect();
+    while let Some(id) = frontier.pop() {
+        let parent_id = by_id[id].parent_id.as_str();
+        let Some(parent) = by_id.get(parent_id) else { continue };
+        if removed.contains_key(parent_id) || !removable(parent) {
+            continue;
+        }
+        if children[parent_id].iter().all(|c| removed.contains_key(c)) {
+            removed.insert(parent_id, parent);
+            frontier.push(parent_id);
+        }
+    }
+    removed
+        .values()
+        .map(|i| Candidate {
+            id: i.id.clone(),
+            size_bytes: i.size.max(0) as u64,
+            description: if i.repo_digests.is_empty() {
+                "untagged image".to_string()
+            } else {
+                format!("untagged image, was {}", i.repo_digests.join(", "))
+            },
+        })
+        .collect()
+}
+
+fn timestamp(s: &Option<String>) -> Option<i64> {
+    s.as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp())
+}
+
+pub fn build_cache(records: &[BuildCacheRecord], policy: &Policy) -> Vec<Candidate> {
+    let prunable_kind = |r: &BuildCacheRecord| !matches!(r.kind.as_str(), "internal" | "frontend");
+    let old_enough = |r: &BuildCacheRecord| {
+        policy.no_age_limit
+            || timestamp(&r.last_used_at)
+                .or(timestamp(&r.created_at))
+                .is_some_and(|t| t <= policy.cutoff)
+    };
+    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+    for r in records {
+        for p in r.parent_ids() {
+            children.entry(p).or_default().push(r.id.as_str());
+        }
+    }
+    let eligible = |r: &BuildCacheRecord| prunable_kind(r) && !r.shared && old_enough(r);
+    let mut removed: HashSet<&str> = HashSet::new();
+    // BuildKit prunes in passes: a record whose only users were removed children goes next pass.
+    loop {
+        let before = removed.len();
+        for r in records {
+            if removed.contains(r.id.as_str()) || !eligible(r) {
+                continue;
+            }
+            let kids = children.get(r.id.as_str());
+            let held_only_by_removed_children =
+                kids.is_some_and(|k| k.iter().all(|c| removed.contains(c)));
+            if !r.in_use || held_only_by_removed_children {
+                removed.insert(r.id.as_str());
+            }
+        }
+        if removed.len() == before {
+            break;
+        }
+    }
+    records
+        .iter()
+        .filter(|r| removed.contains(r.id.as_str()))
+        .map(|r| Candidate {
+            id: r.id.clone(),
+            size_bytes: r.size.max(0) as u64,
+            description: format!("{} build cache: {}", r.kind, r.description),
+        })
+        .collect()
+}
+
+/// The prediction for one class, or why it cannot be made.
+pub fn predict(class: Class, inv: &Inventory, policy: &Policy) -> Result<Vec<Candidate>, ReadError> {
+    let containers_list = inv.containers.as_ref().map_err(Clone::clone)?;
+    Ok(match class {
+        Class::Containers => containers(containers_list, policy),
+        Class::Images => images(inv.images.as_ref().map_err(Clone::clone)?, containers_list, policy),
+        Class::BuildCache => build_cache(inv.build_cache.as_ref().map_err(Clone::clone)?, policy),
+    })
+}

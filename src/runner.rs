@@ -1,0 +1,218 @@
+//! The order of a run: snapshot → gates → plan → steps, each step behind a fresh re-check.
+//!
+//! This is the only module that both holds a daemon connection and calls the gates, and it
+//! decides nothing itself: the gates decide whether to go on, the plan what a dry run lists, the
+//! daemon's prune endpoints what goes.
+
+use crate::config::Config;
+use crate::docker::inventory::Inventory;
+use crate::docker::snapshot::{read_disk, Snapshot};
+use crate::docker::{Daemon, ReadError};
+use crate::gates::{self, GateName, GateResult};
+use crate::plan::{self, Class, Policy};
+use crate::report::{Outcome, Report, StepReport, StepStatus};
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Check,
+    Run,
+    Reclaim,
+}
+
+impl Command {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Check => "check",
+            Command::Run => "run",
+            Command::Reclaim => "reclaim",
+        }
+    }
+}
+
+/// Gates that depend only on what the daemon is doing: re-checked before every step.
+fn activity_gates(config: &Config, snapshot: &Snapshot) -> [GateResult; 2] {
+    [
+        gates::live_runs::evaluate(&config.gates.live_runs, &config.live_runs_regex(), snapshot),
+        gates::converging::evaluate(&config.gates.converging, snapshot),
+    ]
+}
+
+/// All three gates over one snapshot. `reclaim` does not judge the disk gate, and says so.
+pub fn evaluate_gates(command: Command, config: &Config, snapshot: &Snapshot) -> Vec<GateResult> {
+    let disk = if command == Command::Reclaim {
+        GateResult::open(
+            GateName::Disk,
+            "not judged: reclaim skips the disk gate",
+            serde_json::Value::Null,
+        )
+    } else {
+        gates::disk::evaluate(&config.gates.disk, &read_disk(config.gates.disk.path.as_ref(), snapshot))
+    };
+    let [live, converging] = activity_gates(config, snapshot);
+    vec![disk, live, converging]
+}
+
+fn enabled_classes(config: &Config) -> Vec<Class> {
+    Class::ORDER
+        .into_iter()
+        .filter(|c| match c {
+            Class::Containers => config.prune.containers,
+            Class::Images => config.prune.images,
+            Class::BuildCache => config.prune.build_cache,
+        })
+        .collect()
+}
+
+/// Runs one command against the daemon and returns its report; never panics on daemon errors.
+pub async fn execute(command: Command, config: &Config, daemon: &Daemon, dry_run: bool) -> Report {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut report = Report {
+        command: command.as_str(),
+        outcome: Outcome::Error,
+        docker_host: daemon.host.clone(),
+        older_than: config.prune.older_than.to_string(),
+        started_at,
+        duration_ms: 0,
+        gates: Vec::new(),
+        steps: Vec::new(),
+        reclaimed_bytes: 0,
+        api_calls: 0,
+        stopped_by: None,
+        error: None,
+    };
+    let snapshot = Snapshot::take(daemon).await;
+    report.gates = evaluate_gates(command, config, &snapshot);
+    let all_open = report.gates.iter().all(|g| g.open);
+    report.outcome = if let Err(e) = &snapshot.info {
+        report.error = Some(format!("cannot reach the Docker daemon at {}: {e}", daemon.host));
+        Outcome::Error
+    } else if command == Command::Check {
+        if all_open { Outcome::Open } else { Outcome::Closed }
+    } else if !all_open {
+        Outcome::Skipped
+    } else if dry_run {
+        dry_run_steps(config, daemon, &mut report).await
+    } else {
+        prune_steps(config, daemon, &mut report).await
+    };
+    report.reclaimed_bytes = report.steps.iter().map(|s| s.reclaimed_bytes).sum();
+    report.api_calls = daemon.api_calls();
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+fn policy(config: &Config) -> Policy {
+    let older = config.prune.older_than.as_std();
+    Policy {
+        cutoff: chrono::Utc::now().timestamp() - older.as_secs() as i64,
+        no_age_limit: config.prune.older_than.is_zero(),
+        containers: config.prune.containers,
+    }
+}
+
+async fn dry_run_steps(config: &Config, daemon: &Daemon, report: &mut Report) -> Outcome {
+    let classes = enabled_classes(config);
+    let inventory = Inventory::take(daemon, classes.contains(&Class::BuildCache)).await;
+    let policy = policy(config);
+    let mut failed = None;
+    for class in classes {
+        report.steps.push(match plan::predict(class, &inventory, &policy) {
+            Ok(objects) => StepReport {
+                class,
+                status: StepStatus::WouldRemove,
+                count: objects.len(),
+                reclaimed_bytes: objects.iter().map(|o| o.size_bytes).sum(),
+                items: objects.iter().map(|o| o.id.clone()).collect(),
+                reason: None,
+                objects: Some(objects),
+            },
+            Err(e) => {
+                failed.get_or_insert_with(|| format!("cannot list {}: {e}", class.as_str()));
+                StepReport {
+                    status: StepStatus::Failed,
+                    ..StepReport::skipped(class, format!("cannot list: {e}"))
+                }
+            }
+        });
+    }
+    match failed {
+        Some(e) => {
+            report.error = Some(e);
+            Outcome::Error
+        }
+        None => Outcome::DryRun,
+    }
+}
+
+/// Whether a failed prune is a reason to skip the step rather than a failure of the run.
+fn skip_reason(class: Class, e: &ReadError) -> Option<String> {
+    match e.status {
+        Some(409) => Some(format!("another prune is already running on the daemon: {}", e.message)),
+        Some(404) if class == Class::BuildCache => {
+            Some("this daemon has no build-cache prune endpoint (404)".to_string())
+        }
+        _ => None,
+    }
+}
+
+async fn prune_steps(config: &Config, daemon: &Daemon, report: &mut Report) -> Outcome {
+    let until = config.prune.older_than.as_str();
+    let classes = enabled_classes(config);
+    let mut stop: Option<(Outcome, String)> = None;
+    for class in classes {
+        if let Some((_, why)) = &stop {
+            report.steps.push(StepReport::skipped(class, why.clone()));
+            continue;
+        }
+        // Re-read and re-judge the activity gates right before this destructive step.
+        let fresh = Snapshot::take(daemon).await;
+        if let Err(e) = &fresh.info {
+            report.error = Some(format!("lost the Docker daemon before the {} step: {e}", class.as_str()));
+            stop = Some((Outcome::Error, "not run: the daemon stopped answering".into()));
+            report.steps.push(StepReport::skipped(class, "not run: the daemon stopped answering"));
+            continue;
+        }
+        if let Some(closed) = gates::first_closed(&activity_gates(config, &fresh)) {
+            let why = format!("not run: gate {} closed: {}", closed.name.as_str(), closed.reason);
+            report.stopped_by = Some(closed.clone());
+            report.steps.push(StepReport::skipped(class, why.clone()));
+            stop = Some((Outcome::Skipped, why));
+            continue;
+        }
+        let result = match class {
+            Class::Containers => daemon.prune_containers(until).await,
+            Class::Images => daemon.prune_images(until).await,
+            Class::BuildCache => daemon.prune_build_cache(until).await,
+        };
+        report.steps.push(match result {
+            Ok(p) => StepReport {
+                class,
+                status: StepStatus::Done,
+                count: p.items.len(),
+                reclaimed_bytes: p.reclaimed_bytes,
+                items: p.items,
+                reason: None,
+                objects: None,
+            },
+            Err(e) => match skip_reason(class, &e) {
+                Some(reason) => StepReport::skipped(class, reason),
+                None => {
+                    let why = format!("{} prune failed: {e}", class.as_str());
+                    report.error = Some(why.clone());
+                    stop = Some((Outcome::Error, "not run: an earlier step failed".into()));
+                    StepReport {
+                        status: StepStatus::Failed,
+                        ..StepReport::skipped(class, why)
+                    }
+                }
+            },
+        });
+    }
+    match stop {
+        Some((outcome, _)) => outcome,
+        None if report.steps.iter().any(|s| s.count > 0) => Outcome::Pruned,
+        None => Outcome::NothingToDo,
+    }
+}
