@@ -8,8 +8,7 @@
 //!   container that remains after the container step; deleting one also deletes its untagged
 //!   parents that nothing else holds (no age check on those, as in the Engine);
 //! - build cache: not in use, not shared with images, not an internal or frontend record, last
-//!   used at or before the cut-off (no age limit when the cut-off is 0); records that only held
-//!   other removed records go too, as BuildKit prunes in passes.
+//!   used at or before the cut-off (no age limit when the cut-off is 0).
 
 use crate::docker::inventory::{BuildCacheRecord, Inventory};
 use crate::docker::ReadError;
@@ -135,57 +134,55 @@ fn timestamp(s: &Option<String>) -> Option<i64> {
         .map(|t| t.timestamp())
 }
 
-pub fn build_cache(records: &[BuildCacheRecord], policy: &Policy) -> Vec<Candidate> {
-    let prunable_kind = |r: &BuildCacheRecord| !matches!(r.kind.as_str(), "internal" | "frontend");
+/// Build-cache records a prune would remove, and those it may also remove.
+///
+/// A record marked `Shared` holds a layer some image also uses. When the images step removes
+/// the last image using that layer, the record becomes prunable in the same run — but the Engine
+/// API does not say which image a record's layer belongs to, so such records can only be listed
+/// as possible (`may_also_remove`), and only when the images step removes anything at all.
+pub fn build_cache(records: &[BuildCacheRecord], policy: &Policy, images_step_removes: bool) -> Prediction {
     let old_enough = |r: &BuildCacheRecord| {
         policy.no_age_limit
             || timestamp(&r.last_used_at)
                 .or(timestamp(&r.created_at))
                 .is_some_and(|t| t <= policy.cutoff)
     };
-    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
-    for r in records {
-        for p in r.parent_ids() {
-            children.entry(p).or_default().push(r.id.as_str());
-        }
-    }
-    let eligible = |r: &BuildCacheRecord| prunable_kind(r) && !r.shared && old_enough(r);
-    let mut removed: HashSet<&str> = HashSet::new();
-    // BuildKit prunes in passes: a record whose only users were removed children goes next pass.
-    loop {
-        let before = removed.len();
-        for r in records {
-            if removed.contains(r.id.as_str()) || !eligible(r) {
-                continue;
-            }
-            let kids = children.get(r.id.as_str());
-            let held_only_by_removed_children =
-                kids.is_some_and(|k| k.iter().all(|c| removed.contains(c)));
-            if !r.in_use || held_only_by_removed_children {
-                removed.insert(r.id.as_str());
-            }
-        }
-        if removed.len() == before {
-            break;
-        }
-    }
-    records
+    let candidate = |r: &BuildCacheRecord| Candidate {
+        id: r.id.clone(),
+        size_bytes: r.size.max(0) as u64,
+        description: format!("{} build cache: {}", r.kind, r.description),
+    };
+    let eligible: Vec<&BuildCacheRecord> = records
         .iter()
-        .filter(|r| removed.contains(r.id.as_str()))
-        .map(|r| Candidate {
-            id: r.id.clone(),
-            size_bytes: r.size.max(0) as u64,
-            description: format!("{} build cache: {}", r.kind, r.description),
-        })
-        .collect()
+        .filter(|r| !matches!(r.kind.as_str(), "internal" | "frontend") && !r.in_use && old_enough(r))
+        .collect();
+    Prediction {
+        remove: eligible.iter().filter(|r| !r.shared).map(|r| candidate(r)).collect(),
+        may_also_remove: if images_step_removes {
+            eligible.iter().filter(|r| r.shared).map(|r| candidate(r)).collect()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// A dry run's answer for one class.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prediction {
+    /// Removed by the real run, by the daemon's rules.
+    pub remove: Vec<Candidate>,
+    /// Possibly removed too, where the API cannot tell (see [`build_cache`]).
+    pub may_also_remove: Vec<Candidate>,
 }
 
 /// The prediction for one class, or why it cannot be made.
-pub fn predict(class: Class, inv: &Inventory, policy: &Policy) -> Result<Vec<Candidate>, ReadError> {
+/// `images_step_removes`: whether the images step of the same run removes anything.
+pub fn predict(class: Class, inv: &Inventory, policy: &Policy, images_step_removes: bool) -> Result<Prediction, ReadError> {
     let containers_list = inv.containers.as_ref().map_err(Clone::clone)?;
+    let certain = |remove| Prediction { remove, may_also_remove: Vec::new() };
     Ok(match class {
-        Class::Containers => containers(containers_list, policy),
-        Class::Images => images(inv.images.as_ref().map_err(Clone::clone)?, containers_list, policy),
-        Class::BuildCache => build_cache(inv.build_cache.as_ref().map_err(Clone::clone)?, policy),
+        Class::Containers => certain(containers(containers_list, policy)),
+        Class::Images => certain(images(inv.images.as_ref().map_err(Clone::clone)?, containers_list, policy)),
+        Class::BuildCache => build_cache(inv.build_cache.as_ref().map_err(Clone::clone)?, policy, images_step_removes),
     })
 }

@@ -56,6 +56,11 @@ pub struct StepReport {
     /// Dry run only: each object with its size and what it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub objects: Option<Vec<Candidate>>,
+    /// Dry run, build cache only: records that hold a layer shared with an image. If the images
+    /// step removes the last image using that layer, the daemon prunes the record as well; the
+    /// Engine API does not say which image a record belongs to, so these are listed apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub may_also_remove: Option<Vec<Candidate>>,
 }
 
 impl StepReport {
@@ -68,6 +73,7 @@ impl StepReport {
             items: Vec::new(),
             reason: Some(reason.into()),
             objects: None,
+            may_also_remove: None,
         }
     }
 }
@@ -144,6 +150,16 @@ impl Report {
             out.push('\n');
             for o in s.objects.iter().flatten() {
                 let _ = writeln!(out, "    {}  {:>9}  {}", short(&o.id), human_bytes(o.size_bytes), o.description);
+            }
+            if let Some(maybe) = &s.may_also_remove {
+                let _ = writeln!(
+                    out,
+                    "    and possibly {} records whose layers only the removed images used:",
+                    maybe.len()
+                );
+                for o in maybe {
+                    let _ = writeln!(out, "    {}  {:>9}  {}", short(&o.id), human_bytes(o.size_bytes), o.description);
+                }
             }
         }
         if let Some(e) = &self.error {

@@ -117,17 +117,23 @@ async fn dry_run_steps(config: &Config, daemon: &Daemon, report: &mut Report) ->
     let inventory = Inventory::take(daemon, classes.contains(&Class::BuildCache)).await;
     let policy = policy(config);
     let mut failed = None;
+    let mut images_step_removes = false;
     for class in classes {
-        report.steps.push(match plan::predict(class, &inventory, &policy) {
-            Ok(objects) => StepReport {
-                class,
-                status: StepStatus::WouldRemove,
-                count: objects.len(),
-                reclaimed_bytes: objects.iter().map(|o| o.size_bytes).sum(),
-                items: objects.iter().map(|o| o.id.clone()).collect(),
-                reason: None,
-                objects: Some(objects),
-            },
+        report.steps.push(match plan::predict(class, &inventory, &policy, images_step_removes) {
+            Ok(prediction) => {
+                let objects = prediction.remove;
+                images_step_removes |= class == Class::Images && !objects.is_empty();
+                StepReport {
+                    class,
+                    status: StepStatus::WouldRemove,
+                    count: objects.len(),
+                    reclaimed_bytes: objects.iter().map(|o| o.size_bytes).sum(),
+                    items: objects.iter().map(|o| o.id.clone()).collect(),
+                    reason: None,
+                    objects: Some(objects),
+                    may_also_remove: Some(prediction.may_also_remove).filter(|m| !m.is_empty()),
+                }
+            }
             Err(e) => {
                 failed.get_or_insert_with(|| format!("cannot list {}: {e}", class.as_str()));
                 StepReport {
@@ -195,6 +201,7 @@ async fn prune_steps(config: &Config, daemon: &Daemon, report: &mut Report) -> O
                 items: p.items,
                 reason: None,
                 objects: None,
+                may_also_remove: None,
             },
             Err(e) => match skip_reason(class, &e) {
                 Some(reason) => StepReport::skipped(class, reason),

@@ -40,16 +40,6 @@ pub struct BuildCacheRecord {
     pub last_used_at: Option<String>,
 }
 
-impl BuildCacheRecord {
-    pub fn parent_ids(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = self.parent.iter().map(String::as_str).filter(|p| !p.is_empty()).collect();
-        if let Some(ps) = &self.parents {
-            out.extend(ps.iter().map(String::as_str));
-        }
-        out
-    }
-}
-
 #[derive(Deserialize)]
 struct DiskUsage {
     #[serde(rename = "BuildCache", default)]
@@ -109,7 +99,7 @@ mod tests {
         let old = br#"{"LayersSize":0,"BuildCache":[{"ID":"a","Parent":"b","Type":"regular","InUse":false,"Shared":false,"Size":5}]}"#;
         let recs = decode_build_cache(old).unwrap();
         assert_eq!(recs[0].id, "a");
-        assert_eq!(recs[0].parent_ids(), vec!["b"]);
+        assert_eq!(recs[0].parent.as_deref(), Some("b"));
         let new = br#"{"BuildCacheUsage":{"Items":[{"ID":"c","Parents":["d"],"Type":"regular","Size":7}]}}"#;
         let recs = decode_build_cache(new).unwrap();
         assert_eq!((recs[0].id.as_str(), recs[0].size), ("c", 7));

@@ -110,7 +110,7 @@ impl Daemon {
     /// Builds the clients. Connecting is lazy: nothing is sent until the first read.
     pub fn connect(host: &str, read_timeout: Duration, prune_timeout: Duration) -> Result<Self, String> {
         check_host(host)?;
-        let base = Docker::connect_with_host(host).map_err(|e| format!("{host}: {e}"))?;
+        let base = Docker::connect_with_host(host).map_err(|e| e.to_string())?;
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = |docker: Docker, timeout: Duration| {
             let calls = calls.clone();

@@ -18,14 +18,14 @@ pub struct Snapshot {
     pub containers: Read<Vec<ContainerSummary>>,
     /// Services with `status=true`, so running/desired task counts come in the same request.
     pub services: Read<Vec<Service>>,
-    /// Tasks whose desired state is `running` (the ones that should be up).
+    /// Tasks whose desired state is `running` or `ready` (the ones that should be up).
     pub tasks: Read<Vec<Task>>,
 }
 
-/// Desired states of tasks that are meant to come up. The Engine's task filter accepts
-/// `running`, `shutdown` and `accepted`; tasks the orchestrator is still placing or restarting
-/// (desired `ready`) are found among these or by the service counts.
-const TASK_DESIRED_STATES: &[&str] = &["running", "accepted"];
+/// Desired states of tasks that are meant to come up: `running`, and `ready` for a task the
+/// orchestrator has prepared but not yet started (mid-update, or retrying an image pull).
+/// Filtering on the daemon keeps the answer to live tasks, not each slot's history.
+const TASK_DESIRED_STATES: &[&str] = &["running", "ready"];
 
 impl Snapshot {
     /// Reads the daemon: four requests, all in flight at once.
