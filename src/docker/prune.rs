@@ -3,8 +3,10 @@
 //! volume or a tagged image, because none of these endpoints is ever asked to.
 
 use super::{Daemon, ReadError};
-use bollard::query_parameters::{PruneBuildOptionsBuilder, PruneContainersOptionsBuilder, PruneImagesOptionsBuilder};
-use std::collections::HashMap;
+use bollard::query_parameters::{
+    ListImagesOptionsBuilder, PruneBuildOptionsBuilder, PruneContainersOptionsBuilder, PruneImagesOptionsBuilder,
+};
+use std::collections::{HashMap, HashSet};
 
 /// What one prune call removed, as the daemon reported it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,8 +47,20 @@ impl Daemon {
     }
 
     /// `POST /images/prune` with `dangling=true`: untagged images no container uses.
-    /// The report lists the image ids the daemon says it deleted (not the `Untagged` entries).
+    ///
+    /// The daemon's answer mixes `Untagged` references, deleted image ids and deleted layer
+    /// chain ids (all `sha256:…`), so the images present just before the call are listed first
+    /// and only those ids are reported as removed images.
     pub async fn prune_images(&self, until: &str) -> Result<Pruned, ReadError> {
+        let list_opts = ListImagesOptionsBuilder::default().all(true).build();
+        let images: HashSet<String> = self
+            .read
+            .list_images(Some(list_opts))
+            .await
+            .map_err(|e| self.read_err(e))?
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
         let opts = PruneImagesOptionsBuilder::default().filters(&image_filters(until)).build();
         let r = self.prune.prune_images(Some(opts)).await.map_err(|e| self.prune_err(e))?;
         Ok(Pruned {
@@ -55,6 +69,7 @@ impl Daemon {
                 .unwrap_or_default()
                 .into_iter()
                 .filter_map(|item| item.deleted)
+                .filter(|id| images.contains(id))
                 .collect(),
             reclaimed_bytes: bytes(r.space_reclaimed),
         })

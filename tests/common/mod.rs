@@ -1,0 +1,442 @@
+//! A private, throwaway dockerd for each test, and helpers to build fixtures on it.
+//!
+//! Tests never touch the machine's own daemon: each gets its own data root, exec root, pid file
+//! and socket under a fresh temporary directory, with `--bridge=none --iptables=false
+//! --ip-masq=false` so it leaves the host's networking alone. Fixtures are built from
+//! `/bin/busybox` (Debian's busybox-static) with no registry. If the daemon cannot start, the
+//! test fails and says what is missing: these tests never skip.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Debian's docker.io client: it can build with BuildKit (`DOCKER_BUILDKIT=1`).
+pub const DOCKER_CLI: &str = "/usr/bin/docker";
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Swarm-mode daemons share the gossip port 7946: only one may exist at a time.
+pub static SWARM_LOCK: Mutex<()> = Mutex::new(());
+
+pub struct PrivateDaemon {
+    pub dir: tempfile::TempDir,
+    pub sock: PathBuf,
+    pub host: String,
+    child: Child,
+    mounts: Vec<PathBuf>,
+}
+
+fn need(path: &str, package: &str) {
+    assert!(
+        Path::new(path).exists(),
+        "{path} is missing: install Debian's {package} (apt-get install {package}); the Docker \
+         tests need it and do not skip"
+    );
+}
+
+impl PrivateDaemon {
+    pub fn start() -> PrivateDaemon {
+        need("/usr/sbin/dockerd", "docker.io");
+        need(DOCKER_CLI, "docker.io");
+        need(BUSYBOX, "busybox-static");
+        assert!(
+            nix_is_root(),
+            "the Docker tests start their own dockerd and must run as root"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("pg-")
+            .tempdir_in("/tmp")
+            .expect("temporary directory");
+        let sock = dir.path().join("docker.sock");
+        let log = std::fs::File::create(dir.path().join("dockerd.log")).expect("log file");
+        let child = Command::new("/usr/sbin/dockerd")
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(["--bridge=none", "--iptables=false", "--ip-masq=false", "--ip6tables=false"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawning /usr/sbin/dockerd");
+        let host = format!("unix://{}", sock.display());
+        let mut d = PrivateDaemon {
+            dir,
+            sock,
+            host,
+            child,
+            mounts: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if d.sock.exists() && d.try_api("GET", "/_ping").is_ok_and(|(code, _)| code == 200) {
+                break;
+            }
+            if let Ok(Some(status)) = d.child.try_wait() {
+                panic!("private dockerd exited with {status} before answering:\n{}", d.log_tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "private dockerd did not answer on {} within 60 s:\n{}",
+                d.sock.display(),
+                d.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// A raw HTTP/1.0 request on the socket: the tests' independent view of the daemon.
+    pub fn try_api(&self, method: &str, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+        let mut s = UnixStream::connect(&self.sock)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        write!(s, "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n")?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)?;
+        let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(buf.len());
+        let head = String::from_utf8_lossy(&buf[..split]).to_string();
+        let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        Ok((code, buf[(split + 4).min(buf.len())..].to_vec()))
+    }
+
+    pub fn api(&self, path: &str) -> Value {
+        let (code, body) = self.try_api("GET", path).expect("API request");
+        assert_eq!(code, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).expect("JSON answer")
+    }
+
+    /// Runs Debian's docker CLI against this daemon; panics with its output if it fails.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let out = self.docker_output(args);
+        assert!(
+            out.status.success(),
+            "docker {}: {}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn docker_output(&self, args: &[&str]) -> Output {
+        Command::new(DOCKER_CLI)
+            .args(args)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_BUILDKIT", "1")
+            .env("DOCKER_CLI_HINTS", "false")
+            .output()
+            .expect("running /usr/bin/docker")
+    }
+
+    /// Runs prunegate against this daemon with a config written from `config_toml`.
+    pub fn prunegate(&self, config_toml: &str, args: &[&str]) -> Run {
+        let config = self.dir.path().join(format!("config-{}.toml", unique()));
+        std::fs::write(&config, config_toml).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_prunegate"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .arg("--docker-host")
+            .arg(&self.host)
+            .env_remove("DOCKER_HOST")
+            .output()
+            .expect("running prunegate");
+        Run::from(out)
+    }
+
+    /// Builds an image `tag` from a scratch Dockerfile whose build context holds busybox and a
+    /// file with `content`, so each distinct content gives a distinct image.
+    pub fn build(&self, tag: &str, extra_dockerfile: &str, content: &str) -> String {
+        let ctx = self.dir.path().join(format!("ctx-{}", unique()));
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::copy(BUSYBOX, ctx.join("busybox")).unwrap();
+        std::fs::write(ctx.join("content.txt"), content).unwrap();
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!(
+                "FROM scratch\nCOPY busybox /bin/busybox\nCOPY content.txt /content.txt\n{extra_dockerfile}\n\
+                 CMD [\"/bin/busybox\", \"sleep\", \"3600\"]\n"
+            ),
+        )
+        .unwrap();
+        self.docker(&["build", "-q", "--network", "none", "-t", tag, ctx.to_str().unwrap()]);
+        self.image_id(tag)
+    }
+
+    pub fn image_id(&self, reference: &str) -> String {
+        self.docker(&["image", "inspect", "--format", "{{.Id}}", reference])
+    }
+
+    /// Builds `tag` twice with different content: returns the id of the first build, which the
+    /// second leaves dangling.
+    pub fn dangling(&self, tag: &str) -> String {
+        let first = self.build(tag, "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo one > /run.txt\"]", &format!("{tag} one"));
+        self.build(tag, "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo two > /run.txt\"]", &format!("{tag} two"));
+        first
+    }
+
+    /// Loads an untagged image whose config says it was created on 2000-01-01: a dangling image
+    /// that is old on the classic image store whatever the cut-off.
+    pub fn load_old_dangling(&self, seed: &str) -> String {
+        let tarball = old_image_tarball(seed);
+        let path = self.dir.path().join(format!("old-{}.tar", unique()));
+        std::fs::write(&path, tarball).unwrap();
+        let out = self.docker(&["load", "-i", path.to_str().unwrap()]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("Loaded image ID: "))
+            .unwrap_or_else(|| panic!("docker load said: {out}"))
+            .trim()
+            .to_string()
+    }
+
+    pub fn run_detached(&self, name: &str, image: &str, extra: &[&str]) -> String {
+        let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+        args.extend_from_slice(extra);
+        args.push(image);
+        self.docker(&args)
+    }
+
+    /// A container that has run and exited (with an anonymous volume, which must survive).
+    pub fn exited(&self, name: &str, image: &str) -> String {
+        self.docker(&["run", "--network", "none", "--name", name, "-v", "/anon", image, "/bin/busybox", "true"]);
+        self.container_id(name)
+    }
+
+    pub fn created(&self, name: &str, image: &str) -> String {
+        self.docker(&["create", "--network", "none", "--name", name, image])
+    }
+
+    pub fn container_id(&self, name: &str) -> String {
+        self.docker(&["inspect", "--format", "{{.Id}}", name])
+    }
+
+    /// Joins this daemon into a single-node swarm on a free loopback port; hold SWARM_LOCK.
+    pub fn swarm_init(&self) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        self.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", &format!("127.0.0.1:{port}")]);
+    }
+
+    pub fn wait_for<F: Fn() -> bool>(&self, what: &str, f: F) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Mounts a tmpfs of `size_mb` at a new directory and fills it to about `fill_percent`.
+    pub fn small_fs(&mut self, size_mb: u64, fill_percent: u64) -> PathBuf {
+        let dir = self.dir.path().join(format!("fs-{}", unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("running mount");
+        assert!(st.success(), "mounting a {size_mb} MB tmpfs at {} failed (needs root)", dir.display());
+        self.mounts.push(dir.clone());
+        let bytes = size_mb * 1024 * 1024 * fill_percent / 100;
+        std::fs::write(dir.join("fill"), vec![0x5a_u8; bytes as usize]).unwrap();
+        dir
+    }
+
+    /// Ids of everything prunegate could touch, for before/after comparisons.
+    pub fn inventory(&self) -> Inventory {
+        let ids = |v: Value, key: &str| -> Vec<String> {
+            let mut out: Vec<String> = v
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|o| o[key].as_str().map(str::to_string))
+                .collect();
+            out.sort();
+            out
+        };
+        let df = self.api("/system/df");
+        let mut volumes: Vec<String> = df["Volumes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v["Name"].as_str().map(str::to_string))
+            .collect();
+        volumes.sort();
+        Inventory {
+            containers: ids(self.api("/containers/json?all=1"), "Id"),
+            images: ids(self.api("/images/json?all=1"), "Id"),
+            build_cache: ids(df["BuildCache"].clone(), "ID"),
+            volumes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    pub containers: Vec<String>,
+    pub images: Vec<String>,
+    pub build_cache: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+impl Drop for PrivateDaemon {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        unsafe_kill(pid, 15);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for m in &self.mounts {
+            let _ = Command::new("umount").arg(m).status();
+        }
+        // Leftover overlay mounts under the data root would make removal fail; unmount them.
+        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
+            let root = self.dir.path().to_string_lossy().to_string();
+            let mut points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(1)).filter(|p| p.starts_with(&root)).collect();
+            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for p in points {
+                let _ = Command::new("umount").arg("-l").arg(p).status();
+            }
+        }
+    }
+}
+
+fn unsafe_kill(pid: i32, sig: i32) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+pub fn unique() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A `docker save`-format tarball of one untagged image created on 2000-01-01.
+pub fn old_image_tarball(seed: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut layer = tar::Builder::new(Vec::new());
+    let data = format!("old image {seed}\n");
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(946_684_800);
+    header.set_cksum();
+    layer.append_data(&mut header, "old.txt", data.as_bytes()).unwrap();
+    let layer = layer.into_inner().unwrap();
+    let diff_id = format!("sha256:{:x}", Sha256::digest(&layer));
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2000-01-01T00:00:00Z",
+        "config": { "Cmd": ["/bin/busybox", "true"] },
+        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+        "history": [{ "created": "2000-01-01T00:00:00Z", "created_by": "prunegate test fixture" }]
+    })
+    .to_string();
+    let config_name = format!("{:x}.json", Sha256::digest(config.as_bytes()));
+    let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": null, "Layers": ["layer/layer.tar"] }]).to_string();
+    let mut out = tar::Builder::new(Vec::new());
+    for (name, bytes) in [
+        ("manifest.json", manifest.as_bytes()),
+        (config_name.as_str(), config.as_bytes()),
+        ("layer/layer.tar", layer.as_slice()),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(946_684_800);
+        h.set_cksum();
+        out.append_data(&mut h, name, bytes).unwrap();
+    }
+    out.into_inner().unwrap()
+}
+
+/// A finished prunegate process.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        }
+    }
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("prunegate's stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
+        })
+    }
+
+    pub fn expect(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// Gate `name` of a JSON report.
+pub fn gate<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["gates"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["name"] == name))
+        .unwrap_or_else(|| panic!("no gate {name} in {report}"))
+}
+
+/// Items of step `class` of a JSON report, sorted.
+pub fn items(report: &Value, class: &str) -> Vec<String> {
+    let mut v: Vec<String> = report["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["class"] == class))
+        .map(|s| s["items"].as_array().cloned().unwrap_or_default())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| i.as_str().map(str::to_string))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A config where the disk gate is open on any real disk (1% used) and nothing is too young.
+pub const OPEN_NOW: &str = "[gates.disk]\nused_percent = 1\n[prune]\nolder_than = \"0s\"\n";
+
+/// Wait so that objects made just now are strictly older than a `0s` cut-off, whole seconds.
+pub fn settle() {
+    std::thread::sleep(Duration::from_millis(1100));
+}

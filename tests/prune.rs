@@ -1,0 +1,265 @@
+//! prunegate against a real private dockerd (not in a swarm): what goes, what stays, and what
+//! a closed gate keeps.
+
+mod common;
+use common::*;
+
+/// A world with every kind of object prunegate must keep or remove.
+struct World {
+    keep_images: Vec<String>,
+    keep_containers: Vec<String>,
+    remove_containers: Vec<String>,
+    remove_images: Vec<String>,
+    volumes: Vec<String>,
+}
+
+fn build_world(d: &PrivateDaemon) -> World {
+    let base = d.build("pg-base:1", "", "base");
+    let cache = d.build("pg-cache:1", "", "tagged but unused");
+    let junk_dangling = d.dangling("pg-junk:1");
+    let junk_current = d.image_id("pg-junk:1");
+    // A dangling image still used by a running container must stay.
+    d.build("pg-held:1", "", "held one");
+    let running_held = d.run_detached("held", "pg-held:1", &[]);
+    let held_dangling = d.image_id("pg-held:1");
+    d.build("pg-held:1", "", "held two");
+    let held_current = d.image_id("pg-held:1");
+    let old_dangling = d.load_old_dangling("world");
+    let running = d.run_detached("keeper", "pg-base:1", &["-v", "named1:/data"]);
+    let exited = d.exited("exited1", "pg-base:1");
+    let created = d.created("created1", "pg-cache:1");
+    d.docker(&["volume", "create", "named2"]);
+    let volumes = d.inventory().volumes;
+    assert_eq!(volumes.len(), 3, "named1, named2 and exited1's anonymous volume: {volumes:?}");
+    World {
+        keep_images: vec![base, cache, junk_current, held_dangling, held_current],
+        keep_containers: vec![running, running_held],
+        remove_containers: vec![exited, created],
+        remove_images: vec![junk_dangling, old_dangling],
+        volumes,
+    }
+}
+
+#[test]
+fn all_gates_open_prunes_exactly_the_safe_classes() {
+    let d = PrivateDaemon::start();
+    let w = build_world(&d);
+    let cache_before = d.inventory().build_cache.len();
+    assert!(cache_before > 0, "the builds left build cache");
+    settle();
+    let r = d.prunegate(OPEN_NOW, &["run", "--json"]);
+    r.expect(0);
+    let report = r.json();
+    assert_eq!(report["outcome"], "pruned");
+    let after = d.inventory();
+    for id in &w.remove_containers {
+        assert!(!after.containers.contains(id), "stopped container {id} should be gone");
+    }
+    for id in &w.keep_containers {
+        assert!(after.containers.contains(id), "running container {id} must stay");
+    }
+    for id in &w.remove_images {
+        assert!(!after.images.contains(id), "dangling image {id} should be gone");
+    }
+    for id in &w.keep_images {
+        assert!(after.images.contains(id), "image {id} (tagged, or used by a container) must stay");
+    }
+    assert_eq!(after.volumes, w.volumes, "volumes must never be touched");
+    assert!(
+        after.build_cache.len() < cache_before,
+        "unused build cache should be pruned ({cache_before} records before, {} after)",
+        after.build_cache.len()
+    );
+    let mut reported = items(&report, "containers");
+    let mut expected = w.remove_containers.clone();
+    reported.sort();
+    expected.sort();
+    assert_eq!(reported, expected, "the report lists the containers removed");
+    for id in &w.remove_images {
+        assert!(items(&report, "images").contains(id), "report lists image {id}");
+    }
+    assert!(report["api_calls"].as_u64().unwrap() > 0);
+    // A second run finds nothing left that the policy allows.
+    let again = d.prunegate(OPEN_NOW, &["run", "--json"]);
+    again.expect(0);
+    assert_eq!(again.json()["outcome"], "nothing_to_do", "{}", again.stdout);
+}
+
+#[test]
+fn dry_run_removes_nothing_and_lists_what_the_real_run_removes() {
+    let d = PrivateDaemon::start();
+    build_world(&d);
+    settle();
+    let before = d.inventory();
+    let dry = d.prunegate(OPEN_NOW, &["run", "--dry-run", "--json"]);
+    dry.expect(0);
+    let dry = dry.json();
+    assert_eq!(dry["outcome"], "dry_run");
+    assert_eq!(d.inventory(), before, "a dry run must remove nothing");
+    for step in dry["steps"].as_array().unwrap() {
+        assert_eq!(step["status"], "would_remove");
+        for o in step["objects"].as_array().unwrap() {
+            assert!(o["size_bytes"].is_u64(), "each object has a size: {o}");
+        }
+    }
+    let real = d.prunegate(OPEN_NOW, &["run", "--json"]);
+    real.expect(0);
+    let real = real.json();
+    for class in ["containers", "images"] {
+        assert_eq!(items(&dry, class), items(&real, class), "{class}: dry run vs real run");
+    }
+    // Build cache: exactly the certain set, plus only records the dry run named as possible.
+    let certain = items(&dry, "build_cache");
+    let possible: Vec<String> = dry["steps"][2]["may_also_remove"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|o| o["id"].as_str().map(str::to_string))
+        .collect();
+    let removed = items(&real, "build_cache");
+    for id in &certain {
+        assert!(removed.contains(id), "dry run said build cache {id} goes; it stayed");
+    }
+    for id in &removed {
+        assert!(certain.contains(id) || possible.contains(id), "build cache {id} removed without being listed");
+    }
+}
+
+#[test]
+fn objects_younger_than_the_cut_off_survive() {
+    let d = PrivateDaemon::start();
+    d.build("pg-base:1", "", "base");
+    let young_dangling = d.dangling("pg-junk:1");
+    let old_dangling = d.load_old_dangling("age");
+    let young_exited = d.exited("young", "pg-base:1");
+    let cache_before = d.inventory().build_cache;
+    let config = "[gates.disk]\nused_percent = 1\n[prune]\nolder_than = \"1h\"\n";
+    let r = d.prunegate(config, &["run", "--json"]);
+    r.expect(0);
+    let report = r.json();
+    let after = d.inventory();
+    assert!(after.containers.contains(&young_exited), "a container from a minute ago must stay");
+    assert!(after.images.contains(&young_dangling), "a dangling image built now must stay");
+    assert!(!after.images.contains(&old_dangling), "a dangling image created in 2000 should go");
+    assert_eq!(after.build_cache, cache_before, "build cache used just now must stay");
+    assert_eq!(items(&report, "images"), vec![old_dangling]);
+    assert_eq!(report["older_than"], "1h");
+}
+
+#[test]
+fn disk_below_threshold_closes_the_gate_and_removes_nothing() {
+    let mut d = PrivateDaemon::start();
+    build_world(&d);
+    let empty = d.small_fs(8, 0);
+    settle();
+    let before = d.inventory();
+    let config = format!("[gates.disk]\npath = \"{}\"\n[prune]\nolder_than = \"0s\"\n", empty.display());
+    let r = d.prunegate(&config, &["run", "--json"]);
+    r.expect(10);
+    let report = r.json();
+    assert_eq!(report["outcome"], "skipped");
+    let g = gate(&report, "disk");
+    assert_eq!(g["open"], false);
+    assert!(g["reason"].as_str().unwrap().contains("below"), "{g}");
+    assert_eq!(d.inventory(), before, "a closed gate removes nothing");
+    // The same filesystem filled past the threshold opens it.
+    let full = d.small_fs(8, 90);
+    let config = format!("[gates.disk]\npath = \"{}\"\n[prune]\nolder_than = \"0s\"\n", full.display());
+    let r = d.prunegate(&config, &["check", "--json"]);
+    r.expect(0);
+    assert_eq!(gate(&r.json(), "disk")["open"], true);
+}
+
+/// `df --output=pcent` (and `ipcent`) for `path`, as numbers.
+fn df(path: &std::path::Path, field: &str) -> u64 {
+    let out = std::process::Command::new("df").arg(format!("--output={field}")).arg(path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().nth(1).unwrap().trim().trim_end_matches('%').parse().unwrap()
+}
+
+#[test]
+fn disk_percent_equals_df() {
+    let mut d = PrivateDaemon::start();
+    let small = d.small_fs(16, 63);
+    let data_root = d.dir.path().join("data");
+    for (path, configured) in [(small, true), (data_root, false)] {
+        let config = if configured {
+            format!("[gates.disk]\npath = \"{}\"\n", path.display())
+        } else {
+            String::new()
+        };
+        let report = d.prunegate(&config, &["check", "--json"]).json();
+        let ev = &gate(&report, "disk")["evidence"];
+        assert_eq!(ev["path"], path.display().to_string());
+        assert_eq!(ev["used_percent"].as_u64().unwrap(), df(&path, "pcent"), "Use% at {}", path.display());
+        assert_eq!(ev["inodes_used_percent"].as_u64().unwrap(), df(&path, "ipcent"), "IUse% at {}", path.display());
+    }
+}
+
+#[test]
+fn live_compose_project_closes_the_gate() {
+    let d = PrivateDaemon::start();
+    build_world(&d);
+    d.run_detached("ci-run-web", "pg-base:1", &["--label", "com.docker.compose.project=ci-run-42"]);
+    settle();
+    let before = d.inventory();
+    let r = d.prunegate(OPEN_NOW, &["run", "--json"]);
+    r.expect(10);
+    let report = r.json();
+    let g = gate(&report, "live_runs");
+    assert_eq!(g["open"], false);
+    assert!(g["reason"].as_str().unwrap().contains("ci-run-42"), "{g}");
+    assert_eq!(d.inventory(), before, "a live run blocks every removal");
+    // A pattern that does not match it lets the run go ahead.
+    let narrow = format!("{OPEN_NOW}[gates.live_runs]\npattern = \"^nightly-\"\n");
+    let r = d.prunegate(&narrow, &["run", "--json"]);
+    r.expect(0);
+    assert_eq!(r.json()["outcome"], "pruned");
+}
+
+#[test]
+fn reclaim_prunes_below_the_disk_threshold() {
+    let d = PrivateDaemon::start();
+    let w = build_world(&d);
+    settle();
+    // 100% is never reached on a working disk: `run` is closed, `reclaim` skips that gate only.
+    let config = "[gates.disk]\nused_percent = 100\ninodes_used_percent = 100\n[prune]\nolder_than = \"0s\"\n";
+    d.prunegate(config, &["run"]).expect(10);
+    let r = d.prunegate(config, &["reclaim", "--json"]);
+    r.expect(0);
+    let report = r.json();
+    assert_eq!(report["command"], "reclaim");
+    assert_eq!(report["outcome"], "pruned");
+    assert!(gate(&report, "disk")["reason"].as_str().unwrap().contains("reclaim skips"));
+    let after = d.inventory();
+    for id in &w.remove_containers {
+        assert!(!after.containers.contains(id));
+    }
+    for id in &w.keep_images {
+        assert!(after.images.contains(id), "reclaim keeps tagged and used images");
+    }
+    assert_eq!(after.volumes, w.volumes);
+}
+
+#[test]
+fn check_reports_every_gate_and_a_constant_number_of_api_calls() {
+    let d = PrivateDaemon::start();
+    let small = d.prunegate(OPEN_NOW, &["check", "--json"]);
+    small.expect(0);
+    let small = small.json();
+    assert_eq!(small["outcome"], "open");
+    let names: Vec<&str> = small["gates"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["disk", "live_runs", "converging"]);
+    build_world(&d);
+    for i in 0..10 {
+        d.created(&format!("extra{i}"), "pg-base:1");
+    }
+    let big = d.prunegate(OPEN_NOW, &["check", "--json"]).json();
+    assert_eq!(small["api_calls"], big["api_calls"], "API calls must not grow with the number of objects");
+    // Text output names each gate too.
+    let text = d.prunegate(OPEN_NOW, &["check"]).stdout;
+    for name in ["disk", "live_runs", "converging"] {
+        assert!(text.contains(&format!("gate {name}")), "{text}");
+    }
+}
