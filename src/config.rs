@@ -152,7 +152,10 @@ pub fn load(explicit: Option<&Path>) -> Result<(Config, Source), ConfigError> {
         Ok(bytes) => {
             let text = String::from_utf8(bytes).map_err(|e| ConfigError::Invalid {
                 path: path.display().to_string(),
-                message: format!("not UTF-8 text (first bad byte at offset {})", e.utf8_error().valid_up_to()),
+                message: format!(
+                    "not UTF-8 text (first bad byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
             })?;
             let config = parse(&text).map_err(|message| ConfigError::Invalid {
                 path: path.display().to_string(),
@@ -214,7 +217,9 @@ impl Config {
             ("gates.disk.inodes_used_percent", d.inodes_used_percent),
         ] {
             if value > 100 {
-                return Err(format!("key `{key}`: {value} is not a percentage (0 to 100)"));
+                return Err(format!(
+                    "key `{key}`: {value} is not a percentage (0 to 100)"
+                ));
             }
         }
         if let Some(path) = &d.path {

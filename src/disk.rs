@@ -34,6 +34,8 @@ pub fn read(path: PathBuf, path_source: DiskPathSource) -> DiskReading {
     let stat = match std::fs::metadata(&path) {
         Err(e) => Err(format!("cannot stat {}: {e}", path.display())),
         Ok(m) if !m.is_dir() => Err(format!("{} is not a directory", path.display())),
+        // The statvfs field types differ between platforms (u32 on some 32-bit libcs).
+        #[allow(clippy::unnecessary_cast)]
         Ok(_) => nix::sys::statvfs::statvfs(&path)
             .map(|s| FsStat {
                 fragment_size: s.fragment_size() as u64,
@@ -66,7 +68,10 @@ fn df_percent(used: u64, available: u64) -> Option<u8> {
 impl FsStat {
     /// Use% as `df` prints it.
     pub fn used_percent(&self) -> Option<u8> {
-        df_percent(self.blocks.saturating_sub(self.blocks_free), self.blocks_available)
+        df_percent(
+            self.blocks.saturating_sub(self.blocks_free),
+            self.blocks_available,
+        )
     }
 
     /// IUse% as `df -i` prints it: inodes have no root reserve, so available is `f_ffree`.

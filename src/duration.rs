@@ -31,7 +31,9 @@ impl GoDuration {
             )
         })?;
         if nanos < 0 {
-            return Err(format!("{text:?} is negative; a duration here must be 0 or more"));
+            return Err(format!(
+                "{text:?} is negative; a duration here must be 0 or more"
+            ));
         }
         Ok(Self {
             text: trimmed.to_string(),
@@ -77,10 +79,22 @@ mod tests {
 
     #[test]
     fn accepts_go_syntax() {
-        assert_eq!(GoDuration::parse("24h").unwrap().as_std(), Duration::from_secs(86_400));
-        assert_eq!(GoDuration::parse("1h30m").unwrap().as_std(), Duration::from_secs(5_400));
-        assert_eq!(GoDuration::parse("1.5h").unwrap().as_std(), Duration::from_secs(5_400));
-        assert_eq!(GoDuration::parse("250ms").unwrap().as_std(), Duration::from_millis(250));
+        assert_eq!(
+            GoDuration::parse("24h").unwrap().as_std(),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            GoDuration::parse("1h30m").unwrap().as_std(),
+            Duration::from_secs(5_400)
+        );
+        assert_eq!(
+            GoDuration::parse("1.5h").unwrap().as_std(),
+            Duration::from_secs(5_400)
+        );
+        assert_eq!(
+            GoDuration::parse("250ms").unwrap().as_std(),
+            Duration::from_millis(250)
+        );
         assert!(GoDuration::parse("0s").unwrap().is_zero());
         assert_eq!(GoDuration::parse(" 5m ").unwrap().as_str(), "5m");
     }

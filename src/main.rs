@@ -35,23 +35,33 @@ fn main() -> ExitCode {
         Cmd::Run { common, dry_run } => gated(runner::Command::Run, &common, dry_run),
         Cmd::Check { common } => gated(runner::Command::Check, &common, false),
         Cmd::Reclaim { common, dry_run } => gated(runner::Command::Reclaim, &common, dry_run),
-        Cmd::Config { action: ConfigCmd::Check { common } } => match load(&common) {
+        Cmd::Config {
+            action: ConfigCmd::Check { common },
+        } => match load(&common) {
             Ok((_, source, host)) => {
                 let what = if source.file_found {
                     format!("{} is valid", source.path.display())
                 } else {
-                    format!("{} does not exist: built-in defaults apply", source.path.display())
+                    format!(
+                        "{} does not exist: built-in defaults apply",
+                        source.path.display()
+                    )
                 };
                 println!("{what} (daemon address: {host})");
                 ExitCode::SUCCESS
             }
             Err(e) => usage_error(&e, false, "config check"),
         },
-        Cmd::Config { action: ConfigCmd::Show { common } } => match load(&common) {
+        Cmd::Config {
+            action: ConfigCmd::Show { common },
+        } => match load(&common) {
             Ok((mut config, source, host)) => {
                 config.docker.host = Some(host);
                 if !source.file_found {
-                    println!("# {} does not exist: built-in defaults", source.path.display());
+                    println!(
+                        "# {} does not exist: built-in defaults",
+                        source.path.display()
+                    );
                 }
                 if config.gates.disk.path.is_none() {
                     println!("# gates.disk.path is unset: the daemon's DockerRootDir is measured");
@@ -61,16 +71,27 @@ fn main() -> ExitCode {
             }
             Err(e) => usage_error(&e, false, "config show"),
         },
-        Cmd::Debug { action: DebugCmd::Snapshot { common } } => match load(&common) {
+        Cmd::Debug {
+            action: DebugCmd::Snapshot { common },
+        } => match load(&common) {
             Ok((config, _, host)) => with_daemon(&config, &host, |daemon| {
                 let config = &config;
                 async move {
-                let snapshot = docker::snapshot::Snapshot::take(&daemon).await;
-                let disk = docker::snapshot::read_disk(config.gates.disk.path.as_ref(), &snapshot);
-                let doc = serde_json::json!({ "snapshot": snapshot, "disk": disk });
-                println!("{}", serde_json::to_string_pretty(&doc).expect("serializable"));
-                ExitCode::SUCCESS
-            }}),
+                    let snapshot = docker::snapshot::Snapshot::take(&daemon).await;
+                    let disk =
+                        docker::snapshot::read_disk(config.gates.disk.path.as_ref(), &snapshot);
+                    let doc = serde_json::json!({ "snapshot": snapshot, "disk": disk });
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&doc).expect("serializable")
+                    );
+                    ExitCode::SUCCESS
+                }
+            })
+            .unwrap_or_else(|e| {
+                eprintln!("prunegate: error: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }),
             Err(e) => usage_error(&e, false, "debug snapshot"),
         },
     }
@@ -97,31 +118,33 @@ fn usage_error(message: &str, json: bool, command: &str) -> ExitCode {
     eprintln!("prunegate: error: {message}");
     if json {
         let doc = serde_json::json!({ "command": command, "outcome": "error", "error": message });
-        println!("{}", serde_json::to_string_pretty(&doc).expect("serializable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("serializable")
+        );
     }
     ExitCode::from(EXIT_USAGE)
 }
 
-fn with_daemon<F, Fut>(config: &config::Config, host: &str, body: F) -> ExitCode
+/// Runs `body` with a connected daemon on a single-threaded runtime (the reads are concurrent
+/// requests, not parallel work). `Err` carries why the client could not be set up.
+fn with_daemon<F, Fut>(config: &config::Config, host: &str, body: F) -> Result<ExitCode, String>
 where
     F: FnOnce(docker::Daemon) -> Fut,
     Fut: std::future::Future<Output = ExitCode>,
 {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("prunegate: error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
-        match docker::Daemon::connect(host, config.docker.read_timeout.as_std(), config.docker.prune_timeout.as_std()) {
-            Ok(daemon) => body(daemon).await,
-            Err(e) => {
-                eprintln!("prunegate: error: cannot set up a client for {host}: {e}");
-                ExitCode::from(EXIT_FAILURE)
-            }
-        }
+        let daemon = docker::Daemon::connect(
+            host,
+            config.docker.read_timeout.as_std(),
+            config.docker.prune_timeout.as_std(),
+        )
+        .map_err(|e| format!("cannot reach the Docker daemon at {host}: {e}"))?;
+        Ok(body(daemon).await)
     })
 }
 
@@ -131,7 +154,7 @@ fn gated(command: runner::Command, common: &Common, dry_run: bool) -> ExitCode {
         Err(e) => return usage_error(&e, common.json, command.as_str()),
     };
     let config = &config;
-    with_daemon(config, &host, |daemon| async move {
+    let result = with_daemon(config, &host, |daemon| async move {
         let report = runner::execute(command, config, &daemon, dry_run).await;
         tracing::info!(outcome = ?report.outcome, reclaimed = report.reclaimed_bytes, api_calls = report.api_calls, "finished");
         if common.json {
@@ -143,5 +166,18 @@ fn gated(command: runner::Command, common: &Common, dry_run: bool) -> ExitCode {
             eprintln!("prunegate: error: {e}");
         }
         ExitCode::from(report.outcome.exit_code() as u8)
+    });
+    result.unwrap_or_else(|error| {
+        let report = report::Report::failed(
+            command.as_str(),
+            &host,
+            config.prune.older_than.as_str(),
+            error.clone(),
+        );
+        if common.json {
+            println!("{}", report.to_json());
+        }
+        eprintln!("prunegate: error: {error}");
+        ExitCode::from(EXIT_FAILURE)
     })
 }

@@ -57,7 +57,9 @@ pub struct Policy {
 fn removable_container(c: &ContainerSummary, cutoff: i64) -> bool {
     matches!(
         c.state,
-        Some(ContainerSummaryStateEnum::CREATED) | Some(ContainerSummaryStateEnum::EXITED) | Some(ContainerSummaryStateEnum::DEAD)
+        Some(ContainerSummaryStateEnum::CREATED)
+            | Some(ContainerSummaryStateEnum::EXITED)
+            | Some(ContainerSummaryStateEnum::DEAD)
     ) && c.created.unwrap_or(i64::MAX) <= cutoff
 }
 
@@ -69,7 +71,10 @@ pub fn containers(list: &[ContainerSummary], policy: &Policy) -> Vec<Candidate> 
             size_bytes: c.size_rw.unwrap_or(0).max(0) as u64,
             description: format!(
                 "container {} ({}, image {})",
-                c.names.as_ref().and_then(|n| n.first()).map_or("?", |n| n.trim_start_matches('/')),
+                c.names
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .map_or("?", |n| n.trim_start_matches('/')),
                 c.state.map_or("?".to_string(), |s| s.to_string()),
                 c.image.as_deref().unwrap_or("?")
             ),
@@ -81,7 +86,11 @@ fn is_tagged(img: &ImageSummary) -> bool {
     img.repo_tags.iter().any(|t| t != "<none>:<none>")
 }
 
-pub fn images(list: &[ImageSummary], all_containers: &[ContainerSummary], policy: &Policy) -> Vec<Candidate> {
+pub fn images(
+    list: &[ImageSummary],
+    all_containers: &[ContainerSummary],
+    policy: &Policy,
+) -> Vec<Candidate> {
     // Containers that will still exist once the container step has run hold their images.
     let in_use: HashSet<&str> = all_containers
         .iter()
@@ -92,20 +101,27 @@ pub fn images(list: &[ImageSummary], all_containers: &[ContainerSummary], policy
     let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
     for img in list {
         if !img.parent_id.is_empty() {
-            children.entry(img.parent_id.as_str()).or_default().push(img.id.as_str());
+            children
+                .entry(img.parent_id.as_str())
+                .or_default()
+                .push(img.id.as_str());
         }
     }
     let removable = |img: &ImageSummary| !is_tagged(img) && !in_use.contains(img.id.as_str());
     let mut removed: BTreeMap<&str, &ImageSummary> = list
         .iter()
-        .filter(|i| !children.contains_key(i.id.as_str()) && i.created <= policy.cutoff && removable(i))
+        .filter(|i| {
+            !children.contains_key(i.id.as_str()) && i.created <= policy.cutoff && removable(i)
+        })
         .map(|i| (i.id.as_str(), i))
         .collect();
     // Follow parent chains: a parent goes when every child of it goes and nothing else holds it.
     let mut frontier: Vec<&str> = removed.keys().copied().collect();
     while let Some(id) = frontier.pop() {
         let parent_id = by_id[id].parent_id.as_str();
-        let Some(parent) = by_id.get(parent_id) else { continue };
+        let Some(parent) = by_id.get(parent_id) else {
+            continue;
+        };
         if removed.contains_key(parent_id) || !removable(parent) {
             continue;
         }
@@ -140,7 +156,11 @@ fn timestamp(s: &Option<String>) -> Option<i64> {
 /// the last image using that layer, the record becomes prunable in the same run — but the Engine
 /// API does not say which image a record's layer belongs to, so such records can only be listed
 /// as possible (`may_also_remove`), and only when the images step removes anything at all.
-pub fn build_cache(records: &[BuildCacheRecord], policy: &Policy, images_step_removes: bool) -> Prediction {
+pub fn build_cache(
+    records: &[BuildCacheRecord],
+    policy: &Policy,
+    images_step_removes: bool,
+) -> Prediction {
     let old_enough = |r: &BuildCacheRecord| {
         policy.no_age_limit
             || timestamp(&r.last_used_at)
@@ -154,12 +174,22 @@ pub fn build_cache(records: &[BuildCacheRecord], policy: &Policy, images_step_re
     };
     let eligible: Vec<&BuildCacheRecord> = records
         .iter()
-        .filter(|r| !matches!(r.kind.as_str(), "internal" | "frontend") && !r.in_use && old_enough(r))
+        .filter(|r| {
+            !matches!(r.kind.as_str(), "internal" | "frontend") && !r.in_use && old_enough(r)
+        })
         .collect();
     Prediction {
-        remove: eligible.iter().filter(|r| !r.shared).map(|r| candidate(r)).collect(),
+        remove: eligible
+            .iter()
+            .filter(|r| !r.shared)
+            .map(|r| candidate(r))
+            .collect(),
         may_also_remove: if images_step_removes {
-            eligible.iter().filter(|r| r.shared).map(|r| candidate(r)).collect()
+            eligible
+                .iter()
+                .filter(|r| r.shared)
+                .map(|r| candidate(r))
+                .collect()
         } else {
             Vec::new()
         },
@@ -177,12 +207,28 @@ pub struct Prediction {
 
 /// The prediction for one class, or why it cannot be made.
 /// `images_step_removes`: whether the images step of the same run removes anything.
-pub fn predict(class: Class, inv: &Inventory, policy: &Policy, images_step_removes: bool) -> Result<Prediction, ReadError> {
+pub fn predict(
+    class: Class,
+    inv: &Inventory,
+    policy: &Policy,
+    images_step_removes: bool,
+) -> Result<Prediction, ReadError> {
     let containers_list = inv.containers.as_ref().map_err(Clone::clone)?;
-    let certain = |remove| Prediction { remove, may_also_remove: Vec::new() };
+    let certain = |remove| Prediction {
+        remove,
+        may_also_remove: Vec::new(),
+    };
     Ok(match class {
         Class::Containers => certain(containers(containers_list, policy)),
-        Class::Images => certain(images(inv.images.as_ref().map_err(Clone::clone)?, containers_list, policy)),
-        Class::BuildCache => build_cache(inv.build_cache.as_ref().map_err(Clone::clone)?, policy, images_step_removes),
+        Class::Images => certain(images(
+            inv.images.as_ref().map_err(Clone::clone)?,
+            containers_list,
+            policy,
+        )),
+        Class::BuildCache => build_cache(
+            inv.build_cache.as_ref().map_err(Clone::clone)?,
+            policy,
+            images_step_removes,
+        ),
     })
 }

@@ -113,6 +113,29 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 impl Report {
+    /// A report for a command that failed before it could read the daemon.
+    pub fn failed(
+        command: &'static str,
+        docker_host: &str,
+        older_than: &str,
+        error: String,
+    ) -> Self {
+        Report {
+            command,
+            outcome: Outcome::Error,
+            docker_host: docker_host.to_string(),
+            older_than: older_than.to_string(),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            duration_ms: 0,
+            gates: Vec::new(),
+            steps: Vec::new(),
+            reclaimed_bytes: 0,
+            api_calls: 0,
+            stopped_by: None,
+            error: Some(error),
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("report always serializes")
     }
@@ -122,7 +145,11 @@ impl Report {
         let mut out = String::new();
         let outcome = serde_json::to_value(self.outcome).ok();
         let outcome = outcome.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
-        let _ = writeln!(out, "prunegate {}: {outcome} ({})", self.command, self.docker_host);
+        let _ = writeln!(
+            out,
+            "prunegate {}: {outcome} ({})",
+            self.command, self.docker_host
+        );
         for g in &self.gates {
             let state = match (g.enabled, g.open) {
                 (false, _) => "off   ",
@@ -132,7 +159,12 @@ impl Report {
             let _ = writeln!(out, "  gate {:<10} {state} {}", g.name.as_str(), g.reason);
         }
         if let Some(g) = &self.stopped_by {
-            let _ = writeln!(out, "  stopped: gate {} closed before a step: {}", g.name.as_str(), g.reason);
+            let _ = writeln!(
+                out,
+                "  stopped: gate {} closed before a step: {}",
+                g.name.as_str(),
+                g.reason
+            );
         }
         for s in &self.steps {
             let status = serde_json::to_value(s.status).ok();
@@ -149,7 +181,13 @@ impl Report {
             }
             out.push('\n');
             for o in s.objects.iter().flatten() {
-                let _ = writeln!(out, "    {}  {:>9}  {}", short(&o.id), human_bytes(o.size_bytes), o.description);
+                let _ = writeln!(
+                    out,
+                    "    {}  {:>9}  {}",
+                    short(&o.id),
+                    human_bytes(o.size_bytes),
+                    o.description
+                );
             }
             if let Some(maybe) = &s.may_also_remove {
                 let _ = writeln!(
@@ -158,7 +196,13 @@ impl Report {
                     maybe.len()
                 );
                 for o in maybe {
-                    let _ = writeln!(out, "    {}  {:>9}  {}", short(&o.id), human_bytes(o.size_bytes), o.description);
+                    let _ = writeln!(
+                        out,
+                        "    {}  {:>9}  {}",
+                        short(&o.id),
+                        human_bytes(o.size_bytes),
+                        o.description
+                    );
                 }
             }
         }

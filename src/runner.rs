@@ -47,7 +47,10 @@ pub fn evaluate_gates(command: Command, config: &Config, snapshot: &Snapshot) ->
             serde_json::Value::Null,
         )
     } else {
-        gates::disk::evaluate(&config.gates.disk, &read_disk(config.gates.disk.path.as_ref(), snapshot))
+        gates::disk::evaluate(
+            &config.gates.disk,
+            &read_disk(config.gates.disk.path.as_ref(), snapshot),
+        )
     };
     let [live, converging] = activity_gates(config, snapshot);
     vec![disk, live, converging]
@@ -67,29 +70,30 @@ fn enabled_classes(config: &Config) -> Vec<Class> {
 /// Runs one command against the daemon and returns its report; never panics on daemon errors.
 pub async fn execute(command: Command, config: &Config, daemon: &Daemon, dry_run: bool) -> Report {
     let started = Instant::now();
-    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut report = Report {
-        command: command.as_str(),
-        outcome: Outcome::Error,
-        docker_host: daemon.host.clone(),
-        older_than: config.prune.older_than.to_string(),
-        started_at,
-        duration_ms: 0,
-        gates: Vec::new(),
-        steps: Vec::new(),
-        reclaimed_bytes: 0,
-        api_calls: 0,
-        stopped_by: None,
         error: None,
+        ..Report::failed(
+            command.as_str(),
+            &daemon.host,
+            config.prune.older_than.as_str(),
+            String::new(),
+        )
     };
     let snapshot = Snapshot::take(daemon).await;
     report.gates = evaluate_gates(command, config, &snapshot);
     let all_open = report.gates.iter().all(|g| g.open);
     report.outcome = if let Err(e) = &snapshot.info {
-        report.error = Some(format!("cannot reach the Docker daemon at {}: {e}", daemon.host));
+        report.error = Some(format!(
+            "cannot reach the Docker daemon at {}: {e}",
+            daemon.host
+        ));
         Outcome::Error
     } else if command == Command::Check {
-        if all_open { Outcome::Open } else { Outcome::Closed }
+        if all_open {
+            Outcome::Open
+        } else {
+            Outcome::Closed
+        }
     } else if !all_open {
         Outcome::Skipped
     } else if dry_run {
@@ -119,29 +123,31 @@ async fn dry_run_steps(config: &Config, daemon: &Daemon, report: &mut Report) ->
     let mut failed = None;
     let mut images_step_removes = false;
     for class in classes {
-        report.steps.push(match plan::predict(class, &inventory, &policy, images_step_removes) {
-            Ok(prediction) => {
-                let objects = prediction.remove;
-                images_step_removes |= class == Class::Images && !objects.is_empty();
-                StepReport {
-                    class,
-                    status: StepStatus::WouldRemove,
-                    count: objects.len(),
-                    reclaimed_bytes: objects.iter().map(|o| o.size_bytes).sum(),
-                    items: objects.iter().map(|o| o.id.clone()).collect(),
-                    reason: None,
-                    objects: Some(objects),
-                    may_also_remove: Some(prediction.may_also_remove).filter(|m| !m.is_empty()),
+        report.steps.push(
+            match plan::predict(class, &inventory, &policy, images_step_removes) {
+                Ok(prediction) => {
+                    let objects = prediction.remove;
+                    images_step_removes |= class == Class::Images && !objects.is_empty();
+                    StepReport {
+                        class,
+                        status: StepStatus::WouldRemove,
+                        count: objects.len(),
+                        reclaimed_bytes: objects.iter().map(|o| o.size_bytes).sum(),
+                        items: objects.iter().map(|o| o.id.clone()).collect(),
+                        reason: None,
+                        objects: Some(objects),
+                        may_also_remove: Some(prediction.may_also_remove).filter(|m| !m.is_empty()),
+                    }
                 }
-            }
-            Err(e) => {
-                failed.get_or_insert_with(|| format!("cannot list {}: {e}", class.as_str()));
-                StepReport {
-                    status: StepStatus::Failed,
-                    ..StepReport::skipped(class, format!("cannot list: {e}"))
+                Err(e) => {
+                    failed.get_or_insert_with(|| format!("cannot list {}: {e}", class.as_str()));
+                    StepReport {
+                        status: StepStatus::Failed,
+                        ..StepReport::skipped(class, format!("cannot list: {e}"))
+                    }
                 }
-            }
-        });
+            },
+        );
     }
     match failed {
         Some(e) => {
@@ -155,7 +161,10 @@ async fn dry_run_steps(config: &Config, daemon: &Daemon, report: &mut Report) ->
 /// Whether a failed prune is a reason to skip the step rather than a failure of the run.
 fn skip_reason(class: Class, e: &ReadError) -> Option<String> {
     match e.status {
-        Some(409) => Some(format!("another prune is already running on the daemon: {}", e.message)),
+        Some(409) => Some(format!(
+            "another prune is already running on the daemon: {}",
+            e.message
+        )),
         Some(404) if class == Class::BuildCache => {
             Some("this daemon has no build-cache prune endpoint (404)".to_string())
         }
@@ -175,13 +184,26 @@ async fn prune_steps(config: &Config, daemon: &Daemon, report: &mut Report) -> O
         // Re-read and re-judge the activity gates right before this destructive step.
         let fresh = Snapshot::take(daemon).await;
         if let Err(e) = &fresh.info {
-            report.error = Some(format!("lost the Docker daemon before the {} step: {e}", class.as_str()));
-            stop = Some((Outcome::Error, "not run: the daemon stopped answering".into()));
-            report.steps.push(StepReport::skipped(class, "not run: the daemon stopped answering"));
+            report.error = Some(format!(
+                "lost the Docker daemon before the {} step: {e}",
+                class.as_str()
+            ));
+            stop = Some((
+                Outcome::Error,
+                "not run: the daemon stopped answering".into(),
+            ));
+            report.steps.push(StepReport::skipped(
+                class,
+                "not run: the daemon stopped answering",
+            ));
             continue;
         }
         if let Some(closed) = gates::first_closed(&activity_gates(config, &fresh)) {
-            let why = format!("not run: gate {} closed: {}", closed.name.as_str(), closed.reason);
+            let why = format!(
+                "not run: gate {} closed: {}",
+                closed.name.as_str(),
+                closed.reason
+            );
             report.stopped_by = Some(closed.clone());
             report.steps.push(StepReport::skipped(class, why.clone()));
             stop = Some((Outcome::Skipped, why));

@@ -30,7 +30,11 @@ fn build_world(d: &PrivateDaemon) -> World {
     let created = d.created("created1", "pg-cache:1");
     d.docker(&["volume", "create", "named2"]);
     let volumes = d.inventory().volumes;
-    assert_eq!(volumes.len(), 3, "named1, named2 and exited1's anonymous volume: {volumes:?}");
+    assert_eq!(
+        volumes.len(),
+        3,
+        "named1, named2 and exited1's anonymous volume: {volumes:?}"
+    );
     World {
         keep_images: vec![base, cache, junk_current, held_dangling, held_current],
         keep_containers: vec![running, running_held],
@@ -53,16 +57,28 @@ fn all_gates_open_prunes_exactly_the_safe_classes() {
     assert_eq!(report["outcome"], "pruned");
     let after = d.inventory();
     for id in &w.remove_containers {
-        assert!(!after.containers.contains(id), "stopped container {id} should be gone");
+        assert!(
+            !after.containers.contains(id),
+            "stopped container {id} should be gone"
+        );
     }
     for id in &w.keep_containers {
-        assert!(after.containers.contains(id), "running container {id} must stay");
+        assert!(
+            after.containers.contains(id),
+            "running container {id} must stay"
+        );
     }
     for id in &w.remove_images {
-        assert!(!after.images.contains(id), "dangling image {id} should be gone");
+        assert!(
+            !after.images.contains(id),
+            "dangling image {id} should be gone"
+        );
     }
     for id in &w.keep_images {
-        assert!(after.images.contains(id), "image {id} (tagged, or used by a container) must stay");
+        assert!(
+            after.images.contains(id),
+            "image {id} (tagged, or used by a container) must stay"
+        );
     }
     assert_eq!(after.volumes, w.volumes, "volumes must never be touched");
     assert!(
@@ -74,9 +90,15 @@ fn all_gates_open_prunes_exactly_the_safe_classes() {
     let mut expected = w.remove_containers.clone();
     reported.sort();
     expected.sort();
-    assert_eq!(reported, expected, "the report lists the containers removed");
+    assert_eq!(
+        reported, expected,
+        "the report lists the containers removed"
+    );
     for id in &w.remove_images {
-        assert!(items(&report, "images").contains(id), "report lists image {id}");
+        assert!(
+            items(&report, "images").contains(id),
+            "report lists image {id}"
+        );
     }
     assert!(report["api_calls"].as_u64().unwrap() > 0);
     // A second run finds nothing left that the policy allows.
@@ -106,7 +128,11 @@ fn dry_run_removes_nothing_and_lists_what_the_real_run_removes() {
     real.expect(0);
     let real = real.json();
     for class in ["containers", "images"] {
-        assert_eq!(items(&dry, class), items(&real, class), "{class}: dry run vs real run");
+        assert_eq!(
+            items(&dry, class),
+            items(&real, class),
+            "{class}: dry run vs real run"
+        );
     }
     // Build cache: exactly the certain set, plus only records the dry run named as possible.
     let certain = items(&dry, "build_cache");
@@ -119,10 +145,16 @@ fn dry_run_removes_nothing_and_lists_what_the_real_run_removes() {
         .collect();
     let removed = items(&real, "build_cache");
     for id in &certain {
-        assert!(removed.contains(id), "dry run said build cache {id} goes; it stayed");
+        assert!(
+            removed.contains(id),
+            "dry run said build cache {id} goes; it stayed"
+        );
     }
     for id in &removed {
-        assert!(certain.contains(id) || possible.contains(id), "build cache {id} removed without being listed");
+        assert!(
+            certain.contains(id) || possible.contains(id),
+            "build cache {id} removed without being listed"
+        );
     }
 }
 
@@ -139,10 +171,22 @@ fn objects_younger_than_the_cut_off_survive() {
     r.expect(0);
     let report = r.json();
     let after = d.inventory();
-    assert!(after.containers.contains(&young_exited), "a container from a minute ago must stay");
-    assert!(after.images.contains(&young_dangling), "a dangling image built now must stay");
-    assert!(!after.images.contains(&old_dangling), "a dangling image created in 2000 should go");
-    assert_eq!(after.build_cache, cache_before, "build cache used just now must stay");
+    assert!(
+        after.containers.contains(&young_exited),
+        "a container from a minute ago must stay"
+    );
+    assert!(
+        after.images.contains(&young_dangling),
+        "a dangling image built now must stay"
+    );
+    assert!(
+        !after.images.contains(&old_dangling),
+        "a dangling image created in 2000 should go"
+    );
+    assert_eq!(
+        after.build_cache, cache_before,
+        "build cache used just now must stay"
+    );
     assert_eq!(items(&report, "images"), vec![old_dangling]);
     assert_eq!(report["older_than"], "1h");
 }
@@ -154,7 +198,10 @@ fn disk_below_threshold_closes_the_gate_and_removes_nothing() {
     let empty = d.small_fs(8, 0);
     settle();
     let before = d.inventory();
-    let config = format!("[gates.disk]\npath = \"{}\"\n[prune]\nolder_than = \"0s\"\n", empty.display());
+    let config = format!(
+        "[gates.disk]\npath = \"{}\"\n[prune]\nolder_than = \"0s\"\n",
+        empty.display()
+    );
     let r = d.prunegate(&config, &["run", "--json"]);
     r.expect(10);
     let report = r.json();
@@ -165,7 +212,10 @@ fn disk_below_threshold_closes_the_gate_and_removes_nothing() {
     assert_eq!(d.inventory(), before, "a closed gate removes nothing");
     // The same filesystem filled past the threshold opens it.
     let full = d.small_fs(8, 90);
-    let config = format!("[gates.disk]\npath = \"{}\"\n[prune]\nolder_than = \"0s\"\n", full.display());
+    let config = format!(
+        "[gates.disk]\npath = \"{}\"\n[prune]\nolder_than = \"0s\"\n",
+        full.display()
+    );
     let r = d.prunegate(&config, &["check", "--json"]);
     r.expect(0);
     assert_eq!(gate(&r.json(), "disk")["open"], true);
@@ -173,9 +223,19 @@ fn disk_below_threshold_closes_the_gate_and_removes_nothing() {
 
 /// `df --output=pcent` (and `ipcent`) for `path`, as numbers.
 fn df(path: &std::path::Path, field: &str) -> u64 {
-    let out = std::process::Command::new("df").arg(format!("--output={field}")).arg(path).output().unwrap();
+    let out = std::process::Command::new("df")
+        .arg(format!("--output={field}"))
+        .arg(path)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().nth(1).unwrap().trim().trim_end_matches('%').parse().unwrap()
+    text.lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -192,8 +252,18 @@ fn disk_percent_equals_df() {
         let report = d.prunegate(&config, &["check", "--json"]).json();
         let ev = &gate(&report, "disk")["evidence"];
         assert_eq!(ev["path"], path.display().to_string());
-        assert_eq!(ev["used_percent"].as_u64().unwrap(), df(&path, "pcent"), "Use% at {}", path.display());
-        assert_eq!(ev["inodes_used_percent"].as_u64().unwrap(), df(&path, "ipcent"), "IUse% at {}", path.display());
+        assert_eq!(
+            ev["used_percent"].as_u64().unwrap(),
+            df(&path, "pcent"),
+            "Use% at {}",
+            path.display()
+        );
+        assert_eq!(
+            ev["inodes_used_percent"].as_u64().unwrap(),
+            df(&path, "ipcent"),
+            "IUse% at {}",
+            path.display()
+        );
     }
 }
 
@@ -201,7 +271,11 @@ fn disk_percent_equals_df() {
 fn live_compose_project_closes_the_gate() {
     let d = PrivateDaemon::start();
     build_world(&d);
-    d.run_detached("ci-run-web", "pg-base:1", &["--label", "com.docker.compose.project=ci-run-42"]);
+    d.run_detached(
+        "ci-run-web",
+        "pg-base:1",
+        &["--label", "com.docker.compose.project=ci-run-42"],
+    );
     settle();
     let before = d.inventory();
     let r = d.prunegate(OPEN_NOW, &["run", "--json"]);
@@ -231,13 +305,19 @@ fn reclaim_prunes_below_the_disk_threshold() {
     let report = r.json();
     assert_eq!(report["command"], "reclaim");
     assert_eq!(report["outcome"], "pruned");
-    assert!(gate(&report, "disk")["reason"].as_str().unwrap().contains("reclaim skips"));
+    assert!(gate(&report, "disk")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("reclaim skips"));
     let after = d.inventory();
     for id in &w.remove_containers {
         assert!(!after.containers.contains(id));
     }
     for id in &w.keep_images {
-        assert!(after.images.contains(id), "reclaim keeps tagged and used images");
+        assert!(
+            after.images.contains(id),
+            "reclaim keeps tagged and used images"
+        );
     }
     assert_eq!(after.volumes, w.volumes);
 }
@@ -249,14 +329,22 @@ fn check_reports_every_gate_and_a_constant_number_of_api_calls() {
     small.expect(0);
     let small = small.json();
     assert_eq!(small["outcome"], "open");
-    let names: Vec<&str> = small["gates"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = small["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["disk", "live_runs", "converging"]);
     build_world(&d);
     for i in 0..10 {
         d.created(&format!("extra{i}"), "pg-base:1");
     }
     let big = d.prunegate(OPEN_NOW, &["check", "--json"]).json();
-    assert_eq!(small["api_calls"], big["api_calls"], "API calls must not grow with the number of objects");
+    assert_eq!(
+        small["api_calls"], big["api_calls"],
+        "API calls must not grow with the number of objects"
+    );
     // Text output names each gate too.
     let text = d.prunegate(OPEN_NOW, &["check"]).stdout;
     for name in ["disk", "live_runs", "converging"] {

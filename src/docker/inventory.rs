@@ -56,7 +56,8 @@ struct BuildCacheUsage {
 
 /// Decodes `/system/df` in either shape; no list at all means no build cache.
 pub fn decode_build_cache(body: &[u8]) -> Result<Vec<BuildCacheRecord>, String> {
-    let du: DiskUsage = serde_json::from_slice(body).map_err(|e| format!("decoding /system/df: {e}"))?;
+    let du: DiskUsage =
+        serde_json::from_slice(body).map_err(|e| format!("decoding /system/df: {e}"))?;
     Ok(du
         .build_cache
         .or(du.build_cache_usage.and_then(|u| u.items))
@@ -68,14 +69,20 @@ impl Inventory {
     /// each container's writable layer: acceptable for a dry run, which is why only it does this.
     pub async fn take(daemon: &Daemon, want_build_cache: bool) -> Inventory {
         let d = &daemon.read;
-        let containers_opts = ListContainersOptionsBuilder::default().all(true).size(true).build();
+        let containers_opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .size(true)
+            .build();
         let images_opts = ListImagesOptionsBuilder::default().all(true).build();
         let build_cache = async {
             if !want_build_cache {
                 return Ok(Vec::new());
             }
             let body = daemon.raw_get("/system/df?type=build-cache").await?;
-            decode_build_cache(&body).map_err(|message| ReadError { status: None, message })
+            decode_build_cache(&body).map_err(|message| ReadError {
+                status: None,
+                message,
+            })
         };
         let (containers, images, build_cache) = tokio::join!(
             d.list_containers(Some(containers_opts)),

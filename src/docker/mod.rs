@@ -28,16 +28,20 @@ pub fn resolve_host(cli: Option<&str>, config: Option<&str>) -> String {
 /// Checks that an address is one this build can talk to, so a typo is a usage error (exit 2)
 /// rather than a runtime failure deep in a run.
 pub fn check_host(host: &str) -> Result<(), String> {
-    let (scheme, rest) = host
-        .split_once("://")
-        .ok_or_else(|| format!("{host:?} is not an address like unix:///var/run/docker.sock or tcp://host:2375"))?;
+    let (scheme, rest) = host.split_once("://").ok_or_else(|| {
+        format!("{host:?} is not an address like unix:///var/run/docker.sock or tcp://host:2375")
+    })?;
     match scheme {
         "unix" if rest.starts_with('/') => Ok(()),
-        "unix" => Err(format!("{host:?}: a unix socket address needs an absolute path")),
+        "unix" => Err(format!(
+            "{host:?}: a unix socket address needs an absolute path"
+        )),
         "tcp" | "http" => {
             let authority = rest.split('/').next().unwrap_or("");
             if authority.is_empty() {
-                Err(format!("{host:?}: no host name or address after {scheme}://"))
+                Err(format!(
+                    "{host:?}: no host name or address after {scheme}://"
+                ))
             } else {
                 Ok(())
             }
@@ -108,16 +112,22 @@ pub struct Daemon {
 
 impl Daemon {
     /// Builds the clients. Connecting is lazy: nothing is sent until the first read.
-    pub fn connect(host: &str, read_timeout: Duration, prune_timeout: Duration) -> Result<Self, String> {
+    pub fn connect(
+        host: &str,
+        read_timeout: Duration,
+        prune_timeout: Duration,
+    ) -> Result<Self, String> {
         check_host(host)?;
         let base = Docker::connect_with_host(host).map_err(|e| e.to_string())?;
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = |docker: Docker, timeout: Duration| {
             let calls = calls.clone();
-            docker.with_timeout(timeout).with_request_modifier(move |req| {
-                calls.fetch_add(1, Ordering::Relaxed);
-                req
-            })
+            docker
+                .with_timeout(timeout)
+                .with_request_modifier(move |req| {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    req
+                })
         };
         Ok(Self {
             host: host.to_string(),
@@ -173,7 +183,10 @@ mod tests {
 
     #[test]
     fn host_precedence() {
-        assert_eq!(resolve_host(Some("tcp://a:1"), Some("tcp://b:1")), "tcp://a:1");
+        assert_eq!(
+            resolve_host(Some("tcp://a:1"), Some("tcp://b:1")),
+            "tcp://a:1"
+        );
         assert_eq!(resolve_host(None, Some("tcp://b:1")), "tcp://b:1");
     }
 }

@@ -4,7 +4,8 @@
 
 use super::{Daemon, ReadError};
 use bollard::query_parameters::{
-    ListImagesOptionsBuilder, PruneBuildOptionsBuilder, PruneContainersOptionsBuilder, PruneImagesOptionsBuilder,
+    ListImagesOptionsBuilder, PruneBuildOptionsBuilder, PruneContainersOptionsBuilder,
+    PruneImagesOptionsBuilder,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -38,8 +39,14 @@ fn bytes(n: Option<i64>) -> u64 {
 impl Daemon {
     /// `POST /containers/prune`: every non-running container created before `until`.
     pub async fn prune_containers(&self, until: &str) -> Result<Pruned, ReadError> {
-        let opts = PruneContainersOptionsBuilder::default().filters(&container_filters(until)).build();
-        let r = self.prune.prune_containers(Some(opts)).await.map_err(|e| self.prune_err(e))?;
+        let opts = PruneContainersOptionsBuilder::default()
+            .filters(&container_filters(until))
+            .build();
+        let r = self
+            .prune
+            .prune_containers(Some(opts))
+            .await
+            .map_err(|e| self.prune_err(e))?;
         Ok(Pruned {
             items: r.containers_deleted.unwrap_or_default(),
             reclaimed_bytes: bytes(r.space_reclaimed),
@@ -61,8 +68,14 @@ impl Daemon {
             .into_iter()
             .map(|i| i.id)
             .collect();
-        let opts = PruneImagesOptionsBuilder::default().filters(&image_filters(until)).build();
-        let r = self.prune.prune_images(Some(opts)).await.map_err(|e| self.prune_err(e))?;
+        let opts = PruneImagesOptionsBuilder::default()
+            .filters(&image_filters(until))
+            .build();
+        let r = self
+            .prune
+            .prune_images(Some(opts))
+            .await
+            .map_err(|e| self.prune_err(e))?;
         Ok(Pruned {
             items: r
                 .images_deleted
@@ -82,7 +95,11 @@ impl Daemon {
             .all(false)
             .filters(&build_cache_filters(until))
             .build();
-        let r = self.prune.prune_build(Some(opts)).await.map_err(|e| self.prune_err(e))?;
+        let r = self
+            .prune
+            .prune_build(Some(opts))
+            .await
+            .map_err(|e| self.prune_err(e))?;
         Ok(Pruned {
             items: r.caches_deleted.unwrap_or_default(),
             reclaimed_bytes: bytes(r.space_reclaimed),

@@ -16,8 +16,14 @@ impl Daemon {
     /// GETs `path_and_query` from the daemon and returns the body of a 2xx answer.
     pub(super) async fn raw_get(&self, path_and_query: &str) -> Result<Bytes, ReadError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let err = |message: String| ReadError { status: None, message };
-        let (scheme, rest) = self.host.split_once("://").ok_or_else(|| err(format!("bad host {}", self.host)))?;
+        let err = |message: String| ReadError {
+            status: None,
+            message,
+        };
+        let (scheme, rest) = self
+            .host
+            .split_once("://")
+            .ok_or_else(|| err(format!("bad host {}", self.host)))?;
         let request = async {
             let response = if scheme == "unix" {
                 let uri: hyper::Uri = hyperlocal::Uri::new(rest, path_and_query).into();
@@ -29,8 +35,8 @@ impl Daemon {
                 let uri: hyper::Uri = format!("http://{authority}{path_and_query}")
                     .parse()
                     .map_err(|e| err(format!("bad address {}: {e}", self.host)))?;
-                let client: Client<_, Full<Bytes>> =
-                    Client::builder(TokioExecutor::new()).build(hyper_util::client::legacy::connect::HttpConnector::new());
+                let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+                    .build(hyper_util::client::legacy::connect::HttpConnector::new());
                 client.get(uri).await
             }
             .map_err(|e| err(format!("GET {path_and_query}: {e}")))?;
@@ -52,6 +58,11 @@ impl Daemon {
         };
         tokio::time::timeout(self.read_timeout, request)
             .await
-            .map_err(|_| err(format!("GET {path_and_query}: no answer within {}", super::humanize(self.read_timeout))))?
+            .map_err(|_| {
+                err(format!(
+                    "GET {path_and_query}: no answer within {}",
+                    super::humanize(self.read_timeout)
+                ))
+            })?
     }
 }

@@ -4,7 +4,9 @@
 use super::{Daemon, Read, ReadError};
 use crate::disk::{self, DiskReading};
 use bollard::models::{ContainerSummary, Service, SystemInfo, Task};
-use bollard::query_parameters::{ListContainersOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -35,7 +37,9 @@ impl Snapshot {
         let services_opts = ListServicesOptionsBuilder::default().status(true).build();
         let task_filters: HashMap<&str, Vec<&str>> =
             HashMap::from([("desired-state", TASK_DESIRED_STATES.to_vec())]);
-        let tasks_opts = ListTasksOptionsBuilder::default().filters(&task_filters).build();
+        let tasks_opts = ListTasksOptionsBuilder::default()
+            .filters(&task_filters)
+            .build();
         let (info, containers, services, tasks) = tokio::join!(
             d.info(),
             d.list_containers(Some(containers_opts)),
@@ -53,10 +57,14 @@ impl Snapshot {
     /// The daemon's data root, where images, containers and build cache live.
     pub fn docker_root_dir(&self) -> Result<PathBuf, ReadError> {
         match &self.info {
-            Ok(info) => info.docker_root_dir.as_ref().map(PathBuf::from).ok_or_else(|| ReadError {
-                status: None,
-                message: "the daemon's info has no DockerRootDir".into(),
-            }),
+            Ok(info) => info
+                .docker_root_dir
+                .as_ref()
+                .map(PathBuf::from)
+                .ok_or_else(|| ReadError {
+                    status: None,
+                    message: "the daemon's info has no DockerRootDir".into(),
+                }),
             Err(e) => Err(e.clone()),
         }
     }
@@ -72,7 +80,10 @@ pub enum DiskPathSource {
 
 /// Reads the filesystem the disk gate watches: the configured path, else the daemon's data root.
 /// `None` only when there is no path to read (no config path and no daemon info).
-pub fn read_disk(configured: Option<&PathBuf>, snapshot: &Snapshot) -> Result<DiskReading, ReadError> {
+pub fn read_disk(
+    configured: Option<&PathBuf>,
+    snapshot: &Snapshot,
+) -> Result<DiskReading, ReadError> {
     let (path, source) = match configured {
         Some(p) => (p.clone(), DiskPathSource::Config),
         None => (snapshot.docker_root_dir()?, DiskPathSource::DockerRootDir),

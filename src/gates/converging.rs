@@ -52,10 +52,18 @@ pub fn evaluate(cfg: &ConvergingGateConfig, snapshot: &Snapshot) -> GateResult {
     let (services, tasks) = match (&snapshot.services, &snapshot.tasks) {
         (Ok(s), Ok(t)) => (s, t),
         (Err(e), _) => {
-            return GateResult::closed(name, format!("cannot list swarm services: {e}"), json!({ "error": e }))
+            return GateResult::closed(
+                name,
+                format!("cannot list swarm services: {e}"),
+                json!({ "error": e }),
+            )
         }
         (_, Err(e)) => {
-            return GateResult::closed(name, format!("cannot list swarm tasks: {e}"), json!({ "error": e }))
+            return GateResult::closed(
+                name,
+                format!("cannot list swarm tasks: {e}"),
+                json!({ "error": e }),
+            )
         }
     };
     let mut service_names: HashMap<&str, &str> = HashMap::new();
@@ -71,7 +79,10 @@ pub fn evaluate(cfg: &ConvergingGateConfig, snapshot: &Snapshot) -> GateResult {
             service_names.insert(id, sname);
         }
         if let Some(state) = s.update_status.as_ref().and_then(|u| u.state) {
-            if matches!(state, Upd::UPDATING | Upd::PAUSED | Upd::ROLLBACK_STARTED | Upd::ROLLBACK_PAUSED) {
+            if matches!(
+                state,
+                Upd::UPDATING | Upd::PAUSED | Upd::ROLLBACK_STARTED | Upd::ROLLBACK_PAUSED
+            ) {
                 found.push(NotConverged {
                     service: sname.to_string(),
                     why: format!("update state is {state}"),
@@ -94,7 +105,10 @@ pub fn evaluate(cfg: &ConvergingGateConfig, snapshot: &Snapshot) -> GateResult {
         }
     }
     for t in tasks {
-        if !matches!(t.desired_state, Some(TaskState::RUNNING) | Some(TaskState::READY)) {
+        if !matches!(
+            t.desired_state,
+            Some(TaskState::RUNNING) | Some(TaskState::READY)
+        ) {
             continue;
         }
         let state = t.status.as_ref().and_then(|s| s.state);
@@ -118,7 +132,11 @@ pub fn evaluate(cfg: &ConvergingGateConfig, snapshot: &Snapshot) -> GateResult {
                 t.id.as_deref().map(short_id).unwrap_or("?"),
                 state.map_or("unknown".to_string(), |s| s.to_string()),
                 t.desired_state.map_or("?".to_string(), |s| s.to_string()),
-                if message.is_empty() { String::new() } else { format!(": {message}") }
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                }
             ),
         });
     }
@@ -140,7 +158,11 @@ pub fn evaluate(cfg: &ConvergingGateConfig, snapshot: &Snapshot) -> GateResult {
                 "service {:?} {}{}",
                 first.service,
                 first.why,
-                if found.len() > 1 { format!(" (and {} more findings)", found.len() - 1) } else { String::new() }
+                if found.len() > 1 {
+                    format!(" (and {} more findings)", found.len() - 1)
+                } else {
+                    String::new()
+                }
             ),
             evidence,
         ),
@@ -184,7 +206,11 @@ mod tests {
     fn update_in_progress_closes_it() {
         let g = eval(&fixtures::load("swarm_updating"));
         assert!(!g.open);
-        assert!(g.reason.contains("update state is updating"), "{}", g.reason);
+        assert!(
+            g.reason.contains("update state is updating"),
+            "{}",
+            g.reason
+        );
     }
 
     #[test]

@@ -83,7 +83,12 @@ mod tests {
     use crate::disk::FsStat;
     use crate::docker::snapshot::DiskPathSource;
 
-    fn reading(blocks: u64, free: u64, files: u64, files_free: u64) -> Result<DiskReading, ReadError> {
+    fn reading(
+        blocks: u64,
+        free: u64,
+        files: u64,
+        files_free: u64,
+    ) -> Result<DiskReading, ReadError> {
         Ok(DiskReading {
             path: "/var/lib/docker".into(),
             path_source: DiskPathSource::DockerRootDir,

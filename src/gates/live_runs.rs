@@ -40,7 +40,10 @@ fn is_live(c: &ContainerSummary) -> bool {
     )
 }
 
-fn label<'a>(labels: Option<&'a std::collections::HashMap<String, String>>, key: &str) -> Option<&'a str> {
+fn label<'a>(
+    labels: Option<&'a std::collections::HashMap<String, String>>,
+    key: &str,
+) -> Option<&'a str> {
     labels.and_then(|l| l.get(key)).map(String::as_str)
 }
 
@@ -177,7 +180,11 @@ mod tests {
         let snap = fixtures::load("standalone_compose");
         let g = eval("^build-", &snap);
         assert!(!g.open);
-        assert!(g.reason.contains("compose project \"build-77\""), "{}", g.reason);
+        assert!(
+            g.reason.contains("compose project \"build-77\""),
+            "{}",
+            g.reason
+        );
         // The project `old-run` only has exited containers in that snapshot.
         let g = eval("^old-run$", &snap);
         assert!(g.open, "{}", g.reason);

@@ -88,7 +88,9 @@ pub fn swarm_role(info: &SystemInfo) -> SwarmRole {
         return SwarmRole::NotInSwarm;
     };
     match swarm.local_node_state {
-        None | Some(LocalNodeState::EMPTY) | Some(LocalNodeState::INACTIVE) => SwarmRole::NotInSwarm,
+        None | Some(LocalNodeState::EMPTY) | Some(LocalNodeState::INACTIVE) => {
+            SwarmRole::NotInSwarm
+        }
         Some(LocalNodeState::ACTIVE) if swarm.control_available == Some(true) => SwarmRole::Manager,
         Some(LocalNodeState::ACTIVE) => SwarmRole::Worker,
         Some(other) => SwarmRole::Unavailable(other.to_string()),
@@ -118,7 +120,10 @@ pub(crate) mod fixtures {
     use crate::docker::snapshot::Snapshot;
 
     pub fn load(name: &str) -> Snapshot {
-        let path = format!("{}/tests/fixtures/snapshots/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/snapshots/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
     }

@@ -62,7 +62,12 @@ impl PrivateDaemon {
             .arg(dir.path().join("dockerd.pid"))
             .arg("-H")
             .arg(format!("unix://{}", sock.display()))
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false", "--ip6tables=false"])
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--ip6tables=false",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -78,11 +83,17 @@ impl PrivateDaemon {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if d.sock.exists() && d.try_api("GET", "/_ping").is_ok_and(|(code, _)| code == 200) {
+            if d.sock.exists()
+                && d.try_api("GET", "/_ping")
+                    .is_ok_and(|(code, _)| code == 200)
+            {
                 break;
             }
             if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("private dockerd exited with {status} before answering:\n{}", d.log_tail());
+                panic!(
+                    "private dockerd exited with {status} before answering:\n{}",
+                    d.log_tail()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -105,12 +116,22 @@ impl PrivateDaemon {
     pub fn try_api(&self, method: &str, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
         let mut s = UnixStream::connect(&self.sock)?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        write!(s, "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n")?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n"
+        )?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf)?;
-        let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(buf.len());
+        let split = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(buf.len());
         let head = String::from_utf8_lossy(&buf[..split]).to_string();
-        let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         Ok((code, buf[(split + 4).min(buf.len())..].to_vec()))
     }
 
@@ -174,7 +195,15 @@ impl PrivateDaemon {
             ),
         )
         .unwrap();
-        self.docker(&["build", "-q", "--network", "none", "-t", tag, ctx.to_str().unwrap()]);
+        self.docker(&[
+            "build",
+            "-q",
+            "--network",
+            "none",
+            "-t",
+            tag,
+            ctx.to_str().unwrap(),
+        ]);
         self.image_id(tag)
     }
 
@@ -185,8 +214,16 @@ impl PrivateDaemon {
     /// Builds `tag` twice with different content: returns the id of the first build, which the
     /// second leaves dangling.
     pub fn dangling(&self, tag: &str) -> String {
-        let first = self.build(tag, "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo one > /run.txt\"]", &format!("{tag} one"));
-        self.build(tag, "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo two > /run.txt\"]", &format!("{tag} two"));
+        let first = self.build(
+            tag,
+            "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo one > /run.txt\"]",
+            &format!("{tag} one"),
+        );
+        self.build(
+            tag,
+            "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo two > /run.txt\"]",
+            &format!("{tag} two"),
+        );
         first
     }
 
@@ -213,7 +250,18 @@ impl PrivateDaemon {
 
     /// A container that has run and exited (with an anonymous volume, which must survive).
     pub fn exited(&self, name: &str, image: &str) -> String {
-        self.docker(&["run", "--network", "none", "--name", name, "-v", "/anon", image, "/bin/busybox", "true"]);
+        self.docker(&[
+            "run",
+            "--network",
+            "none",
+            "--name",
+            name,
+            "-v",
+            "/anon",
+            image,
+            "/bin/busybox",
+            "true",
+        ]);
         self.container_id(name)
     }
 
@@ -227,8 +275,19 @@ impl PrivateDaemon {
 
     /// Joins this daemon into a single-node swarm on a free loopback port; hold SWARM_LOCK.
     pub fn swarm_init(&self) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        self.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", &format!("127.0.0.1:{port}")]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        self.docker(&[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            "127.0.0.1",
+            "--listen-addr",
+            &format!("127.0.0.1:{port}"),
+        ]);
     }
 
     pub fn wait_for<F: Fn() -> bool>(&self, what: &str, f: F) {
@@ -248,7 +307,11 @@ impl PrivateDaemon {
             .arg(&dir)
             .status()
             .expect("running mount");
-        assert!(st.success(), "mounting a {size_mb} MB tmpfs at {} failed (needs root)", dir.display());
+        assert!(
+            st.success(),
+            "mounting a {size_mb} MB tmpfs at {} failed (needs root)",
+            dir.display()
+        );
         self.mounts.push(dir.clone());
         let bytes = size_mb * 1024 * 1024 * fill_percent / 100;
         std::fs::write(dir.join("fill"), vec![0x5a_u8; bytes as usize]).unwrap();
@@ -315,7 +378,11 @@ impl Drop for PrivateDaemon {
         // Leftover overlay mounts under the data root would make removal fail; unmount them.
         if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
             let root = self.dir.path().to_string_lossy().to_string();
-            let mut points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(1)).filter(|p| p.starts_with(&root)).collect();
+            let mut points: Vec<&str> = mounts
+                .lines()
+                .filter_map(|l| l.split(' ').nth(1))
+                .filter(|p| p.starts_with(&root))
+                .collect();
             points.sort_by_key(|p| std::cmp::Reverse(p.len()));
             for p in points {
                 let _ = Command::new("umount").arg("-l").arg(p).status();
@@ -325,20 +392,31 @@ impl Drop for PrivateDaemon {
 }
 
 fn unsafe_kill(pid: i32, sig: i32) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
 pub fn unique() -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A `docker save`-format tarball of one untagged image created on 2000-01-01.
@@ -351,7 +429,9 @@ pub fn old_image_tarball(seed: &str) -> Vec<u8> {
     header.set_mode(0o644);
     header.set_mtime(946_684_800);
     header.set_cksum();
-    layer.append_data(&mut header, "old.txt", data.as_bytes()).unwrap();
+    layer
+        .append_data(&mut header, "old.txt", data.as_bytes())
+        .unwrap();
     let layer = layer.into_inner().unwrap();
     let diff_id = format!("sha256:{:x}", Sha256::digest(&layer));
     let config = serde_json::json!({
@@ -401,12 +481,19 @@ impl From<Output> for Run {
 impl Run {
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!("prunegate's stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
+            panic!(
+                "prunegate's stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
         })
     }
 
     pub fn expect(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }

@@ -1,0 +1,150 @@
+//! Gates that read swarm state, against a private single-node swarm. Swarm daemons share the
+//! gossip port, so these tests take `SWARM_LOCK` and run one at a time.
+
+mod common;
+use common::*;
+
+fn swarm() -> (std::sync::MutexGuard<'static, ()>, PrivateDaemon) {
+    let guard = SWARM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let d = PrivateDaemon::start();
+    d.swarm_init();
+    d.build("pg-base:1", "", "base");
+    d.dangling("pg-junk:1");
+    d.exited("exited1", "pg-base:1");
+    (guard, d)
+}
+
+fn service_state(d: &PrivateDaemon, name: &str) -> String {
+    d.docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+        name,
+    ])
+}
+
+#[test]
+fn live_stack_closes_run_and_reclaim_and_its_removal_opens_them() {
+    let (_g, d) = swarm();
+    d.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "ci-1234_web",
+        "--label",
+        "com.docker.stack.namespace=ci-1234",
+        "--replicas",
+        "0",
+        "--no-resolve-image",
+        "pg-base:1",
+    ]);
+    settle();
+    let before = d.inventory();
+    for command in ["run", "reclaim"] {
+        let r = d.prunegate(OPEN_NOW, &[command, "--json"]);
+        r.expect(10);
+        let report = r.json();
+        let g = gate(&report, "live_runs");
+        assert_eq!(g["open"], false, "{command}");
+        assert!(g["reason"].as_str().unwrap().contains("ci-1234"), "{g}");
+        assert_eq!(g["evidence"]["stacks_from"], "services");
+        assert_eq!(
+            gate(&report, "converging")["open"],
+            true,
+            "a 0-replica service has converged"
+        );
+    }
+    assert_eq!(
+        d.inventory(),
+        before,
+        "nothing removed while the stack is live"
+    );
+    d.docker(&["service", "rm", "ci-1234_web"]);
+    let r = d.prunegate(OPEN_NOW, &["run", "--json"]);
+    r.expect(0);
+    assert_eq!(r.json()["outcome"], "pruned");
+}
+
+#[test]
+fn service_that_cannot_converge_closes_the_gate() {
+    let (_g, d) = swarm();
+    d.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "stuck",
+        "--constraint",
+        "node.labels.nonexistent==1",
+        "--no-resolve-image",
+        "pg-base:1",
+    ]);
+    settle();
+    let before = d.inventory();
+    let r = d.prunegate(OPEN_NOW, &["run", "--json"]);
+    r.expect(10);
+    let report = r.json();
+    let g = gate(&report, "converging");
+    assert_eq!(g["open"], false);
+    assert!(g["reason"].as_str().unwrap().contains("\"stuck\""), "{g}");
+    assert_eq!(d.inventory(), before);
+    // reclaim skips only the disk gate: still closed.
+    d.prunegate(OPEN_NOW, &["reclaim"]).expect(10);
+}
+
+#[test]
+fn update_in_progress_closes_the_gate() {
+    let (_g, d) = swarm();
+    d.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--no-resolve-image",
+        "pg-base:1",
+    ]);
+    d.wait_for("web to run 2 tasks", || {
+        d.docker(&[
+            "service",
+            "ls",
+            "--filter",
+            "name=web",
+            "--format",
+            "{{.Replicas}}",
+        ]) == "2/2"
+    });
+    // Running settled service: the gate is open.
+    let r = d.prunegate(OPEN_NOW, &["check", "--json"]);
+    assert_eq!(gate(&r.json(), "converging")["open"], true, "{}", r.stdout);
+    d.docker(&[
+        "service",
+        "update",
+        "-d",
+        "--update-delay",
+        "1h",
+        "--update-parallelism",
+        "1",
+        "--env-add",
+        "X=1",
+        "web",
+    ]);
+    d.wait_for("the update to start", || {
+        service_state(&d, "web") == "updating"
+    });
+    settle();
+    let before = d.inventory();
+    let r = d.prunegate(OPEN_NOW, &["run", "--json"]);
+    r.expect(10);
+    let report = r.json();
+    let g = gate(&report, "converging");
+    assert_eq!(g["open"], false);
+    assert!(g["reason"].as_str().unwrap().contains("\"web\""), "{g}");
+    let findings = g["evidence"]["not_converged"].to_string();
+    assert!(findings.contains("update state is updating"), "{findings}");
+    assert_eq!(d.inventory(), before);
+}
