@@ -135,10 +135,18 @@ pub fn images(
         .map(|i| Candidate {
             id: i.id.clone(),
             size_bytes: i.size.max(0) as u64,
-            description: if i.repo_digests.is_empty() {
-                "untagged image".to_string()
-            } else {
-                format!("untagged image, was {}", i.repo_digests.join(", "))
+            description: {
+                let digests: Vec<&str> = i
+                    .repo_digests
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|d| *d != "<none>@<none>")
+                    .collect();
+                if digests.is_empty() {
+                    "untagged image".to_string()
+                } else {
+                    format!("untagged image, was {}", digests.join(", "))
+                }
             },
         })
         .collect()
