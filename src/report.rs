@@ -209,13 +209,12 @@ impl Report {
         if let Some(e) = &self.error {
             let _ = writeln!(out, "  error: {e}");
         }
-        let _ = writeln!(
-            out,
-            "  reclaimed {}, {} API calls, {} ms",
-            human_bytes(self.reclaimed_bytes),
-            self.api_calls,
-            self.duration_ms
-        );
+        if self.command != "check" {
+            let _ = write!(out, "  reclaimed {}, ", human_bytes(self.reclaimed_bytes));
+        } else {
+            out.push_str("  ");
+        }
+        let _ = writeln!(out, "{} API calls, {} ms", self.api_calls, self.duration_ms);
         out
     }
 }
