@@ -82,7 +82,7 @@ pub enum ConfigCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum DebugCmd {
-    /// Print the daemon snapshot the gates see, as JSON (used to capture test fixtures)
+    /// Print the snapshot the gates see and the dry run's inventory, as JSON (test fixtures)
     Snapshot {
         #[command(flatten)]
         common: Common,

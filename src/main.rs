@@ -80,7 +80,12 @@ fn main() -> ExitCode {
                     let snapshot = docker::snapshot::Snapshot::take(&daemon).await;
                     let disk =
                         docker::snapshot::read_disk(config.gates.disk.path.as_ref(), &snapshot);
-                    let doc = serde_json::json!({ "snapshot": snapshot, "disk": disk });
+                    let inventory = docker::inventory::Inventory::take(&daemon, true).await;
+                    let doc = serde_json::json!({
+                        "snapshot": snapshot,
+                        "disk": disk,
+                        "inventory": inventory,
+                    });
                     println!(
                         "{}",
                         serde_json::to_string_pretty(&doc).expect("serializable")

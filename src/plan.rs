@@ -240,3 +240,120 @@ pub fn predict(
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Over `tests/fixtures/inventory_world.json`, captured from a real private dockerd (see
+    //! tests/fixtures/README.md): the dry run's expectations below were checked against the
+    //! daemon's real prune of that same world.
+    use super::*;
+
+    fn world() -> Inventory {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/inventory_world.json"
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn policy(cutoff: i64, containers: bool) -> Policy {
+        Policy {
+            cutoff,
+            no_age_limit: false,
+            containers,
+        }
+    }
+
+    /// Everything in the fixture was made before this instant.
+    const AFTER_ALL: i64 = 4_000_000_000;
+
+    fn short_ids(c: &[Candidate]) -> Vec<String> {
+        let mut v: Vec<String> = c
+            .iter()
+            .map(|c| c.id.trim_start_matches("sha256:")[..12].to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn stopped_containers_go_running_and_paused_stay() {
+        let inv = world();
+        let got = short_ids(&containers(
+            inv.containers.as_ref().unwrap(),
+            &policy(AFTER_ALL, true),
+        ));
+        // created1, exited1, stopholder; not holder (running) nor paused1.
+        assert_eq!(got, ["1e0ce717dad8", "630976646e25", "88a93329dc62"]);
+    }
+
+    #[test]
+    fn dangling_images_go_with_their_untagged_parents_tagged_and_used_stay() {
+        let inv = world();
+        let all = inv.containers.as_ref().unwrap();
+        let got = short_ids(&images(
+            inv.images.as_ref().unwrap(),
+            all,
+            &policy(AFTER_ALL, true),
+        ));
+        // junk's first build; stopheld's first build (its only container is pruned first);
+        // the classic build f8a4… with its untagged parent 67b4…. Not 2186… (a running
+        // container uses it), not 26cd… (parent of the tagged chain:1), no tagged image.
+        assert_eq!(
+            got,
+            [
+                "2f3f221600db",
+                "627dfd9f4fdc",
+                "67b43bb849b4",
+                "f8a4d9817f41"
+            ]
+        );
+        // Without the container step, the stopped container keeps its image.
+        let got = short_ids(&images(
+            inv.images.as_ref().unwrap(),
+            all,
+            &policy(AFTER_ALL, false),
+        ));
+        assert_eq!(got, ["2f3f221600db", "67b43bb849b4", "f8a4d9817f41"]);
+    }
+
+    #[test]
+    fn nothing_newer_than_the_cut_off_is_listed() {
+        let inv = world();
+        let before_all = policy(1_000_000_000, true);
+        assert!(predict(Class::Containers, &inv, &before_all, false)
+            .unwrap()
+            .remove
+            .is_empty());
+        assert!(predict(Class::Images, &inv, &before_all, false)
+            .unwrap()
+            .remove
+            .is_empty());
+        let cache = predict(Class::BuildCache, &inv, &before_all, true).unwrap();
+        assert!(cache.remove.is_empty() && cache.may_also_remove.is_empty());
+    }
+
+    #[test]
+    fn build_cache_lists_unshared_records_and_shared_ones_apart() {
+        let inv = world();
+        let p = predict(Class::BuildCache, &inv, &policy(AFTER_ALL, true), true).unwrap();
+        let mut ids: Vec<&str> = p.remove.iter().map(|c| c.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            [
+                "ik6k21iuiwp8cg4e70jzwruji",
+                "u7s0x09ycyn2di9bhfai3qos5",
+                "uzoxkloqihuxre0bw5f1x2140"
+            ]
+        );
+        // The real prune of this world also removed these two, once their images were gone.
+        for id in ["2tgtm1rvx0f7rjvb9mhp8i6hy", "uxa9by5u21ryxz4l9dw7fdguk"] {
+            assert!(p.may_also_remove.iter().any(|c| c.id == id), "{id}");
+        }
+        let without_images =
+            predict(Class::BuildCache, &inv, &policy(AFTER_ALL, true), false).unwrap();
+        assert!(without_images.may_also_remove.is_empty());
+        assert_eq!(without_images.remove, p.remove);
+    }
+}

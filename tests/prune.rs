@@ -25,6 +25,8 @@ fn build_world(d: &PrivateDaemon) -> World {
     d.build("pg-held:1", "", "held two");
     let held_current = d.image_id("pg-held:1");
     let old_dangling = d.load_old_dangling("world");
+    let (classic_top, classic_parent) = d.classic_dangling_chain("pg-classic:1", "pg-base:1");
+    let classic_current = d.image_id("pg-classic:1");
     let running = d.run_detached("keeper", "pg-base:1", &["-v", "named1:/data"]);
     let exited = d.exited("exited1", "pg-base:1");
     let created = d.created("created1", "pg-cache:1");
@@ -36,10 +38,17 @@ fn build_world(d: &PrivateDaemon) -> World {
         "named1, named2 and exited1's anonymous volume: {volumes:?}"
     );
     World {
-        keep_images: vec![base, cache, junk_current, held_dangling, held_current],
+        keep_images: vec![
+            base,
+            cache,
+            junk_current,
+            held_dangling,
+            held_current,
+            classic_current,
+        ],
         keep_containers: vec![running, running_held],
         remove_containers: vec![exited, created],
-        remove_images: vec![junk_dangling, old_dangling],
+        remove_images: vec![junk_dangling, old_dangling, classic_top, classic_parent],
         volumes,
     }
 }

@@ -227,6 +227,48 @@ impl PrivateDaemon {
         first
     }
 
+    /// Builds `tag` twice with the classic builder (which records parent images), changing the
+    /// first step: the first build's top image and its intermediate parent are left untagged
+    /// and held by nothing. Returns their ids (top, parent).
+    pub fn classic_dangling_chain(&self, tag: &str, base: &str) -> (String, String) {
+        let ctx = self.dir.path().join(format!("ctx-{}", unique()));
+        std::fs::create_dir_all(&ctx).unwrap();
+        let build = |first: &str| {
+            std::fs::write(
+                ctx.join("Dockerfile"),
+                format!(
+                    "FROM {base}\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo {first} > /a\"]\n\
+                     RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo b > /b\"]\n"
+                ),
+            )
+            .unwrap();
+            let out = Command::new(DOCKER_CLI)
+                .args([
+                    "build",
+                    "-q",
+                    "--network",
+                    "none",
+                    "-t",
+                    tag,
+                    ctx.to_str().unwrap(),
+                ])
+                .env("DOCKER_HOST", &self.host)
+                .env("DOCKER_BUILDKIT", "0")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "classic build: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            self.image_id(tag)
+        };
+        let top = build(&format!("{tag} one"));
+        let parent = self.docker(&["image", "inspect", "--format", "{{.Parent}}", &top]);
+        build(&format!("{tag} two"));
+        (top, parent)
+    }
+
     /// Loads an untagged image whose config says it was created on 2000-01-01: a dangling image
     /// that is old on the classic image store whatever the cut-off.
     pub fn load_old_dangling(&self, seed: &str) -> String {
