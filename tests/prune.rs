@@ -360,3 +360,58 @@ fn check_reports_every_gate_and_a_constant_number_of_api_calls() {
         assert!(text.contains(&format!("gate {name}")), "{text}");
     }
 }
+
+#[test]
+fn a_gate_that_closes_between_steps_stops_the_run() {
+    let d = PrivateDaemon::start();
+    d.build("pg-base:1", "", "base");
+    let junk = d.dangling("pg-junk:1");
+    // Enough stopped containers that their prune takes seconds, leaving time to start a CI run
+    // while it is under way.
+    let create = r#"{"Image":"pg-base:1","HostConfig":{"NetworkMode":"none"}}"#;
+    for _ in 0..600 {
+        d.api_post("/containers/create", create);
+    }
+    settle();
+    let count = || d.api("/containers/json?all=1").as_array().unwrap().len();
+    let total = count();
+    let child = d
+        .prunegate_cmd(OPEN_NOW, &["run", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    d.wait_for("the container prune to start", || count() < total);
+    // A compose project appears (a created container counts as live) during the first step.
+    d.api_post(
+        "/containers/create?name=ci-late-web",
+        r#"{"Image":"pg-base:1","Labels":{"com.docker.compose.project":"ci-late"},"HostConfig":{"NetworkMode":"none"}}"#,
+    );
+    let run = Run::from(child.wait_with_output().unwrap());
+    assert!(
+        count() == 1,
+        "the container step ran to the end: {} containers left",
+        count()
+    );
+    run.expect(10);
+    let report = run.json();
+    assert_eq!(report["outcome"], "skipped");
+    assert_eq!(
+        report["stopped_by"]["name"], "live_runs",
+        "{}",
+        report["stopped_by"]
+    );
+    assert_eq!(report["steps"][0]["status"], "done");
+    assert_eq!(report["steps"][0]["count"], 600);
+    for step in [1, 2] {
+        assert_eq!(report["steps"][step]["status"], "skipped");
+        assert!(report["steps"][step]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("live_runs"));
+    }
+    assert!(
+        d.inventory().images.contains(&junk),
+        "the image step never ran: its dangling image stays"
+    );
+}

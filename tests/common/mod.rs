@@ -114,11 +114,22 @@ impl PrivateDaemon {
 
     /// A raw HTTP/1.0 request on the socket: the tests' independent view of the daemon.
     pub fn try_api(&self, method: &str, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+        self.try_api_body(method, path, "")
+    }
+
+    pub fn try_api_body(
+        &self,
+        method: &str,
+        path: &str,
+        json: &str,
+    ) -> std::io::Result<(u16, Vec<u8>)> {
         let mut s = UnixStream::connect(&self.sock)?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
         write!(
             s,
-            "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n"
+            "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{json}",
+            json.len()
         )?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf)?;
@@ -139,6 +150,17 @@ impl PrivateDaemon {
         let (code, body) = self.try_api("GET", path).expect("API request");
         assert_eq!(code, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
         serde_json::from_slice(&body).expect("JSON answer")
+    }
+
+    /// POSTs JSON to the daemon and returns the decoded answer; panics unless it is a 2xx.
+    pub fn api_post(&self, path: &str, json: &str) -> Value {
+        let (code, body) = self.try_api_body("POST", path, json).expect("API request");
+        assert!(
+            (200..300).contains(&code),
+            "POST {path}: {code} {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
     }
 
     /// Runs Debian's docker CLI against this daemon; panics with its output if it fails.
@@ -164,20 +186,27 @@ impl PrivateDaemon {
             .expect("running /usr/bin/docker")
     }
 
-    /// Runs prunegate against this daemon with a config written from `config_toml`.
-    pub fn prunegate(&self, config_toml: &str, args: &[&str]) -> Run {
+    /// A prunegate command against this daemon with a config written from `config_toml`.
+    pub fn prunegate_cmd(&self, config_toml: &str, args: &[&str]) -> Command {
         let config = self.dir.path().join(format!("config-{}.toml", unique()));
         std::fs::write(&config, config_toml).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_prunegate"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prunegate"));
+        cmd.args(args)
             .arg("--config")
             .arg(&config)
             .arg("--docker-host")
             .arg(&self.host)
-            .env_remove("DOCKER_HOST")
-            .output()
-            .expect("running prunegate");
-        Run::from(out)
+            .env_remove("DOCKER_HOST");
+        cmd
+    }
+
+    /// Runs prunegate against this daemon and waits for it.
+    pub fn prunegate(&self, config_toml: &str, args: &[&str]) -> Run {
+        Run::from(
+            self.prunegate_cmd(config_toml, args)
+                .output()
+                .expect("running prunegate"),
+        )
     }
 
     /// Builds an image `tag` from a scratch Dockerfile whose build context holds busybox and a
