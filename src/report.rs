@@ -181,13 +181,7 @@ impl Report {
             }
             out.push('\n');
             for o in s.objects.iter().flatten() {
-                let _ = writeln!(
-                    out,
-                    "    {}  {:>9}  {}",
-                    short(&o.id),
-                    human_bytes(o.size_bytes),
-                    o.description
-                );
+                write_object(&mut out, o);
             }
             if let Some(maybe) = &s.may_also_remove {
                 let _ = writeln!(
@@ -196,13 +190,7 @@ impl Report {
                     maybe.len()
                 );
                 for o in maybe {
-                    let _ = writeln!(
-                        out,
-                        "    {}  {:>9}  {}",
-                        short(&o.id),
-                        human_bytes(o.size_bytes),
-                        o.description
-                    );
+                    write_object(&mut out, o);
                 }
             }
         }
@@ -217,6 +205,17 @@ impl Report {
         let _ = writeln!(out, "{} API calls, {} ms", self.api_calls, self.duration_ms);
         out
     }
+}
+
+/// One dry-run object: short id, size, what it is.
+fn write_object(out: &mut String, o: &Candidate) {
+    let _ = writeln!(
+        out,
+        "    {}  {:>9}  {}",
+        short(&o.id),
+        human_bytes(o.size_bytes),
+        o.description
+    );
 }
 
 fn short(id: &str) -> &str {

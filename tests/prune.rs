@@ -206,19 +206,11 @@ fn disk_below_threshold_closes_the_gate_and_removes_nothing() {
     build_world(&d);
     let empty = d.small_fs(8, 0);
     settle();
-    let before = d.inventory();
     let config = format!(
         "[gates.disk]\npath = \"{}\"\n[prune]\nolder_than = \"0s\"\n",
         empty.display()
     );
-    let r = d.prunegate(&config, &["run", "--json"]);
-    r.expect(10);
-    let report = r.json();
-    assert_eq!(report["outcome"], "skipped");
-    let g = gate(&report, "disk");
-    assert_eq!(g["open"], false);
-    assert!(g["reason"].as_str().unwrap().contains("below"), "{g}");
-    assert_eq!(d.inventory(), before, "a closed gate removes nothing");
+    d.expect_closed(&config, "run", "disk", "below");
     // The same filesystem filled past the threshold opens it.
     let full = d.small_fs(8, 90);
     let config = format!(
@@ -286,14 +278,7 @@ fn live_compose_project_closes_the_gate() {
         &["--label", "com.docker.compose.project=ci-run-42"],
     );
     settle();
-    let before = d.inventory();
-    let r = d.prunegate(OPEN_NOW, &["run", "--json"]);
-    r.expect(10);
-    let report = r.json();
-    let g = gate(&report, "live_runs");
-    assert_eq!(g["open"], false);
-    assert!(g["reason"].as_str().unwrap().contains("ci-run-42"), "{g}");
-    assert_eq!(d.inventory(), before, "a live run blocks every removal");
+    d.expect_closed(OPEN_NOW, "run", "live_runs", "ci-run-42");
     // A pattern that does not match it lets the run go ahead.
     let narrow = format!("{OPEN_NOW}[gates.live_runs]\npattern = \"^nightly-\"\n");
     let r = d.prunegate(&narrow, &["run", "--json"]);

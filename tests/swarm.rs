@@ -41,26 +41,18 @@ fn live_stack_closes_run_and_reclaim_and_its_removal_opens_them() {
         "pg-base:1",
     ]);
     settle();
-    let before = d.inventory();
     for command in ["run", "reclaim"] {
-        let r = d.prunegate(OPEN_NOW, &[command, "--json"]);
-        r.expect(10);
-        let report = r.json();
-        let g = gate(&report, "live_runs");
-        assert_eq!(g["open"], false, "{command}");
-        assert!(g["reason"].as_str().unwrap().contains("ci-1234"), "{g}");
-        assert_eq!(g["evidence"]["stacks_from"], "services");
+        let report = d.expect_closed(OPEN_NOW, command, "live_runs", "ci-1234");
+        assert_eq!(
+            gate(&report, "live_runs")["evidence"]["stacks_from"],
+            "services"
+        );
         assert_eq!(
             gate(&report, "converging")["open"],
             true,
             "a 0-replica service has converged"
         );
     }
-    assert_eq!(
-        d.inventory(),
-        before,
-        "nothing removed while the stack is live"
-    );
     d.docker(&["service", "rm", "ci-1234_web"]);
     let r = d.prunegate(OPEN_NOW, &["run", "--json"]);
     r.expect(0);
@@ -82,16 +74,10 @@ fn service_that_cannot_converge_closes_the_gate() {
         "pg-base:1",
     ]);
     settle();
-    let before = d.inventory();
-    let r = d.prunegate(OPEN_NOW, &["run", "--json"]);
-    r.expect(10);
-    let report = r.json();
-    let g = gate(&report, "converging");
-    assert_eq!(g["open"], false);
-    assert!(g["reason"].as_str().unwrap().contains("\"stuck\""), "{g}");
-    assert_eq!(d.inventory(), before);
-    // reclaim skips only the disk gate: still closed.
-    d.prunegate(OPEN_NOW, &["reclaim"]).expect(10);
+    for command in ["run", "reclaim"] {
+        // reclaim skips only the disk gate: still closed.
+        d.expect_closed(OPEN_NOW, command, "converging", "\"stuck\"");
+    }
 }
 
 #[test]
@@ -137,14 +123,7 @@ fn update_in_progress_closes_the_gate() {
         service_state(&d, "web") == "updating"
     });
     settle();
-    let before = d.inventory();
-    let r = d.prunegate(OPEN_NOW, &["run", "--json"]);
-    r.expect(10);
-    let report = r.json();
-    let g = gate(&report, "converging");
-    assert_eq!(g["open"], false);
-    assert!(g["reason"].as_str().unwrap().contains("\"web\""), "{g}");
-    let findings = g["evidence"]["not_converged"].to_string();
+    let report = d.expect_closed(OPEN_NOW, "run", "converging", "\"web\"");
+    let findings = gate(&report, "converging")["evidence"]["not_converged"].to_string();
     assert!(findings.contains("update state is updating"), "{findings}");
-    assert_eq!(d.inventory(), before);
 }

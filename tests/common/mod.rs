@@ -177,13 +177,41 @@ impl PrivateDaemon {
     }
 
     pub fn docker_output(&self, args: &[&str]) -> Output {
-        Command::new(DOCKER_CLI)
-            .args(args)
-            .env("DOCKER_HOST", &self.host)
-            .env("DOCKER_BUILDKIT", "1")
-            .env("DOCKER_CLI_HINTS", "false")
+        self.docker_cmd(args)
             .output()
             .expect("running /usr/bin/docker")
+    }
+
+    fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(DOCKER_CLI);
+        cmd.args(args)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_BUILDKIT", "1")
+            .env("DOCKER_CLI_HINTS", "false");
+        cmd
+    }
+
+    /// Runs `prunegate <command> --json` and checks that gate `name` closed it (exit 10,
+    /// outcome `skipped`, reason containing `says`) and that nothing was removed. Returns the
+    /// report.
+    pub fn expect_closed(&self, config: &str, command: &str, name: &str, says: &str) -> Value {
+        let before = self.inventory();
+        let r = self.prunegate(config, &[command, "--json"]);
+        r.expect(10);
+        let report = r.json();
+        assert_eq!(report["outcome"], "skipped", "{command}");
+        let g = gate(&report, name);
+        assert_eq!(g["open"], false, "{command}: {g}");
+        assert!(
+            g["reason"].as_str().unwrap().contains(says),
+            "{command}: {g}"
+        );
+        assert_eq!(
+            self.inventory(),
+            before,
+            "{command}: a closed gate removes nothing"
+        );
+        report
     }
 
     /// A prunegate command against this daemon with a config written from `config_toml`.
@@ -224,15 +252,30 @@ impl PrivateDaemon {
             ),
         )
         .unwrap();
-        self.docker(&[
-            "build",
-            "-q",
-            "--network",
-            "none",
-            "-t",
-            tag,
-            ctx.to_str().unwrap(),
-        ]);
+        self.build_context(tag, &ctx, true)
+    }
+
+    /// `docker build` of a prepared context, with BuildKit or the classic builder (which
+    /// records parent images); returns the new image id.
+    fn build_context(&self, tag: &str, ctx: &Path, buildkit: bool) -> String {
+        let out = self
+            .docker_cmd(&[
+                "build",
+                "-q",
+                "--network",
+                "none",
+                "-t",
+                tag,
+                ctx.to_str().unwrap(),
+            ])
+            .env("DOCKER_BUILDKIT", if buildkit { "1" } else { "0" })
+            .output()
+            .expect("running /usr/bin/docker");
+        assert!(
+            out.status.success(),
+            "docker build: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         self.image_id(tag)
     }
 
@@ -271,26 +314,7 @@ impl PrivateDaemon {
                 ),
             )
             .unwrap();
-            let out = Command::new(DOCKER_CLI)
-                .args([
-                    "build",
-                    "-q",
-                    "--network",
-                    "none",
-                    "-t",
-                    tag,
-                    ctx.to_str().unwrap(),
-                ])
-                .env("DOCKER_HOST", &self.host)
-                .env("DOCKER_BUILDKIT", "0")
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "classic build: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            self.image_id(tag)
+            self.build_context(tag, &ctx, false)
         };
         let top = build(&format!("{tag} one"));
         let parent = self.docker(&["image", "inspect", "--format", "{{.Parent}}", &top]);
