@@ -58,6 +58,13 @@ pub enum Cmd {
         #[command(subcommand)]
         action: ConfigCmd,
     },
+    /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell) on stdout
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout
+    Man,
     /// Internal tools for developers
     #[command(hide = true)]
     Debug {

@@ -13,7 +13,7 @@ mod plan;
 mod report;
 mod runner;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use cli::{Cli, Cmd, Common, ConfigCmd, DebugCmd};
 use std::process::ExitCode;
 
@@ -70,6 +70,22 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => usage_error(&e, false, "config show"),
+        },
+        Cmd::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "prunegate",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Cmd::Man => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("prunegate: error: writing the manual page: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
         },
         Cmd::Debug {
             action: DebugCmd::Snapshot { common },

@@ -1,0 +1,211 @@
+# The data of prunegate's NixOS module, written with nothing but `builtins` so that CI can
+# evaluate it for real (nixpkgs is not available there): timer defaults, the prunegate config
+# defaults, the settings -> TOML mapping, and the unit sections including their hardening.
+# nix/module.nix uses it for the NixOS units, and config/systemd/*.{service,timer} are rendered
+# from it (scripts/render-units), so both kinds of units share one hardening.
+let
+  # Recursive merge of attribute sets: `b` wins, nested sets are merged.
+  merge =
+    a: b:
+    a
+    // builtins.mapAttrs (
+      name: value:
+      if builtins.isAttrs value && builtins.isAttrs (a.${name} or null) then
+        merge a.${name} value
+      else
+        value
+    ) b;
+
+  # TOML for the subset prunegate's config uses: nested tables of strings, integers, booleans.
+  # Strings are quoted with JSON escapes, which TOML basic strings accept.
+  toTOML =
+    let
+      scalar =
+        v:
+        if builtins.isBool v then
+          (if v then "true" else "false")
+        else if builtins.isInt v then
+          toString v
+        else if builtins.isString v || builtins.isPath v then
+          builtins.toJSON (toString v)
+        else
+          throw "prunegate settings: only strings, integers and booleans are supported, got ${builtins.typeOf v}";
+      table =
+        prefix: attrs:
+        let
+          names = builtins.attrNames attrs;
+          scalars = builtins.filter (n: !builtins.isAttrs attrs.${n} && attrs.${n} != null) names;
+          tables = builtins.filter (n: builtins.isAttrs attrs.${n}) names;
+          header = if prefix == "" || scalars == [ ] then "" else "[${prefix}]\n";
+          body = builtins.concatStringsSep "" (map (n: "${n} = ${scalar attrs.${n}}\n") scalars);
+          sub = map (n: table (if prefix == "" then n else "${prefix}.${n}") attrs.${n}) tables;
+        in
+        header + body + builtins.concatStringsSep "" sub;
+    in
+    table "";
+
+  # systemd unit text from [ { name = "Section"; value = { Key = value or [ values ]; }; } ].
+  toUnit =
+    sections:
+    let
+      value = v: if builtins.isBool v then (if v then "yes" else "no") else toString v;
+      # A list becomes one line per item, as NixOS renders it: systemd accumulates them.
+      lines =
+        k: v: if builtins.isList v then map (item: "${k}=${value item}\n") v else [ "${k}=${value v}\n" ];
+      section =
+        name: attrs:
+        "[${name}]\n"
+        + builtins.concatStringsSep "" (
+          builtins.concatLists (map (k: lines k attrs.${k}) (builtins.attrNames attrs))
+        );
+    in
+    builtins.concatStringsSep "\n" (map (s: section s.name s.value) sections);
+in
+rec {
+  inherit merge toTOML toUnit;
+
+  # Timer options, named as in nix.gc and virtualisation.docker.autoPrune.
+  # Every 15 minutes: a run whose gates are closed costs four API requests and a statvfs, so
+  # frequent checks catch pressure early; the delay spreads a fleet's runs.
+  timerDefaults = {
+    dates = "*:0/15";
+    randomizedDelaySec = "2min";
+    persistent = true;
+  };
+
+  # prunegate's own defaults (src/config.rs); tests/packaging.rs checks they agree.
+  settingsDefaults = {
+    docker = {
+      read_timeout = "30s";
+      prune_timeout = "30m";
+    };
+    gates = {
+      disk = {
+        enabled = true;
+        used_percent = 80;
+        inodes_used_percent = 80;
+      };
+      live_runs = {
+        enabled = true;
+        pattern = ".*";
+      };
+      converging.enabled = true;
+    };
+    prune = {
+      older_than = "24h";
+      containers = true;
+      images = true;
+      build_cache = true;
+    };
+  };
+
+  # Sandboxing for a oneshot that talks to the Docker socket and reads filesystem usage. It needs
+  # AF_UNIX to the socket (as a member of the `docker` group, not as root), read access to the
+  # data root for statvfs, and its state directory. Everything else is denied.
+  hardening = {
+    DynamicUser = true;
+    SupplementaryGroups = [ "docker" ];
+    StateDirectory = "prunegate";
+    StateDirectoryMode = "0700";
+    UMask = "0077";
+    CapabilityBoundingSet = "";
+    AmbientCapabilities = "";
+    NoNewPrivileges = true;
+    ProtectSystem = "strict";
+    ProtectHome = true;
+    PrivateTmp = true;
+    PrivateDevices = true;
+    PrivateNetwork = true;
+    PrivateUsers = false;
+    IPAddressDeny = "any";
+    RestrictAddressFamilies = [ "AF_UNIX" ];
+    ProtectKernelTunables = true;
+    ProtectKernelModules = true;
+    ProtectKernelLogs = true;
+    ProtectControlGroups = true;
+    ProtectClock = true;
+    ProtectHostname = true;
+    ProtectProc = "invisible";
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    LockPersonality = true;
+    MemoryDenyWriteExecute = true;
+    RemoveIPC = true;
+    DevicePolicy = "closed";
+    KeyringMode = "private";
+    SystemCallArchitectures = "native";
+    SystemCallFilter = [
+      "@system-service"
+      "~@privileged @resources"
+    ];
+    SystemCallErrorNumber = "EPERM";
+  };
+
+  # [Service] of prunegate.service. `SuccessExitStatus = 10`: a closed gate is not a failure.
+  serviceConfig =
+    { prunegate, configFile }:
+    {
+      Type = "oneshot";
+      ExecStart = "${prunegate} run --config ${configFile}";
+      SuccessExitStatus = 10;
+    }
+    // hardening;
+
+  # [Timer] of prunegate.timer from the three options.
+  timerConfig =
+    {
+      dates ? timerDefaults.dates,
+      randomizedDelaySec ? timerDefaults.randomizedDelaySec,
+      persistent ? timerDefaults.persistent,
+    }:
+    {
+      OnCalendar = dates;
+      RandomizedDelaySec = randomizedDelaySec;
+      Persistent = persistent;
+    };
+
+  unitSection = {
+    Description = "Prune Docker's stopped containers, dangling images and build cache when gated open";
+    Documentation = "man:prunegate(1)";
+    Wants = "docker.service";
+    After = "docker.service";
+  };
+
+  # The plain units for any distribution (config/systemd/), rendered from the same data.
+  plainService =
+    {
+      prunegate ? "/usr/local/bin/prunegate",
+      configFile ? "/etc/prunegate/config.toml",
+    }:
+    toUnit [
+      {
+        name = "Unit";
+        value = unitSection;
+      }
+      {
+        name = "Service";
+        value = serviceConfig { inherit prunegate configFile; };
+      }
+    ];
+
+  plainTimer =
+    args:
+    toUnit [
+      {
+        name = "Unit";
+        value = {
+          Description = "Run prunegate periodically";
+          Documentation = "man:prunegate(1)";
+        };
+      }
+      {
+        name = "Timer";
+        value = timerConfig args;
+      }
+      {
+        name = "Install";
+        value.WantedBy = "timers.target";
+      }
+    ];
+}

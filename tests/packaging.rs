@@ -1,0 +1,279 @@
+//! Checks of the systemd units and the NixOS module that run offline (no nixpkgs): every Nix
+//! file parses and is linted, the builtins-only module data evaluates to the expected values,
+//! the units rendered from it pass `systemd-analyze verify` and `security`, and settings
+//! written by the module are accepted by `prunegate config check`. The NixOS VM test in
+//! nix/vm-test.nix is not run here. The tools come from scripts/setup; a missing one fails.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tool(name: &str, how: &str) -> Command {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    let cargo_bin = dirs_cargo_bin().join(name);
+    if found {
+        Command::new(name)
+    } else if cargo_bin.is_file() {
+        Command::new(cargo_bin)
+    } else {
+        panic!("{name} is missing: {how} (scripts/setup does it)")
+    }
+}
+
+fn dirs_cargo_bin() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_default()
+        .join("bin")
+}
+
+fn run(mut cmd: Command) -> Output {
+    let out = cmd.current_dir(root()).output().expect("running a tool");
+    out
+}
+
+fn ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Evaluates a Nix expression (with `data` bound to nix/data.nix) to JSON.
+fn nix_eval(expr: &str) -> Value {
+    let mut cmd = tool("nix-instantiate", "apt-get install nix-bin");
+    cmd.args(["--eval", "--strict", "--json", "-E"])
+        .arg(format!("let data = import ./nix/data.nix; in {expr}"));
+    let out = run(cmd);
+    ok(&out, &format!("nix-instantiate --eval {expr}"));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn nix_files() -> Vec<PathBuf> {
+    let mut files = vec![root().join("flake.nix")];
+    for e in std::fs::read_dir(root().join("nix")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "nix") {
+            files.push(p);
+        }
+    }
+    files
+}
+
+fn prunegate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prunegate"))
+        .args(args)
+        .env_remove("DOCKER_HOST")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn every_nix_file_parses_and_passes_the_linters() {
+    let files = nix_files();
+    assert!(files.len() >= 5, "{files:?}");
+    for f in &files {
+        let mut cmd = tool("nix-instantiate", "apt-get install nix-bin");
+        cmd.arg("--parse").arg(f);
+        ok(
+            &run(cmd),
+            &format!("nix-instantiate --parse {}", f.display()),
+        );
+    }
+    let mut deadnix = tool("deadnix", "cargo install --locked deadnix");
+    deadnix.arg("--fail").args(&files);
+    ok(&run(deadnix), "deadnix --fail");
+    let mut nixfmt = tool("nixfmt", "cargo install --locked nixfmt_rs");
+    nixfmt.arg("--check").args(&files);
+    ok(&run(nixfmt), "nixfmt --check");
+}
+
+#[test]
+fn module_defaults_are_prunegates_defaults() {
+    let timer = nix_eval("data.timerDefaults");
+    assert_eq!(timer["dates"], "*:0/15");
+    assert_eq!(timer["randomizedDelaySec"], "2min");
+    assert_eq!(timer["persistent"], true);
+    // The module's settings defaults, rendered to TOML by the module's own mapping, equal what
+    // prunegate itself shows as its defaults.
+    let module: toml::Value = toml::from_str(
+        nix_eval("data.toTOML data.settingsDefaults")
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let shown = prunegate(&["config", "show", "--config", "/dev/null"]);
+    ok(&shown, "prunegate config show");
+    let mut binary: toml::Value = toml::from_str(&String::from_utf8_lossy(&shown.stdout)).unwrap();
+    binary["docker"].as_table_mut().unwrap().remove("host");
+    assert_eq!(module, binary);
+}
+
+#[test]
+fn module_settings_round_trip_through_prunegate_config_check() {
+    let text = nix_eval(
+        r#"data.toTOML (data.merge data.settingsDefaults {
+             gates.live_runs.pattern = "^(ci|pr)-[0-9]+$ \"quoted\" \\ back";
+             gates.disk.path = "/var/lib/docker";
+             prune.older_than = "48h";
+             prune.build_cache = false;
+           })"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prunegate.toml");
+    std::fs::write(&file, text.as_str().unwrap()).unwrap();
+    let check = prunegate(&["config", "check", "--config", file.to_str().unwrap()]);
+    ok(&check, "prunegate config check on the module's TOML");
+    let shown = prunegate(&["config", "show", "--config", file.to_str().unwrap()]);
+    let shown: toml::Value = toml::from_str(&String::from_utf8_lossy(&shown.stdout)).unwrap();
+    assert_eq!(
+        shown["gates"]["live_runs"]["pattern"].as_str(),
+        Some("^(ci|pr)-[0-9]+$ \"quoted\" \\ back")
+    );
+    assert_eq!(
+        shown["gates"]["disk"]["path"].as_str(),
+        Some("/var/lib/docker")
+    );
+    assert_eq!(shown["prune"]["older_than"].as_str(), Some("48h"));
+    assert_eq!(shown["prune"]["build_cache"].as_bool(), Some(false));
+    // A bad value is refused the way the module's build-time check refuses it: naming the key.
+    let bad = nix_eval(
+        r#"data.toTOML (data.merge data.settingsDefaults { gates.disk.used_percent = 120; })"#,
+    );
+    std::fs::write(&file, bad.as_str().unwrap()).unwrap();
+    let check = prunegate(&["config", "check", "--config", file.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&check.stderr).contains("gates.disk.used_percent"));
+}
+
+const HEADER: &str =
+    "# Rendered from nix/data.nix by scripts/render-units: edit that file, not this one.\n";
+
+#[test]
+fn plain_units_are_the_rendering_of_the_module_data() {
+    for (file, expr) in [
+        ("prunegate.service", "data.plainService { }"),
+        ("prunegate.timer", "data.plainTimer { }"),
+    ] {
+        let rendered = format!("{HEADER}{}", nix_eval(expr).as_str().unwrap());
+        let committed = std::fs::read_to_string(root().join("config/systemd").join(file)).unwrap();
+        assert_eq!(
+            committed, rendered,
+            "config/systemd/{file} is stale: run scripts/render-units"
+        );
+    }
+}
+
+/// Writes `service` and the timer into a directory and runs systemd-analyze on them.
+fn analyze(service: &str, timer: &str) -> (Output, Output) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("prunegate.service"), service).unwrap();
+    std::fs::write(dir.path().join("prunegate.timer"), timer).unwrap();
+    let mut verify = tool("systemd-analyze", "apt-get install systemd");
+    verify
+        .args(["verify", "--man=no", "prunegate.service", "prunegate.timer"])
+        .current_dir(dir.path());
+    let verify = verify.output().unwrap();
+    let mut security = tool("systemd-analyze", "apt-get install systemd");
+    security
+        .args([
+            "security",
+            "--offline=true",
+            "--threshold=20",
+            "prunegate.service",
+        ])
+        .current_dir(dir.path());
+    (verify, security.output().unwrap())
+}
+
+fn exposure(security: &Output) -> f64 {
+    let text = String::from_utf8_lossy(&security.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no exposure line in:\n{text}"));
+    line.split(':')
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn units_verify_cleanly_and_score_at_most_2_0() {
+    let binary = env!("CARGO_BIN_EXE_prunegate");
+    let timer = nix_eval("data.plainTimer { }");
+    let timer = timer.as_str().unwrap();
+    // The plain unit, and the unit as the module writes it (store paths for binary and config).
+    for args in [
+        format!("{{ prunegate = \"{binary}\"; }}"),
+        format!("{{ prunegate = \"{binary}\"; configFile = \"/nix/store/00000000000000000000000000000000-prunegate.toml\"; }}"),
+    ] {
+        let service = nix_eval(&format!("data.plainService {args}"));
+        let (verify, security) = analyze(service.as_str().unwrap(), timer);
+        ok(&verify, "systemd-analyze verify");
+        assert!(
+            verify.stderr.is_empty(),
+            "systemd-analyze verify printed warnings:\n{}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        ok(&security, "systemd-analyze security --threshold=20");
+        let score = exposure(&security);
+        assert!(score <= 2.0, "exposure {score} > 2.0");
+    }
+}
+
+#[test]
+fn timer_values_are_valid_systemd_values() {
+    let timer = nix_eval("data.timerDefaults");
+    let mut calendar = tool("systemd-analyze", "apt-get install systemd");
+    calendar.args(["calendar", timer["dates"].as_str().unwrap()]);
+    ok(&run(calendar), "systemd-analyze calendar");
+    let mut timespan = tool("systemd-analyze", "apt-get install systemd");
+    timespan.args(["timespan", timer["randomizedDelaySec"].as_str().unwrap()]);
+    ok(&run(timespan), "systemd-analyze timespan");
+    // And a bad value is caught by the same check.
+    let mut bad = tool("systemd-analyze", "apt-get install systemd");
+    bad.args(["calendar", "every tuesday-ish"]);
+    assert!(!run(bad).status.success());
+}
+
+#[test]
+fn man_page_and_completions_come_from_the_cli_definition() {
+    let man = prunegate(&["man"]);
+    ok(&man, "prunegate man");
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(man.contains(".TH prunegate 1"), "{man}");
+    for sub in ["run", "check", "reclaim", "config"] {
+        assert!(
+            man.contains(&format!("prunegate\\-{sub}")),
+            "man page lists {sub}"
+        );
+    }
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef prunegate"),
+        ("fish", "complete -c prunegate"),
+    ] {
+        let out = prunegate(&["completions", shell]);
+        ok(&out, shell);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(marker), "{shell} completion lacks {marker:?}");
+        assert!(
+            text.contains("reclaim"),
+            "{shell} completion knows the subcommands"
+        );
+    }
+}
