@@ -90,6 +90,19 @@ rec {
         pattern = ".*";
       };
       converging.enabled = true;
+      grace = {
+        enabled = true;
+        min_uptime = "15m";
+      };
+    };
+    lock = {
+      enabled = true;
+      path = "/run/lock/prunegate.lock";
+    };
+    state.dir = "/var/lib/prunegate";
+    schedule = {
+      cron = "0 */15 * * * *";
+      random_delay = "0s";
     };
     prune = {
       older_than = "24h";
@@ -101,12 +114,14 @@ rec {
 
   # Sandboxing for a oneshot that talks to the Docker socket and reads filesystem usage. It needs
   # AF_UNIX to the socket (as a member of the `docker` group, not as root), read access to the
-  # data root for statvfs, and its state directory. Everything else is denied.
+  # data root for statvfs, its state directory, and /run/lock for the run lock (lock.path).
+  # Everything else is denied; a metrics.path or audit.path elsewhere needs ReadWritePaths.
   hardening = {
     DynamicUser = true;
     SupplementaryGroups = [ "docker" ];
     StateDirectory = "prunegate";
     StateDirectoryMode = "0700";
+    ReadWritePaths = [ "/run/lock" ];
     UMask = "0077";
     CapabilityBoundingSet = "";
     AmbientCapabilities = "";

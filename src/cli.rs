@@ -28,6 +28,15 @@ pub struct Common {
     /// Daemon address (unix:///path or tcp://host:port); overrides docker.host and DOCKER_HOST
     #[arg(long, global = true, value_name = "URL")]
     pub docker_host: Option<String>,
+    /// Log lines on stderr: text (no colour unless stderr is a terminal) or json
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +62,11 @@ pub enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run `run` on the schedule in `schedule.cron` until SIGTERM (for hosts without timers)
+    Daemon {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Validate or show the configuration
     Config {
         #[command(subcommand)]
@@ -71,6 +85,25 @@ pub enum Cmd {
         #[command(subcommand)]
         action: DebugCmd,
     },
+}
+
+impl Cmd {
+    /// The common options of whichever command was given.
+    pub fn common(&self) -> Option<&Common> {
+        match self {
+            Cmd::Run { common, .. }
+            | Cmd::Check { common }
+            | Cmd::Reclaim { common, .. }
+            | Cmd::Daemon { common }
+            | Cmd::Config {
+                action: ConfigCmd::Check { common } | ConfigCmd::Show { common },
+            }
+            | Cmd::Debug {
+                action: DebugCmd::Snapshot { common },
+            } => Some(common),
+            Cmd::Completions { .. } | Cmd::Man => None,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

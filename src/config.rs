@@ -17,6 +17,11 @@ pub struct Config {
     pub docker: DockerConfig,
     pub gates: GatesConfig,
     pub prune: PruneConfig,
+    pub lock: LockConfig,
+    pub metrics: MetricsConfig,
+    pub audit: AuditConfig,
+    pub state: StateConfig,
+    pub schedule: ScheduleConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -47,6 +52,7 @@ pub struct GatesConfig {
     pub disk: DiskGateConfig,
     pub live_runs: LiveRunsGateConfig,
     pub converging: ConvergingGateConfig,
+    pub grace: GraceGateConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -100,6 +106,95 @@ pub struct ConvergingGateConfig {
 impl Default for ConvergingGateConfig {
     fn default() -> Self {
         Self { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraceGateConfig {
+    pub enabled: bool,
+    /// Closed while the host, or the Docker daemon where its start time can be known, has been
+    /// up for less than this: a timer catching up at boot must not prune containers that have
+    /// not been restarted yet.
+    pub min_uptime: GoDuration,
+}
+
+impl Default for GraceGateConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_uptime: GoDuration::parse("15m").expect("valid literal"),
+        }
+    }
+}
+
+/// The run lock: an exclusive, non-blocking `flock` taken for the whole run. A deploy that
+/// holds a shared lock on the same file keeps prunegate out for its duration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockConfig {
+    pub enabled: bool,
+    pub path: PathBuf,
+}
+
+impl Default for LockConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: PathBuf::from("/run/lock/prunegate.lock"),
+        }
+    }
+}
+
+/// Prometheus metrics in the node-exporter textfile format, rewritten after every run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// E.g. /var/lib/prometheus/node-exporter/prunegate.prom. Unset: no metrics file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+/// The audit log: one JSON line per removed object, appended, never rotated by prunegate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// E.g. /var/lib/prunegate/audit.jsonl. Unset: no audit log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+/// Where prunegate keeps what must outlive a run (the cumulative totals behind the metrics).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("/var/lib/prunegate"),
+        }
+    }
+}
+
+/// `prunegate daemon`'s own schedule, for hosts without systemd timers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Cron expression with a seconds field: `sec min hour day-of-month month day-of-week [year]`.
+    pub cron: String,
+    /// Each run starts after a random extra delay between 0 and this.
+    pub random_delay: GoDuration,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            cron: "0 */15 * * * *".into(),
+            random_delay: GoDuration::parse("0s").expect("valid literal"),
+        }
     }
 }
 
@@ -241,6 +336,23 @@ impl Config {
                 return Err(format!("key `{key}`: a timeout must be more than 0"));
             }
         }
+        self.schedule()
+            .map_err(|e| format!("key `schedule.cron`: {:?} is not a cron expression with a seconds field (e.g. \"0 */15 * * * *\"): {e}", self.schedule.cron))?;
+        for (key, path) in [
+            ("lock.path", Some(&self.lock.path)),
+            ("metrics.path", self.metrics.path.as_ref()),
+            ("audit.path", self.audit.path.as_ref()),
+            ("state.dir", Some(&self.state.dir)),
+        ] {
+            if let Some(p) = path {
+                if !p.is_absolute() {
+                    return Err(format!(
+                        "key `{key}`: {:?} must be an absolute path",
+                        p.display().to_string()
+                    ));
+                }
+            }
+        }
         if let Some(host) = &self.docker.host {
             crate::docker::check_host(host).map_err(|e| format!("key `docker.host`: {e}"))?;
         }
@@ -250,6 +362,11 @@ impl Config {
     /// The compiled live-runs pattern. Validated at load, so compiling again cannot fail.
     pub fn live_runs_regex(&self) -> regex::Regex {
         regex::Regex::new(&self.gates.live_runs.pattern).expect("validated at load")
+    }
+
+    /// The daemon schedule. Validated at load.
+    pub fn schedule(&self) -> Result<cron::Schedule, cron::error::Error> {
+        self.schedule.cron.parse()
     }
 
     pub fn to_toml(&self) -> String {
@@ -294,5 +411,8 @@ mod tests {
         assert!(err("[docker]\nhost = \"ftp://x\"\n").contains("docker.host"));
         assert!(err("bogus = 1\n").contains("bogus"));
         assert!(err("[prune\n").contains("line 1"));
+        assert!(err("[schedule]\ncron = \"every 5 minutes\"\n").contains("schedule.cron"));
+        assert!(err("[lock]\npath = \"prunegate.lock\"\n").contains("lock.path"));
+        assert!(err("[gates.grace]\nmin_uptime = \"soon\"\n").contains("gates.grace.min_uptime"));
     }
 }

@@ -1,7 +1,7 @@
 //! prunegate: keeps a Docker host's disk from filling without evicting its image cache.
 //!
 //! Data flows one way: config → connect → snapshot (+ disk reading) → gates → plan → prune steps
-//! (each behind a fresh re-check) → one report → its sink. See docs/design.md.
+//! (each behind a fresh re-check) → one report → its sinks. See docs/design.md.
 
 mod cli;
 mod config;
@@ -9,12 +9,20 @@ mod disk;
 mod docker;
 mod duration;
 mod gates;
+mod job;
+mod lock;
+mod objects;
 mod plan;
 mod report;
 mod runner;
+mod schedule;
+mod sinks;
+mod state;
+mod uptime;
 
 use clap::{CommandFactory, Parser};
-use cli::{Cli, Cmd, Common, ConfigCmd, DebugCmd};
+use cli::{Cli, Cmd, Common, ConfigCmd, DebugCmd, LogFormat};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 /// Exit code for usage and configuration errors (clap uses the same for bad arguments).
@@ -22,19 +30,32 @@ const EXIT_USAGE: u8 = 2;
 /// Exit code for runtime failures.
 const EXIT_FAILURE: u8 = 1;
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+/// Logs go to stderr (the report owns stdout): `prunegate=info` by default, `PRUNEGATE_LOG`
+/// overrides; plain text without colour unless stderr is a terminal (journald), or JSON lines.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PRUNEGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,prunegate=info"));
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PRUNEGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(
+        cli.command
+            .common()
+            .map_or(LogFormat::Text, |c| c.log_format),
+    );
     match cli.command {
         Cmd::Run { common, dry_run } => gated(runner::Command::Run, &common, dry_run),
         Cmd::Check { common } => gated(runner::Command::Check, &common, false),
         Cmd::Reclaim { common, dry_run } => gated(runner::Command::Reclaim, &common, dry_run),
+        Cmd::Daemon { common } => daemon(&common),
         Cmd::Config {
             action: ConfigCmd::Check { common },
         } => match load(&common) {
@@ -90,28 +111,26 @@ fn main() -> ExitCode {
         Cmd::Debug {
             action: DebugCmd::Snapshot { common },
         } => match load(&common) {
-            Ok((config, _, host)) => with_daemon(&config, &host, |daemon| {
-                let config = &config;
-                async move {
-                    let snapshot = docker::snapshot::Snapshot::take(&daemon).await;
-                    let disk =
-                        docker::snapshot::read_disk(config.gates.disk.path.as_ref(), &snapshot);
-                    let inventory = docker::inventory::Inventory::take(&daemon, true).await;
-                    let doc = serde_json::json!({
-                        "snapshot": snapshot,
-                        "disk": disk,
-                        "inventory": inventory,
-                    });
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&doc).expect("serializable")
-                    );
-                    ExitCode::SUCCESS
-                }
-            })
-            .unwrap_or_else(|e| {
-                eprintln!("prunegate: error: {e}");
-                ExitCode::from(EXIT_FAILURE)
+            Ok((config, _, host)) => block_on(async {
+                let daemon = docker::Daemon::connect(
+                    &host,
+                    config.docker.read_timeout.as_std(),
+                    config.docker.prune_timeout.as_std(),
+                )?;
+                let snapshot = docker::snapshot::Snapshot::take(&daemon).await;
+                let disk = docker::snapshot::read_disk(config.gates.disk.path.as_ref(), &snapshot);
+                let inventory = docker::inventory::Inventory::take(&daemon, true).await;
+                let doc = serde_json::json!({
+                    "snapshot": snapshot,
+                    "disk": disk,
+                    "uptime": uptime::read(&host),
+                    "inventory": inventory,
+                });
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&doc).expect("serializable")
+                );
+                Ok(ExitCode::SUCCESS)
             }),
             Err(e) => usage_error(&e, false, "debug snapshot"),
         },
@@ -147,25 +166,20 @@ fn usage_error(message: &str, json: bool, command: &str) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-/// Runs `body` with a connected daemon on a single-threaded runtime (the reads are concurrent
-/// requests, not parallel work). `Err` carries why the client could not be set up.
-fn with_daemon<F, Fut>(config: &config::Config, host: &str, body: F) -> Result<ExitCode, String>
+/// Runs `body` on a single-threaded runtime (the reads are concurrent requests, not parallel
+/// work); an `Err` is a runtime failure, reported on stderr.
+fn block_on<F>(body: F) -> ExitCode
 where
-    F: FnOnce(docker::Daemon) -> Fut,
-    Fut: std::future::Future<Output = ExitCode>,
+    F: std::future::Future<Output = Result<ExitCode, String>>,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(async {
-        let daemon = docker::Daemon::connect(
-            host,
-            config.docker.read_timeout.as_std(),
-            config.docker.prune_timeout.as_std(),
-        )
-        .map_err(|e| format!("cannot reach the Docker daemon at {host}: {e}"))?;
-        Ok(body(daemon).await)
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+        .and_then(|rt| rt.block_on(body));
+    result.unwrap_or_else(|e| {
+        eprintln!("prunegate: error: {e}");
+        ExitCode::from(EXIT_FAILURE)
     })
 }
 
@@ -174,10 +188,21 @@ fn gated(command: runner::Command, common: &Common, dry_run: bool) -> ExitCode {
         Ok(loaded) => loaded,
         Err(e) => return usage_error(&e, common.json, command.as_str()),
     };
-    let config = &config;
-    let result = with_daemon(config, &host, |daemon| async move {
-        let report = runner::execute(command, config, &daemon, dry_run).await;
-        tracing::info!(outcome = ?report.outcome, reclaimed = report.reclaimed_bytes, api_calls = report.api_calls, "finished");
+    block_on(async {
+        // SIGTERM/SIGINT stop a pruning run between steps; it still reports (outcome interrupted).
+        let interrupt = runner::Interrupt::default();
+        let listener = interrupt.clone();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| format!("SIGTERM handler: {e}"))?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::warn!("signal received: stopping after the current step");
+            listener.raise();
+        });
+        let report = job::run(command, &config, &host, dry_run, &interrupt).await;
         if common.json {
             println!("{}", report.to_json());
         } else {
@@ -186,19 +211,24 @@ fn gated(command: runner::Command, common: &Common, dry_run: bool) -> ExitCode {
         if let Some(e) = &report.error {
             eprintln!("prunegate: error: {e}");
         }
-        ExitCode::from(report.outcome.exit_code() as u8)
-    });
-    result.unwrap_or_else(|error| {
-        let report = report::Report::failed(
-            command.as_str(),
-            &host,
-            config.prune.older_than.as_str(),
-            error.clone(),
-        );
-        if common.json {
-            println!("{}", report.to_json());
-        }
-        eprintln!("prunegate: error: {error}");
-        ExitCode::from(EXIT_FAILURE)
+        Ok(ExitCode::from(report.outcome.exit_code() as u8))
+    })
+}
+
+fn daemon(common: &Common) -> ExitCode {
+    let (config, _, _) = match load(common) {
+        Ok(loaded) => loaded,
+        Err(e) => return usage_error(&e, false, "daemon"),
+    };
+    block_on(async {
+        let out = schedule::Output { json: common.json };
+        schedule::run(
+            config,
+            common.config.clone(),
+            common.docker_host.clone(),
+            out,
+        )
+        .await?;
+        Ok(ExitCode::SUCCESS)
     })
 }

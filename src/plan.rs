@@ -12,6 +12,7 @@
 
 use crate::docker::inventory::{BuildCacheRecord, Inventory};
 use crate::docker::ReadError;
+use crate::objects;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum, ImageSummary};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,13 +37,7 @@ impl Class {
     }
 }
 
-/// One object a dry run says would go, with what a person needs to recognise it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Candidate {
-    pub id: String,
-    pub size_bytes: u64,
-    pub description: String,
-}
+pub use crate::objects::Candidate;
 
 /// The prune policy, as the planner needs it.
 #[derive(Debug, Clone, Copy)]
@@ -66,19 +61,7 @@ fn removable_container(c: &ContainerSummary, cutoff: i64) -> bool {
 pub fn containers(list: &[ContainerSummary], policy: &Policy) -> Vec<Candidate> {
     list.iter()
         .filter(|c| removable_container(c, policy.cutoff))
-        .map(|c| Candidate {
-            id: c.id.clone().unwrap_or_default(),
-            size_bytes: c.size_rw.unwrap_or(0).max(0) as u64,
-            description: format!(
-                "container {} ({}, image {})",
-                c.names
-                    .as_ref()
-                    .and_then(|n| n.first())
-                    .map_or("?", |n| n.trim_start_matches('/')),
-                c.state.map_or("?".to_string(), |s| s.to_string()),
-                c.image.as_deref().unwrap_or("?")
-            ),
-        })
+        .map(|c| objects::container(c, true))
         .collect()
 }
 
@@ -130,26 +113,7 @@ pub fn images(
             frontier.push(parent_id);
         }
     }
-    removed
-        .values()
-        .map(|i| Candidate {
-            id: i.id.clone(),
-            size_bytes: i.size.max(0) as u64,
-            description: {
-                let digests: Vec<&str> = i
-                    .repo_digests
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|d| *d != "<none>@<none>")
-                    .collect();
-                if digests.is_empty() {
-                    "untagged image".to_string()
-                } else {
-                    format!("untagged image, was {}", digests.join(", "))
-                }
-            },
-        })
-        .collect()
+    removed.values().map(|i| objects::image(i)).collect()
 }
 
 fn timestamp(s: &Option<String>) -> Option<i64> {
@@ -175,11 +139,7 @@ pub fn build_cache(
                 .or(timestamp(&r.created_at))
                 .is_some_and(|t| t <= policy.cutoff)
     };
-    let candidate = |r: &BuildCacheRecord| Candidate {
-        id: r.id.clone(),
-        size_bytes: r.size.max(0) as u64,
-        description: format!("{} build cache: {}", r.kind, r.description),
-    };
+    let candidate = |r: &BuildCacheRecord| objects::build_cache(r);
     let eligible: Vec<&BuildCacheRecord> = records
         .iter()
         .filter(|r| {

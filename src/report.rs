@@ -16,6 +16,8 @@ pub enum Outcome {
     Skipped,
     DryRun,
     Error,
+    /// Stopped by SIGTERM or SIGINT between steps.
+    Interrupted,
     /// `check` only: every gate open.
     Open,
     /// `check` only: some gate closed.
@@ -23,12 +25,26 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The name used in JSON, metrics and the state file (serde's rename of the variant).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Pruned => "pruned",
+            Outcome::NothingToDo => "nothing_to_do",
+            Outcome::Skipped => "skipped",
+            Outcome::DryRun => "dry_run",
+            Outcome::Error => "error",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Open => "open",
+            Outcome::Closed => "closed",
+        }
+    }
+
     /// The process exit code for this outcome (documented in docs/cli.md).
     pub fn exit_code(self) -> i32 {
         match self {
             Outcome::Pruned | Outcome::NothingToDo | Outcome::DryRun | Outcome::Open => 0,
             Outcome::Skipped | Outcome::Closed => 10,
-            Outcome::Error => 1,
+            Outcome::Error | Outcome::Interrupted => 1,
         }
     }
 }
@@ -78,13 +94,30 @@ impl StepReport {
     }
 }
 
+/// After a full pass that left the disk over the threshold: what prunegate's policy keeps that
+/// `docker system prune --all --volumes` would take. Nothing here is ever removed by prunegate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Advisory {
+    pub disk_used_percent_after: Option<u8>,
+    /// Tagged images no container uses, counting only layers no other image shares (a lower
+    /// bound of what removing them would free).
+    pub unused_tagged_images: usize,
+    pub unused_tagged_images_bytes: u64,
+    /// Volumes no container references.
+    pub unused_volumes: usize,
+    pub unused_volumes_bytes: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub command: &'static str,
+    /// Unique per run; the audit log's lines carry it.
+    pub run_id: String,
     pub outcome: Outcome,
     pub docker_host: String,
     pub older_than: String,
     pub started_at: String,
+    pub finished_at: String,
     pub duration_ms: u64,
     pub gates: Vec<GateResult>,
     pub steps: Vec<StepReport>,
@@ -95,6 +128,24 @@ pub struct Report {
     pub stopped_by: Option<GateResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Problems after the fact (a sink that could not be written); they do not change the outcome.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advisory: Option<Advisory>,
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A run id: start time and randomness, sortable and unique enough for a log.
+fn new_run_id() -> String {
+    format!(
+        "{}-{:08x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        fastrand::u32(..)
+    )
 }
 
 pub fn human_bytes(n: u64) -> String {
@@ -120,12 +171,15 @@ impl Report {
         older_than: &str,
         error: String,
     ) -> Self {
+        let now = now_rfc3339();
         Report {
             command,
+            run_id: new_run_id(),
             outcome: Outcome::Error,
             docker_host: docker_host.to_string(),
             older_than: older_than.to_string(),
-            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            started_at: now.clone(),
+            finished_at: now,
             duration_ms: 0,
             gates: Vec::new(),
             steps: Vec::new(),
@@ -133,7 +187,20 @@ impl Report {
             api_calls: 0,
             stopped_by: None,
             error: Some(error),
+            warnings: Vec::new(),
+            advisory: None,
         }
+    }
+
+    /// Stamps the end of the run.
+    pub fn finish(&mut self, started: std::time::Instant) {
+        self.duration_ms = started.elapsed().as_millis() as u64;
+        self.finished_at = now_rfc3339();
+    }
+
+    /// The outcome as it appears in JSON and metrics.
+    pub fn outcome_name(&self) -> &'static str {
+        self.outcome.name()
     }
 
     pub fn to_json(&self) -> String {
@@ -197,6 +264,20 @@ impl Report {
         if let Some(e) = &self.error {
             let _ = writeln!(out, "  error: {e}");
         }
+        for w in &self.warnings {
+            let _ = writeln!(out, "  warning: {w}");
+        }
+        if let Some(a) = &self.advisory {
+            let _ = writeln!(
+                out,
+                "  advisory: disk still {}% used; kept by policy: {} unused tagged images (at least {}), {} unused volumes ({})",
+                a.disk_used_percent_after.map_or("?".to_string(), |p| p.to_string()),
+                a.unused_tagged_images,
+                human_bytes(a.unused_tagged_images_bytes),
+                a.unused_volumes,
+                human_bytes(a.unused_volumes_bytes)
+            );
+        }
         if self.command != "check" {
             let _ = write!(out, "  reclaimed {}, ", human_bytes(self.reclaimed_bytes));
         } else {
@@ -213,7 +294,7 @@ fn write_object(out: &mut String, o: &Candidate) {
         out,
         "    {}  {:>9}  {}",
         short(&o.id),
-        human_bytes(o.size_bytes),
+        o.size_bytes.map_or("-".to_string(), human_bytes),
         o.description
     );
 }
@@ -226,6 +307,22 @@ fn short(id: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_match_the_json_names() {
+        for o in [
+            Outcome::Pruned,
+            Outcome::NothingToDo,
+            Outcome::Skipped,
+            Outcome::DryRun,
+            Outcome::Error,
+            Outcome::Interrupted,
+            Outcome::Open,
+            Outcome::Closed,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.name());
+        }
+    }
 
     #[test]
     fn exit_codes_are_the_documented_ones() {

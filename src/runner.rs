@@ -11,6 +11,7 @@ use crate::docker::{Daemon, ReadError};
 use crate::gates::{self, GateName, GateResult};
 use crate::plan::{self, Class, Policy};
 use crate::report::{Outcome, Report, StepReport, StepStatus};
+use crate::uptime::{self, Uptime};
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +39,14 @@ fn activity_gates(config: &Config, snapshot: &Snapshot) -> [GateResult; 2] {
     ]
 }
 
-/// All three gates over one snapshot. `reclaim` does not judge the disk gate, and says so.
-pub fn evaluate_gates(command: Command, config: &Config, snapshot: &Snapshot) -> Vec<GateResult> {
+/// Every gate over one snapshot and one uptime reading. `reclaim` does not judge the disk gate,
+/// and says so.
+pub fn evaluate_gates(
+    command: Command,
+    config: &Config,
+    snapshot: &Snapshot,
+    uptime: &Uptime,
+) -> Vec<GateResult> {
     let disk = if command == Command::Reclaim {
         GateResult::open(
             GateName::Disk,
@@ -53,7 +60,8 @@ pub fn evaluate_gates(command: Command, config: &Config, snapshot: &Snapshot) ->
         )
     };
     let [live, converging] = activity_gates(config, snapshot);
-    vec![disk, live, converging]
+    let grace = gates::grace::evaluate(&config.gates.grace, uptime);
+    vec![disk, live, converging, grace]
 }
 
 fn enabled_classes(config: &Config) -> Vec<Class> {
@@ -67,8 +75,29 @@ fn enabled_classes(config: &Config) -> Vec<Class> {
         .collect()
 }
 
+/// Set by SIGTERM/SIGINT; checked only between steps, so a decision is never cut in half and a
+/// prune the daemon has started is allowed to finish.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Interrupt {
+    pub fn raise(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn raised(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Runs one command against the daemon and returns its report; never panics on daemon errors.
-pub async fn execute(command: Command, config: &Config, daemon: &Daemon, dry_run: bool) -> Report {
+pub async fn execute(
+    command: Command,
+    config: &Config,
+    daemon: &Daemon,
+    dry_run: bool,
+    interrupt: &Interrupt,
+) -> Report {
     let started = Instant::now();
     let mut report = Report {
         error: None,
@@ -80,7 +109,8 @@ pub async fn execute(command: Command, config: &Config, daemon: &Daemon, dry_run
         )
     };
     let snapshot = Snapshot::take(daemon).await;
-    report.gates = evaluate_gates(command, config, &snapshot);
+    let uptime = uptime::read(&daemon.host);
+    report.gates = evaluate_gates(command, config, &snapshot, &uptime);
     let all_open = report.gates.iter().all(|g| g.open);
     report.outcome = if let Err(e) = &snapshot.info {
         report.error = Some(format!(
@@ -99,12 +129,41 @@ pub async fn execute(command: Command, config: &Config, daemon: &Daemon, dry_run
     } else if dry_run {
         dry_run_steps(config, daemon, &mut report).await
     } else {
-        prune_steps(config, daemon, &mut report).await
+        let outcome = prune_steps(config, daemon, &mut report, interrupt).await;
+        if matches!(outcome, Outcome::Pruned | Outcome::NothingToDo) {
+            report.advisory = advisory(config, daemon, &snapshot).await;
+        }
+        outcome
     };
     report.reclaimed_bytes = report.steps.iter().map(|s| s.reclaimed_bytes).sum();
     report.api_calls = daemon.api_calls();
-    report.duration_ms = started.elapsed().as_millis() as u64;
+    report.finish(started);
     report
+}
+
+/// After a full pass: if the disk is still over a threshold, how much space the policy keeps.
+async fn advisory(
+    config: &Config,
+    daemon: &Daemon,
+    snapshot: &Snapshot,
+) -> Option<crate::report::Advisory> {
+    let reading = read_disk(config.gates.disk.path.as_ref(), snapshot).ok()?;
+    let stat = reading.stat.ok()?;
+    let d = &config.gates.disk;
+    let still_high = stat.used_percent().is_some_and(|u| u >= d.used_percent)
+        || stat
+            .inodes_used_percent()
+            .is_some_and(|i| i >= d.inodes_used_percent);
+    if !still_high {
+        return None;
+    }
+    match daemon.disk_usage().await {
+        Ok(usage) => Some(usage.advisory(stat.used_percent())),
+        Err(e) => {
+            tracing::warn!(error = %e, "disk still over the threshold, but /system/df could not be read for the advisory");
+            None
+        }
+    }
 }
 
 fn policy(config: &Config) -> Policy {
@@ -132,7 +191,7 @@ async fn dry_run_steps(config: &Config, daemon: &Daemon, report: &mut Report) ->
                         class,
                         status: StepStatus::WouldRemove,
                         count: objects.len(),
-                        reclaimed_bytes: objects.iter().map(|o| o.size_bytes).sum(),
+                        reclaimed_bytes: objects.iter().filter_map(|o| o.size_bytes).sum(),
                         items: objects.iter().map(|o| o.id.clone()).collect(),
                         reason: None,
                         objects: Some(objects),
@@ -172,11 +231,22 @@ fn skip_reason(class: Class, e: &ReadError) -> Option<String> {
     }
 }
 
-async fn prune_steps(config: &Config, daemon: &Daemon, report: &mut Report) -> Outcome {
+async fn prune_steps(
+    config: &Config,
+    daemon: &Daemon,
+    report: &mut Report,
+    interrupt: &Interrupt,
+) -> Outcome {
     let until = config.prune.older_than.as_str();
     let classes = enabled_classes(config);
     let mut stop: Option<(Outcome, String)> = None;
     for class in classes {
+        if stop.is_none() && interrupt.raised() {
+            stop = Some((
+                Outcome::Interrupted,
+                "not run: interrupted by a signal".into(),
+            ));
+        }
         if let Some((_, why)) = &stop {
             report.steps.push(StepReport::skipped(class, why.clone()));
             continue;
@@ -210,19 +280,26 @@ async fn prune_steps(config: &Config, daemon: &Daemon, report: &mut Report) -> O
             continue;
         }
         let result = match class {
-            Class::Containers => daemon.prune_containers(until).await,
+            Class::Containers => {
+                let listed = fresh.containers.as_deref().unwrap_or_default();
+                daemon.prune_containers(until, listed).await
+            }
             Class::Images => daemon.prune_images(until).await,
-            Class::BuildCache => daemon.prune_build_cache(until).await,
+            Class::BuildCache => {
+                daemon
+                    .prune_build_cache(until, config.audit.path.is_some())
+                    .await
+            }
         };
         report.steps.push(match result {
             Ok(p) => StepReport {
                 class,
                 status: StepStatus::Done,
-                count: p.items.len(),
+                count: p.objects.len(),
                 reclaimed_bytes: p.reclaimed_bytes,
-                items: p.items,
+                items: p.objects.iter().map(|o| o.id.clone()).collect(),
                 reason: None,
-                objects: None,
+                objects: Some(p.objects),
                 may_also_remove: None,
             },
             Err(e) => match skip_reason(class, &e) {

@@ -130,12 +130,16 @@ fn bad_docker_host_is_a_usage_error() {
 fn unreachable_daemon_is_a_runtime_failure_and_removes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let host = format!("unix://{}/absent.sock", dir.path().display());
+    let config = dir.path().join("config.toml");
+    let lock = format!("[lock]\npath = \"{}/lock\"\n", dir.path().display());
+    std::fs::write(&config, lock).unwrap();
+    let config = config.to_str().unwrap();
     for command in ["run", "check", "reclaim"] {
         let out = prunegate(&[
             command,
             "--json",
             "--config",
-            "/dev/null",
+            config,
             "--docker-host",
             &host,
         ]);

@@ -329,7 +329,7 @@ fn check_reports_every_gate_and_a_constant_number_of_api_calls() {
         .iter()
         .map(|g| g["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["disk", "live_runs", "converging"]);
+    assert_eq!(names, ["disk", "live_runs", "converging", "grace"]);
     build_world(&d);
     for i in 0..10 {
         d.created(&format!("extra{i}"), "pg-base:1");
@@ -341,7 +341,7 @@ fn check_reports_every_gate_and_a_constant_number_of_api_calls() {
     );
     // Text output names each gate too.
     let text = d.prunegate(OPEN_NOW, &["check"]).stdout;
-    for name in ["disk", "live_runs", "converging"] {
+    for name in ["disk", "live_runs", "converging", "grace"] {
         assert!(text.contains(&format!("gate {name}")), "{text}");
     }
 }

@@ -6,6 +6,7 @@ pub mod inventory;
 pub mod prune;
 mod raw;
 pub mod snapshot;
+pub mod usage;
 
 use bollard::Docker;
 use serde::{Deserialize, Serialize};
@@ -158,9 +159,9 @@ pub fn humanize(d: Duration) -> String {
     let secs = d.as_secs();
     if secs == 0 {
         format!("{}ms", d.as_millis())
-    } else if secs % 3600 == 0 {
+    } else if secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")

@@ -2,18 +2,34 @@
 //! images always) so the daemon's defaults can never widen what is removed; none can remove a
 //! volume or a tagged image, because none of these endpoints is ever asked to.
 
+use super::inventory::decode_build_cache;
 use super::{Daemon, ReadError};
+use crate::objects::{self, Candidate};
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::{
     ListImagesOptionsBuilder, PruneBuildOptionsBuilder, PruneContainersOptionsBuilder,
     PruneImagesOptionsBuilder,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-/// What one prune call removed, as the daemon reported it.
+/// What one prune call removed, as the daemon reported it, each object described from a
+/// listing read just before the call.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Pruned {
-    pub items: Vec<String>,
+    pub objects: Vec<Candidate>,
     pub reclaimed_bytes: u64,
+}
+
+/// Describes each removed id from `known`, in the daemon's order.
+fn describe(ids: Vec<String>, known: HashMap<String, Candidate>, kind: &str) -> Vec<Candidate> {
+    let mut known = known;
+    ids.into_iter()
+        .map(|id| {
+            known
+                .remove(&id)
+                .unwrap_or_else(|| objects::unknown(id, kind))
+        })
+        .collect()
 }
 
 /// The filters for each class. Public so tests and the docs can show exactly what is sent.
@@ -38,7 +54,12 @@ fn bytes(n: Option<i64>) -> u64 {
 
 impl Daemon {
     /// `POST /containers/prune`: every non-running container created before `until`.
-    pub async fn prune_containers(&self, until: &str) -> Result<Pruned, ReadError> {
+    /// `listed` is the container listing of the snapshot taken just before, to describe them.
+    pub async fn prune_containers(
+        &self,
+        until: &str,
+        listed: &[ContainerSummary],
+    ) -> Result<Pruned, ReadError> {
         let opts = PruneContainersOptionsBuilder::default()
             .filters(&container_filters(until))
             .build();
@@ -47,8 +68,13 @@ impl Daemon {
             .prune_containers(Some(opts))
             .await
             .map_err(|e| self.prune_err(e))?;
+        let known = listed
+            .iter()
+            .map(|c| objects::container(c, false))
+            .map(|c| (c.id.clone(), c))
+            .collect();
         Ok(Pruned {
-            items: r.containers_deleted.unwrap_or_default(),
+            objects: describe(r.containers_deleted.unwrap_or_default(), known, "container"),
             reclaimed_bytes: bytes(r.space_reclaimed),
         })
     }
@@ -60,13 +86,13 @@ impl Daemon {
     /// and only those ids are reported as removed images.
     pub async fn prune_images(&self, until: &str) -> Result<Pruned, ReadError> {
         let list_opts = ListImagesOptionsBuilder::default().all(true).build();
-        let images: HashSet<String> = self
+        let images: HashMap<String, Candidate> = self
             .read
             .list_images(Some(list_opts))
             .await
             .map_err(|e| self.read_err(e))?
-            .into_iter()
-            .map(|i| i.id)
+            .iter()
+            .map(|i| (i.id.clone(), objects::image(i)))
             .collect();
         let opts = PruneImagesOptionsBuilder::default()
             .filters(&image_filters(until))
@@ -76,21 +102,41 @@ impl Daemon {
             .prune_images(Some(opts))
             .await
             .map_err(|e| self.prune_err(e))?;
+        let deleted: Vec<String> = r
+            .images_deleted
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|item| item.deleted)
+            .filter(|id| images.contains_key(id))
+            .collect();
         Ok(Pruned {
-            items: r
-                .images_deleted
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|item| item.deleted)
-                .filter(|id| images.contains(id))
-                .collect(),
+            objects: describe(deleted, images, "image"),
             reclaimed_bytes: bytes(r.space_reclaimed),
         })
     }
 
     /// `POST /build/prune` with `all=false`: unused, unshared build-cache records last used
     /// before `until`. No `label` filter: the CLI path that ignores it would remove everything.
-    pub async fn prune_build_cache(&self, until: &str) -> Result<Pruned, ReadError> {
+    /// With `describe`, the records are listed first (`/system/df`, which on API 1.41 daemons
+    /// also sizes images and volumes: only worth it when an audit log wants the details).
+    pub async fn prune_build_cache(
+        &self,
+        until: &str,
+        describe_records: bool,
+    ) -> Result<Pruned, ReadError> {
+        let known: HashMap<String, Candidate> = if describe_records {
+            let body = self.raw_get("/system/df?type=build-cache").await?;
+            decode_build_cache(&body)
+                .map_err(|message| ReadError {
+                    status: None,
+                    message,
+                })?
+                .iter()
+                .map(|r| (r.id.clone(), objects::build_cache(r)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let opts = PruneBuildOptionsBuilder::default()
             .all(false)
             .filters(&build_cache_filters(until))
@@ -101,7 +147,11 @@ impl Daemon {
             .await
             .map_err(|e| self.prune_err(e))?;
         Ok(Pruned {
-            items: r.caches_deleted.unwrap_or_default(),
+            objects: describe(
+                r.caches_deleted.unwrap_or_default(),
+                known,
+                "build cache record",
+            ),
             reclaimed_bytes: bytes(r.space_reclaimed),
         })
     }

@@ -7,6 +7,7 @@
 
 pub mod converging;
 pub mod disk;
+pub mod grace;
 pub mod live_runs;
 
 use crate::docker::snapshot::Snapshot;
@@ -19,6 +20,9 @@ pub enum GateName {
     Disk,
     LiveRuns,
     Converging,
+    Grace,
+    /// Not a gate over the snapshot: the run lock, reported in the same shape when it is held.
+    Lock,
 }
 
 impl GateName {
@@ -27,6 +31,8 @@ impl GateName {
             GateName::Disk => "disk",
             GateName::LiveRuns => "live_runs",
             GateName::Converging => "converging",
+            GateName::Grace => "grace",
+            GateName::Lock => "lock",
         }
     }
 }

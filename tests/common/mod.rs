@@ -215,9 +215,22 @@ impl PrivateDaemon {
     }
 
     /// A prunegate command against this daemon with a config written from `config_toml`.
+    /// Unless the config says otherwise, the run lock lives in this test's directory (tests run
+    /// in parallel, each with its own daemon) and the grace period is 0 (the daemon is seconds
+    /// old); the lock and grace tests set both themselves.
     pub fn prunegate_cmd(&self, config_toml: &str, args: &[&str]) -> Command {
         let config = self.dir.path().join(format!("config-{}.toml", unique()));
-        std::fs::write(&config, config_toml).unwrap();
+        let mut text = config_toml.to_string();
+        if !text.contains("[lock]") {
+            text.push_str(&format!(
+                "\n[lock]\npath = \"{}\"\n",
+                self.lock_path().display()
+            ));
+        }
+        if !text.contains("[gates.grace]") {
+            text.push_str("\n[gates.grace]\nmin_uptime = \"0s\"\n");
+        }
+        std::fs::write(&config, text).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_prunegate"));
         cmd.args(args)
             .arg("--config")
@@ -226,6 +239,10 @@ impl PrivateDaemon {
             .arg(&self.host)
             .env_remove("DOCKER_HOST");
         cmd
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.path().join("prunegate.lock")
     }
 
     /// Runs prunegate against this daemon and waits for it.

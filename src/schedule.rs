@@ -1,0 +1,104 @@
+//! `prunegate daemon`: its own schedule, for hosts without systemd timers (a container, a swarm
+//! global service). Runs the same job as `prunegate run` at each tick of `schedule.cron`.
+//!
+//! - A daemon that is down is logged and tried again at the next tick.
+//! - SIGTERM/SIGINT while waiting: exit 0 at once. During a run: the run stops before its next
+//!   step (never while deciding), its report is written, then exit 0.
+//! - SIGHUP: re-read the config file. A bad new config is rejected with the reason logged and
+//!   the old one kept; during a run, the reload waits for the run to end.
+
+use crate::config::{self, Config};
+use crate::report::Report;
+use crate::runner::{Command, Interrupt};
+use std::path::PathBuf;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// How the daemon prints each run's report on stdout.
+pub struct Output {
+    pub json: bool,
+}
+
+fn next_delay(config: &Config) -> Option<(chrono::DateTime<chrono::Utc>, std::time::Duration)> {
+    let schedule = config.schedule().ok()?;
+    let next = schedule.upcoming(chrono::Utc).next()?;
+    let jitter_max = config.schedule.random_delay.as_std();
+    let jitter = if jitter_max.is_zero() {
+        std::time::Duration::ZERO
+    } else {
+        std::time::Duration::from_millis(fastrand::u64(..=jitter_max.as_millis() as u64))
+    };
+    let at = next + chrono::Duration::from_std(jitter).ok()?;
+    let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+    Some((at, wait))
+}
+
+fn print(report: &Report, out: &Output) {
+    if out.json {
+        println!(
+            "{}",
+            serde_json::to_string(report).expect("report serializes")
+        );
+    } else {
+        print!("{}", report.to_text());
+    }
+}
+
+/// Runs until SIGTERM or SIGINT. `reload_from` is the `--config` given (None: the default path).
+pub async fn run(
+    mut config: Config,
+    reload_from: Option<PathBuf>,
+    cli_host: Option<String>,
+    out: Output,
+) -> Result<(), String> {
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
+    tracing::info!(cron = %config.schedule.cron, random_delay = %config.schedule.random_delay, "prunegate daemon started");
+    loop {
+        let Some((at, wait)) = next_delay(&config) else {
+            return Err(format!(
+                "schedule.cron {:?} has no upcoming time",
+                config.schedule.cron
+            ));
+        };
+        tracing::info!(next_run = %at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "next run");
+        let mut reload = false;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
+            _ = hup.recv() => { reload = true; }
+        }
+        if !reload {
+            let host =
+                crate::docker::resolve_host(cli_host.as_deref(), config.docker.host.as_deref());
+            let interrupt = Interrupt::default();
+            let job = crate::job::run(Command::Run, &config, &host, false, &interrupt);
+            tokio::pin!(job);
+            let mut stopping = false;
+            let report = loop {
+                tokio::select! {
+                    report = &mut job => break report,
+                    _ = term.recv() => { tracing::info!("SIGTERM during a run: stopping after the current step"); interrupt.raise(); stopping = true; }
+                    _ = int.recv() => { tracing::info!("SIGINT during a run: stopping after the current step"); interrupt.raise(); stopping = true; }
+                    _ = hup.recv() => { reload = true; }
+                }
+            };
+            print(&report, &out);
+            if stopping {
+                return Ok(());
+            }
+        }
+        if reload {
+            match config::load(reload_from.as_deref()) {
+                Ok((new, source)) => {
+                    tracing::info!(path = %source.path.display(), "SIGHUP: configuration reloaded");
+                    config = new;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: new configuration rejected, keeping the old one")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Prometheus metrics in the node-exporter textfile format (docs/operations.md lists them).
+
+use crate::config::Config;
+use crate::gates::GateName;
+use crate::plan::Class;
+use crate::report::{Outcome, Report, StepStatus};
+use crate::state::State;
+use std::fmt::Write as _;
+
+const OUTCOMES: [Outcome; 5] = [
+    Outcome::Pruned,
+    Outcome::NothingToDo,
+    Outcome::Skipped,
+    Outcome::Error,
+    Outcome::Interrupted,
+];
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}=\"{}\"",
+                    v.replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('\n', "\\n")
+                )
+            })
+            .collect();
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {value}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{}}} {value}", labels.join(","));
+        }
+    }
+}
+
+fn b(v: bool) -> f64 {
+    if v {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+pub fn render(config: &Config, report: &Report, state: Option<&State>, now: i64) -> String {
+    let mut m = Out(String::new());
+    m.family(
+        "prunegate_last_run_timestamp_seconds",
+        "gauge",
+        "Unix time at which the last run finished.",
+    );
+    m.sample("prunegate_last_run_timestamp_seconds", &[], now as f64);
+    m.family(
+        "prunegate_last_run_duration_seconds",
+        "gauge",
+        "Wall time of the last run.",
+    );
+    m.sample(
+        "prunegate_last_run_duration_seconds",
+        &[],
+        report.duration_ms as f64 / 1000.0,
+    );
+    m.family(
+        "prunegate_last_run_outcome",
+        "gauge",
+        "1 for the outcome of the last run, 0 for the others.",
+    );
+    for o in OUTCOMES {
+        m.sample(
+            "prunegate_last_run_outcome",
+            &[("outcome", o.name())],
+            b(report.outcome == o),
+        );
+    }
+    m.family(
+        "prunegate_last_run_api_calls",
+        "gauge",
+        "Engine API requests the last run made.",
+    );
+    m.sample("prunegate_last_run_api_calls", &[], report.api_calls as f64);
+
+    m.family(
+        "prunegate_gate_open",
+        "gauge",
+        "1 if the gate was open in the last run, 0 if closed (a disabled gate is open).",
+    );
+    for g in &report.gates {
+        m.sample(
+            "prunegate_gate_open",
+            &[("gate", g.name.as_str())],
+            b(g.open),
+        );
+    }
+    m.family(
+        "prunegate_gate_enabled",
+        "gauge",
+        "1 if the gate is enabled in the configuration.",
+    );
+    for g in &report.gates {
+        m.sample(
+            "prunegate_gate_enabled",
+            &[("gate", g.name.as_str())],
+            b(g.enabled),
+        );
+    }
+    if let Some(disk) = report.gates.iter().find(|g| g.name == GateName::Disk) {
+        let ev = &disk.evidence;
+        let path = ev["path"].as_str().unwrap_or("");
+        m.family(
+            "prunegate_disk_used_percent",
+            "gauge",
+            "Use% of the watched filesystem, as df computes it.",
+        );
+        if let Some(v) = ev["used_percent"].as_u64() {
+            m.sample("prunegate_disk_used_percent", &[("path", path)], v as f64);
+        }
+        m.family(
+            "prunegate_disk_inodes_used_percent",
+            "gauge",
+            "IUse% of the watched filesystem, as df -i computes it.",
+        );
+        if let Some(v) = ev["inodes_used_percent"].as_u64() {
+            m.sample(
+                "prunegate_disk_inodes_used_percent",
+                &[("path", path)],
+                v as f64,
+            );
+        }
+    }
+    m.family(
+        "prunegate_disk_threshold_percent",
+        "gauge",
+        "gates.disk.used_percent: the disk gate opens at or above it.",
+    );
+    m.sample(
+        "prunegate_disk_threshold_percent",
+        &[],
+        f64::from(config.gates.disk.used_percent),
+    );
+
+    m.family(
+        "prunegate_last_run_removed_objects",
+        "gauge",
+        "Objects removed by the last run, per class.",
+    );
+    for class in Class::ORDER {
+        let n = report
+            .steps
+            .iter()
+            .find(|s| s.class == class && s.status == StepStatus::Done)
+            .map_or(0, |s| s.count);
+        m.sample(
+            "prunegate_last_run_removed_objects",
+            &[("class", class.as_str())],
+            n as f64,
+        );
+    }
+    m.family(
+        "prunegate_last_run_reclaimed_bytes",
+        "gauge",
+        "Bytes the daemon reported freed in the last run, per class.",
+    );
+    for class in Class::ORDER {
+        let n = report
+            .steps
+            .iter()
+            .find(|s| s.class == class && s.status == StepStatus::Done)
+            .map_or(0, |s| s.reclaimed_bytes);
+        m.sample(
+            "prunegate_last_run_reclaimed_bytes",
+            &[("class", class.as_str())],
+            n as f64,
+        );
+    }
+    if let Some(a) = &report.advisory {
+        m.family(
+            "prunegate_advisory_reclaimable_bytes",
+            "gauge",
+            "After a full pass with the disk still over the threshold: space held by what prunegate never removes.",
+        );
+        m.sample(
+            "prunegate_advisory_reclaimable_bytes",
+            &[("kind", "unused_tagged_images")],
+            a.unused_tagged_images_bytes as f64,
+        );
+        m.sample(
+            "prunegate_advisory_reclaimable_bytes",
+            &[("kind", "unused_volumes")],
+            a.unused_volumes_bytes as f64,
+        );
+    }
+    if let Some(state) = state {
+        m.family(
+            "prunegate_removed_objects_total",
+            "counter",
+            "Objects removed over all runs, per class.",
+        );
+        for class in Class::ORDER {
+            let n = state
+                .removed_objects
+                .get(class.as_str())
+                .copied()
+                .unwrap_or(0);
+            m.sample(
+                "prunegate_removed_objects_total",
+                &[("class", class.as_str())],
+                n as f64,
+            );
+        }
+        m.family(
+            "prunegate_reclaimed_bytes_total",
+            "counter",
+            "Bytes freed over all runs, per class.",
+        );
+        for class in Class::ORDER {
+            let n = state
+                .reclaimed_bytes
+                .get(class.as_str())
+                .copied()
+                .unwrap_or(0);
+            m.sample(
+                "prunegate_reclaimed_bytes_total",
+                &[("class", class.as_str())],
+                n as f64,
+            );
+        }
+        m.family(
+            "prunegate_runs_total",
+            "counter",
+            "Runs over all time, per outcome.",
+        );
+        for o in OUTCOMES {
+            let n = state.runs.get(o.name()).copied().unwrap_or(0);
+            m.sample("prunegate_runs_total", &[("outcome", o.name())], n as f64);
+        }
+        m.family(
+            "prunegate_blocked_since_timestamp_seconds",
+            "gauge",
+            "Since when the disk has been over the threshold while another gate kept every run from pruning; 0 if not blocked.",
+        );
+        m.sample(
+            "prunegate_blocked_since_timestamp_seconds",
+            &[],
+            state.blocked_since.unwrap_or(0) as f64,
+        );
+        m.family(
+            "prunegate_last_pruned_timestamp_seconds",
+            "gauge",
+            "Unix time of the last completed pruning pass; 0 if none yet.",
+        );
+        m.sample(
+            "prunegate_last_pruned_timestamp_seconds",
+            &[],
+            state.last_pruned.unwrap_or(0) as f64,
+        );
+    }
+    m.0
+}

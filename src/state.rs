@@ -1,0 +1,90 @@
+//! What must outlive a run: cumulative totals and the streaks the metrics report. A small JSON
+//! file in `state.dir`, rewritten atomically after each run that writes metrics.
+
+use crate::gates::GateName;
+use crate::report::{Outcome, Report};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct State {
+    /// Objects removed, per class, over all runs.
+    pub removed_objects: BTreeMap<String, u64>,
+    /// Bytes the daemon reported freed, per class, over all runs.
+    pub reclaimed_bytes: BTreeMap<String, u64>,
+    /// Runs, per outcome.
+    pub runs: BTreeMap<String, u64>,
+    /// Since when (Unix seconds) the disk has been under pressure but another gate kept every
+    /// run from pruning; `None` when not blocked.
+    pub blocked_since: Option<i64>,
+    /// When a run last completed a pruning pass.
+    pub last_pruned: Option<i64>,
+}
+
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join("state.json")
+}
+
+/// Reads the state; a missing file is a fresh start, an unreadable one is an error (the totals
+/// would otherwise restart silently from zero).
+pub fn load(dir: &Path) -> Result<State, String> {
+    let p = path(dir);
+    match std::fs::read(&p) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| format!("state file {}: {e}", p.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+        Err(e) => Err(format!("state file {}: {e}", p.display())),
+    }
+}
+
+pub fn save(dir: &Path, state: &State) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("state.dir {}: {e}", dir.display()))?;
+    let text = serde_json::to_vec_pretty(state).expect("state serializes");
+    crate::sinks::write_atomically(&path(dir), &text)
+}
+
+impl State {
+    /// Folds one finished run into the totals.
+    pub fn record(&mut self, report: &Report, now: i64) {
+        *self
+            .runs
+            .entry(report.outcome_name().to_string())
+            .or_default() += 1;
+        for step in &report.steps {
+            *self
+                .removed_objects
+                .entry(step.class.as_str().to_string())
+                .or_default() += if step.status == crate::report::StepStatus::Done {
+                step.count as u64
+            } else {
+                0
+            };
+            *self
+                .reclaimed_bytes
+                .entry(step.class.as_str().to_string())
+                .or_default() += if step.status == crate::report::StepStatus::Done {
+                step.reclaimed_bytes
+            } else {
+                0
+            };
+        }
+        let pressure = report
+            .gates
+            .iter()
+            .any(|g| g.name == GateName::Disk && g.enabled && g.open && g.evidence.is_object());
+        match report.outcome {
+            Outcome::Pruned | Outcome::NothingToDo => {
+                self.blocked_since = None;
+                self.last_pruned = Some(now);
+            }
+            Outcome::Skipped if pressure => {
+                self.blocked_since.get_or_insert(now);
+            }
+            Outcome::Skipped => self.blocked_since = None,
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! How long the host and the Docker daemon have been up, for the grace gate.
+//!
+//! The host's uptime comes from the kernel (via `sysinfo`). The daemon's is known only for a
+//! local socket: the kernel tells the peer's pid (`SO_PEERCRED`), whose start time `/proc`
+//! gives — unless the process is hidden from us (`ProtectProc=invisible`, another pid
+//! namespace), in which case only the host's uptime counts.
+
+use serde::{Deserialize, Serialize};
+use std::os::unix::net::UnixStream;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Uptime {
+    pub host_seconds: u64,
+    /// The daemon's uptime, or why it cannot be known.
+    pub daemon_seconds: Result<u64, String>,
+}
+
+pub fn read(docker_host: &str) -> Uptime {
+    Uptime {
+        host_seconds: sysinfo::System::uptime(),
+        daemon_seconds: daemon_uptime(docker_host),
+    }
+}
+
+fn daemon_uptime(docker_host: &str) -> Result<u64, String> {
+    let path = docker_host
+        .strip_prefix("unix://")
+        .ok_or_else(|| "not a local socket: the daemon's start time cannot be known".to_string())?;
+    let stream = UnixStream::connect(path).map_err(|e| format!("connecting to {path}: {e}"))?;
+    let cred = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| format!("SO_PEERCRED on {path}: {e}"))?;
+    let pid = sysinfo::Pid::from_u32(cred.pid() as u32);
+    if cred.pid() <= 0 {
+        return Err("the daemon's pid is not visible from here".into());
+    }
+    let mut sys = sysinfo::System::new();
+    sys.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), true);
+    let started = sys
+        .process(pid)
+        .map(|p| p.start_time())
+        .filter(|t| *t > 0)
+        .ok_or_else(|| format!("the daemon (pid {pid}) is not visible in /proc from here"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(now.saturating_sub(started))
+}
