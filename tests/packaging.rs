@@ -116,7 +116,10 @@ fn module_defaults_are_prunegates_defaults() {
     let mut binary: toml::Value = toml::from_str(&String::from_utf8_lossy(&shown.stdout)).unwrap();
     binary["docker"].as_table_mut().unwrap().remove("host");
     // Optional paths left unset show as empty tables, which TOML cannot tell from absent ones.
-    binary.as_table_mut().unwrap().retain(|_, v| v.as_table().is_none_or(|t| !t.is_empty()));
+    binary
+        .as_table_mut()
+        .unwrap()
+        .retain(|_, v| v.as_table().is_none_or(|t| !t.is_empty()));
     assert_eq!(module, binary);
 }
 

@@ -219,6 +219,11 @@ impl PrivateDaemon {
     /// in parallel, each with its own daemon) and the grace period is 0 (the daemon is seconds
     /// old); the lock and grace tests set both themselves.
     pub fn prunegate_cmd(&self, config_toml: &str, args: &[&str]) -> Command {
+        self.prunegate_cmd_at(&self.host, config_toml, args)
+    }
+
+    /// As [`Self::prunegate_cmd`], against the daemon address `host`.
+    pub fn prunegate_cmd_at(&self, host: &str, config_toml: &str, args: &[&str]) -> Command {
         let config = self.dir.path().join(format!("config-{}.toml", unique()));
         let mut text = config_toml.to_string();
         if !text.contains("[lock]") {
@@ -236,7 +241,7 @@ impl PrivateDaemon {
             .arg("--config")
             .arg(&config)
             .arg("--docker-host")
-            .arg(&self.host)
+            .arg(host)
             .env_remove("DOCKER_HOST");
         cmd
     }
