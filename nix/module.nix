@@ -100,10 +100,22 @@ in
       after = [ "docker.service" ];
       startAt = cfg.dates;
       restartIfChanged = false;
-      serviceConfig = data.serviceConfig {
-        prunegate = lib.getExe cfg.package;
-        inherit configFile;
-      };
+      serviceConfig =
+        data.serviceConfig {
+          prunegate = lib.getExe cfg.package;
+          inherit configFile;
+        }
+        // {
+          # The directories of a configured metrics file or audit log must be writable too.
+          ReadWritePaths =
+            data.hardening.ReadWritePaths
+            ++ map dirOf (
+              lib.filter (p: p != null) [
+                (cfg.settings.metrics.path or null)
+                (cfg.settings.audit.path or null)
+              ]
+            );
+        };
     };
 
     systemd.timers.prunegate.timerConfig = {

@@ -478,3 +478,41 @@ fn daemon_runs_on_schedule_reloads_on_sighup_and_stops_on_sigterm() {
         .unwrap()
         .contains("next run"));
 }
+
+#[test]
+fn daemon_survives_a_docker_daemon_that_is_down() {
+    let d = PrivateDaemon::start();
+    let config_path = d.dir.path().join("daemon.toml");
+    let text = format!(
+        "[lock]\npath = \"{}\"\n[schedule]\ncron = \"* * * * * *\"\n",
+        d.lock_path().display()
+    );
+    std::fs::write(&config_path, text).unwrap();
+    let out_path = d.dir.path().join("down.out");
+    let gone = format!("unix://{}/gone.sock", d.dir.path().display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prunegate"))
+        .args(["daemon", "--json", "--config"])
+        .arg(&config_path)
+        .args(["--docker-host", &gone])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reports = wait_lines(&out_path, 2);
+    for r in &reports {
+        let r: serde_json::Value = serde_json::from_str(r).unwrap();
+        assert_eq!(r["outcome"], "error");
+        assert!(r["error"].as_str().unwrap().contains("gone.sock"), "{r}");
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running after failed runs"
+    );
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

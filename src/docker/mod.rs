@@ -154,18 +154,24 @@ impl Daemon {
     }
 }
 
-/// `30s`, `30m`: for messages.
+/// `30s`, `30m`, `53m10s`, `2h5m`: for messages, in Docker's duration syntax.
 pub fn humanize(d: Duration) -> String {
     let secs = d.as_secs();
     if secs == 0 {
-        format!("{}ms", d.as_millis())
-    } else if secs.is_multiple_of(3600) {
-        format!("{}h", secs / 3600)
-    } else if secs.is_multiple_of(60) {
-        format!("{}m", secs / 60)
-    } else {
-        format!("{secs}s")
+        return format!("{}ms", d.as_millis());
     }
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 && h == 0 {
+        out.push_str(&format!("{s}s"));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -180,6 +186,16 @@ mod tests {
         assert!(check_host("tcp://").is_err());
         assert!(check_host("/var/run/docker.sock").is_err());
         assert!(check_host("ssh://me@host").unwrap_err().contains("ssh"));
+    }
+
+    #[test]
+    fn durations_read_like_docker_durations() {
+        assert_eq!(humanize(Duration::from_millis(250)), "250ms");
+        assert_eq!(humanize(Duration::from_secs(30)), "30s");
+        assert_eq!(humanize(Duration::from_secs(1800)), "30m");
+        assert_eq!(humanize(Duration::from_secs(3190)), "53m10s");
+        assert_eq!(humanize(Duration::from_secs(7_500)), "2h5m");
+        assert_eq!(humanize(Duration::from_secs(86_400)), "24h");
     }
 
     #[test]
