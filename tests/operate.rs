@@ -516,3 +516,50 @@ fn daemon_survives_a_docker_daemon_that_is_down() {
         .success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn sigterm_during_a_run_stops_after_the_current_step() {
+    let d = PrivateDaemon::start();
+    d.build("pg-base:1", "", "base");
+    let junk = d.dangling("pg-junk:1");
+    let create = r#"{"Image":"pg-base:1","HostConfig":{"NetworkMode":"none"}}"#;
+    for _ in 0..600 {
+        d.api_post("/containers/create", create);
+    }
+    settle();
+    let count = || d.api("/containers/json?all=1").as_array().unwrap().len();
+    let total = count();
+    let child = d
+        .prunegate_cmd(OPEN_NOW, &["run", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    d.wait_for("the container prune to start", || count() < total);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let run = Run::from(child.wait_with_output().unwrap());
+    run.expect(1);
+    let report = run.json();
+    assert_eq!(report["outcome"], "interrupted");
+    assert_eq!(
+        report["steps"][0]["status"], "done",
+        "the step in progress finished"
+    );
+    assert_eq!(report["steps"][0]["count"], 600);
+    for step in [1, 2] {
+        assert_eq!(report["steps"][step]["status"], "skipped");
+        assert!(report["steps"][step]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"));
+    }
+    assert!(
+        d.inventory().images.contains(&junk),
+        "the image step never ran"
+    );
+}
