@@ -65,7 +65,7 @@ rec {
   inherit merge toTOML toUnit;
 
   # Timer options, named as in nix.gc and virtualisation.docker.autoPrune.
-  # Every 15 minutes: a run whose gates are closed costs four API requests and a statvfs, so
+  # Every 15 minutes: a run whose gates are closed costs a statvfs and a few API requests, so
   # frequent checks catch pressure early; the delay spreads a fleet's runs.
   timerDefaults = {
     dates = "*:0/15";

@@ -520,22 +520,8 @@ fn daemon_survives_a_docker_daemon_that_is_down() {
 #[test]
 fn sigterm_during_a_run_stops_after_the_current_step() {
     let d = PrivateDaemon::start();
-    d.build("pg-base:1", "", "base");
-    let junk = d.dangling("pg-junk:1");
-    let create = r#"{"Image":"pg-base:1","HostConfig":{"NetworkMode":"none"}}"#;
-    for _ in 0..600 {
-        d.api_post("/containers/create", create);
-    }
-    settle();
-    let count = || d.api("/containers/json?all=1").as_array().unwrap().len();
-    let total = count();
-    let child = d
-        .prunegate_cmd(OPEN_NOW, &["run", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    d.wait_for("the container prune to start", || count() < total);
+    let junk = d.slow_prune_world(600);
+    let child = d.spawn_run_until_container_prune(OPEN_NOW);
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])

@@ -210,7 +210,13 @@ fn disk_below_threshold_closes_the_gate_and_removes_nothing() {
         "[gates.disk]\npath = \"{}\"\n[prune]\nolder_than = \"0s\"\n",
         empty.display()
     );
-    d.expect_closed(&config, "run", "disk", "below");
+    let report = d.expect_closed(&config, "run", "disk", "below");
+    // With the path configured, a closed disk gate is judged before the daemon is asked.
+    assert_eq!(report["api_calls"], 0, "{report}");
+    assert_eq!(report["gates"].as_array().unwrap().len(), 1);
+    // `check` still evaluates every gate.
+    let check = d.prunegate(&config, &["check", "--json"]).json();
+    assert_eq!(check["gates"].as_array().unwrap().len(), 4);
     // The same filesystem filled past the threshold opens it.
     let full = d.small_fs(8, 90);
     let config = format!(
@@ -349,35 +355,16 @@ fn check_reports_every_gate_and_a_constant_number_of_api_calls() {
 #[test]
 fn a_gate_that_closes_between_steps_stops_the_run() {
     let d = PrivateDaemon::start();
-    d.build("pg-base:1", "", "base");
-    let junk = d.dangling("pg-junk:1");
-    // Enough stopped containers that their prune takes seconds, leaving time to start a CI run
-    // while it is under way.
-    let create = r#"{"Image":"pg-base:1","HostConfig":{"NetworkMode":"none"}}"#;
-    for _ in 0..600 {
-        d.api_post("/containers/create", create);
-    }
-    settle();
-    let count = || d.api("/containers/json?all=1").as_array().unwrap().len();
-    let total = count();
-    let child = d
-        .prunegate_cmd(OPEN_NOW, &["run", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    d.wait_for("the container prune to start", || count() < total);
+    let junk = d.slow_prune_world(600);
+    let child = d.spawn_run_until_container_prune(OPEN_NOW);
     // A compose project appears (a created container counts as live) during the first step.
     d.api_post(
         "/containers/create?name=ci-late-web",
         r#"{"Image":"pg-base:1","Labels":{"com.docker.compose.project":"ci-late"},"HostConfig":{"NetworkMode":"none"}}"#,
     );
     let run = Run::from(child.wait_with_output().unwrap());
-    assert!(
-        count() == 1,
-        "the container step ran to the end: {} containers left",
-        count()
-    );
+    let left = d.container_count();
+    assert_eq!(left, 1, "the container step ran to the end");
     run.expect(10);
     let report = run.json();
     assert_eq!(report["outcome"], "skipped");

@@ -5,10 +5,9 @@
 use super::inventory::decode_build_cache;
 use super::{Daemon, ReadError};
 use crate::objects::{self, Candidate};
-use bollard::models::ContainerSummary;
 use bollard::query_parameters::{
-    ListImagesOptionsBuilder, PruneBuildOptionsBuilder, PruneContainersOptionsBuilder,
-    PruneImagesOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, PruneBuildOptionsBuilder,
+    PruneContainersOptionsBuilder, PruneImagesOptionsBuilder,
 };
 use std::collections::HashMap;
 
@@ -53,13 +52,15 @@ fn bytes(n: Option<i64>) -> u64 {
 }
 
 impl Daemon {
-    /// `POST /containers/prune`: every non-running container created before `until`.
-    /// `listed` is the container listing of the snapshot taken just before, to describe them.
-    pub async fn prune_containers(
-        &self,
-        until: &str,
-        listed: &[ContainerSummary],
-    ) -> Result<Pruned, ReadError> {
+    /// `POST /containers/prune`: every non-running container created before `until`. The
+    /// containers are listed just before, to describe the removed ones in the report and audit.
+    pub async fn prune_containers(&self, until: &str) -> Result<Pruned, ReadError> {
+        let list_opts = ListContainersOptionsBuilder::default().all(true).build();
+        let listed = self
+            .read
+            .list_containers(Some(list_opts))
+            .await
+            .map_err(|e| self.read_err(e))?;
         let opts = PruneContainersOptionsBuilder::default()
             .filters(&container_filters(until))
             .build();

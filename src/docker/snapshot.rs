@@ -1,8 +1,10 @@
 //! One consistent read of everything the gates need, taken with a fixed number of concurrent
-//! requests however many services, tasks or containers the host has.
+//! requests however many services, tasks or containers the host has, each filtered on the
+//! daemon to what the gates look at.
 
 use super::{Daemon, Read, ReadError};
 use crate::disk::{self, DiskReading};
+use crate::gates::live_runs::{COMPOSE_LABEL, STACK_LABEL};
 use bollard::models::{ContainerSummary, Service, SystemInfo, Task};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
@@ -16,7 +18,9 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
     pub info: Read<SystemInfo>,
-    /// Every container, in any state (`all=true`).
+    /// Containers in any state (`all=true`) that carry a compose-project or stack label: the
+    /// only ones the gates look at. Filtered on the daemon, so a host with thousands of plain
+    /// containers costs what its labelled ones cost.
     pub containers: Read<Vec<ContainerSummary>>,
     /// Services with `status=true`, so running/desired task counts come in the same request.
     pub services: Read<Vec<Service>>,
@@ -30,25 +34,33 @@ pub struct Snapshot {
 const TASK_DESIRED_STATES: &[&str] = &["running", "ready"];
 
 impl Snapshot {
-    /// Reads the daemon: four requests, all in flight at once.
+    /// Reads the daemon: five requests, all in flight at once.
     pub async fn take(daemon: &Daemon) -> Snapshot {
         let d = &daemon.read;
-        let containers_opts = ListContainersOptionsBuilder::default().all(true).build();
+        // Label filters are ANDed by the daemon: one request per label, run concurrently.
+        let labelled = |label: &str| {
+            let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![label])]);
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build()
+        };
         let services_opts = ListServicesOptionsBuilder::default().status(true).build();
         let task_filters: HashMap<&str, Vec<&str>> =
             HashMap::from([("desired-state", TASK_DESIRED_STATES.to_vec())]);
         let tasks_opts = ListTasksOptionsBuilder::default()
             .filters(&task_filters)
             .build();
-        let (info, containers, services, tasks) = tokio::join!(
+        let (info, compose, stacks, services, tasks) = tokio::join!(
             d.info(),
-            d.list_containers(Some(containers_opts)),
+            d.list_containers(Some(labelled(COMPOSE_LABEL))),
+            d.list_containers(Some(labelled(STACK_LABEL))),
             d.list_services(Some(services_opts)),
             d.list_tasks(Some(tasks_opts)),
         );
         Snapshot {
             info: info.map_err(|e| daemon.read_err(e)),
-            containers: containers.map_err(|e| daemon.read_err(e)),
+            containers: merge(compose, stacks).map_err(|e| daemon.read_err(e)),
             services: services.map_err(|e| daemon.read_err(e)),
             tasks: tasks.map_err(|e| daemon.read_err(e)),
         }
@@ -68,6 +80,18 @@ impl Snapshot {
             Err(e) => Err(e.clone()),
         }
     }
+}
+
+/// One list of the containers carrying either label (a container with both appears once).
+fn merge<E>(
+    a: Result<Vec<ContainerSummary>, E>,
+    b: Result<Vec<ContainerSummary>, E>,
+) -> Result<Vec<ContainerSummary>, E> {
+    let mut all = a?;
+    let seen: std::collections::HashSet<Option<String>> =
+        all.iter().map(|c| c.id.clone()).collect();
+    all.extend(b?.into_iter().filter(|c| !seen.contains(&c.id)));
+    Ok(all)
 }
 
 /// Where the disk reading's path came from, so the report can say which key changes it.

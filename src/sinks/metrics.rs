@@ -18,6 +18,14 @@ const OUTCOMES: [Outcome; 5] = [
 struct Out(String);
 
 impl Out {
+    /// A family with one sample per prune class.
+    fn per_class(&mut self, name: &str, kind: &str, help: &str, value: impl Fn(Class) -> u64) {
+        self.family(name, kind, help);
+        for class in Class::ORDER {
+            self.sample(name, &[("class", class.as_str())], value(class) as f64);
+        }
+    }
+
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
@@ -146,40 +154,24 @@ pub fn render(config: &Config, report: &Report, state: Option<&State>, now: i64)
         f64::from(config.gates.disk.used_percent),
     );
 
-    m.family(
+    let done = |class: Class| {
+        report
+            .steps
+            .iter()
+            .find(|s| s.class == class && s.status == StepStatus::Done)
+    };
+    m.per_class(
         "prunegate_last_run_removed_objects",
         "gauge",
         "Objects removed by the last run, per class.",
+        |class| done(class).map_or(0, |s| s.count as u64),
     );
-    for class in Class::ORDER {
-        let n = report
-            .steps
-            .iter()
-            .find(|s| s.class == class && s.status == StepStatus::Done)
-            .map_or(0, |s| s.count);
-        m.sample(
-            "prunegate_last_run_removed_objects",
-            &[("class", class.as_str())],
-            n as f64,
-        );
-    }
-    m.family(
+    m.per_class(
         "prunegate_last_run_reclaimed_bytes",
         "gauge",
         "Bytes the daemon reported freed in the last run, per class.",
+        |class| done(class).map_or(0, |s| s.reclaimed_bytes),
     );
-    for class in Class::ORDER {
-        let n = report
-            .steps
-            .iter()
-            .find(|s| s.class == class && s.status == StepStatus::Done)
-            .map_or(0, |s| s.reclaimed_bytes);
-        m.sample(
-            "prunegate_last_run_reclaimed_bytes",
-            &[("class", class.as_str())],
-            n as f64,
-        );
-    }
     if let Some(a) = &report.advisory {
         m.family(
             "prunegate_advisory_reclaimable_bytes",
@@ -198,40 +190,21 @@ pub fn render(config: &Config, report: &Report, state: Option<&State>, now: i64)
         );
     }
     if let Some(state) = state {
-        m.family(
+        let total = |map: &std::collections::BTreeMap<String, u64>, class: Class| {
+            map.get(class.as_str()).copied().unwrap_or(0)
+        };
+        m.per_class(
             "prunegate_removed_objects_total",
             "counter",
             "Objects removed over all runs, per class.",
+            |class| total(&state.removed_objects, class),
         );
-        for class in Class::ORDER {
-            let n = state
-                .removed_objects
-                .get(class.as_str())
-                .copied()
-                .unwrap_or(0);
-            m.sample(
-                "prunegate_removed_objects_total",
-                &[("class", class.as_str())],
-                n as f64,
-            );
-        }
-        m.family(
+        m.per_class(
             "prunegate_reclaimed_bytes_total",
             "counter",
             "Bytes freed over all runs, per class.",
+            |class| total(&state.reclaimed_bytes, class),
         );
-        for class in Class::ORDER {
-            let n = state
-                .reclaimed_bytes
-                .get(class.as_str())
-                .copied()
-                .unwrap_or(0);
-            m.sample(
-                "prunegate_reclaimed_bytes_total",
-                &[("class", class.as_str())],
-                n as f64,
-            );
-        }
         m.family(
             "prunegate_runs_total",
             "counter",

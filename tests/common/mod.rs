@@ -250,6 +250,38 @@ impl PrivateDaemon {
         self.dir.path().join("prunegate.lock")
     }
 
+    /// A base image, a dangling image (its id is returned) and `n` stopped containers: enough
+    /// that their prune takes seconds, leaving time to act while it is under way.
+    pub fn slow_prune_world(&self, n: usize) -> String {
+        self.build("pg-base:1", "", "base");
+        let junk = self.dangling("pg-junk:1");
+        let create = r#"{"Image":"pg-base:1","HostConfig":{"NetworkMode":"none"}}"#;
+        for _ in 0..n {
+            self.api_post("/containers/create", create);
+        }
+        settle();
+        junk
+    }
+
+    pub fn container_count(&self) -> usize {
+        self.api("/containers/json?all=1").as_array().unwrap().len()
+    }
+
+    /// Starts `prunegate run --json` and returns once its container prune is under way.
+    pub fn spawn_run_until_container_prune(&self, config: &str) -> std::process::Child {
+        let total = self.container_count();
+        let child = self
+            .prunegate_cmd(config, &["run", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        self.wait_for("the container prune to start", || {
+            self.container_count() < total
+        });
+        child
+    }
+
     /// Runs prunegate against this daemon and waits for it.
     pub fn prunegate(&self, config_toml: &str, args: &[&str]) -> Run {
         Run::from(
