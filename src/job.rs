@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::docker::Daemon;
 use crate::gates::{GateName, GateResult};
 use crate::lock::{self, LockError};
-use crate::report::{Outcome, Report};
+use crate::report::Report;
 use crate::runner::{self, Command, Interrupt};
 
 /// Runs `command` and returns its report; every failure is in the report, none is a panic.
@@ -18,51 +18,57 @@ pub async fn run(
 ) -> Report {
     let started = std::time::Instant::now();
     let prunes = command != Command::Check && !dry_run;
-    let failed = |error: String| {
-        Report::failed(
+    let older_than = config.prune.older_than.as_str();
+    let done = |mut report: Report| {
+        report.finish(started);
+        finish(config, report, prunes)
+    };
+    if let Some(closed) = runner::disk_closed_up_front(command, config) {
+        return done(Report::skipped_by(
             command.as_str(),
             host,
-            config.prune.older_than.as_str(),
-            error,
-        )
-    };
+            older_than,
+            closed,
+        ));
+    }
     let _lock = if prunes && config.lock.enabled {
         match lock::acquire(&config.lock.path) {
             Ok(l) => Some(l),
             Err(held @ LockError::Held { .. }) => {
-                let mut report = failed(String::new());
-                report.error = None;
-                report.outcome = Outcome::Skipped;
-                report.gates = vec![GateResult::closed(
+                let gate = GateResult::closed(
                     GateName::Lock,
                     format!("{held}; another prunegate run or a deploy holding `flock -s` on it"),
                     serde_json::json!({ "path": config.lock.path }),
-                )];
-                report.finish(started);
-                return finish(config, report, prunes);
+                );
+                return done(Report::skipped_by(command.as_str(), host, older_than, gate));
             }
             Err(e) => {
-                let mut report = failed(e.to_string());
-                report.finish(started);
-                return finish(config, report, prunes);
+                return done(Report::failed(
+                    command.as_str(),
+                    host,
+                    older_than,
+                    e.to_string(),
+                ))
             }
         }
     } else {
         None
     };
-    let report = match Daemon::connect(
+    match Daemon::connect(
         host,
         config.docker.read_timeout.as_std(),
         config.docker.prune_timeout.as_std(),
     ) {
-        Ok(daemon) => runner::execute(command, config, &daemon, dry_run, interrupt).await,
+        Ok(daemon) => finish(
+            config,
+            runner::execute(command, config, &daemon, dry_run, interrupt).await,
+            prunes,
+        ),
         Err(e) => {
-            let mut report = failed(format!("cannot reach the Docker daemon at {host}: {e}"));
-            report.finish(started);
-            report
+            let error = format!("cannot reach the Docker daemon at {host}: {e}");
+            done(Report::failed(command.as_str(), host, older_than, error))
         }
-    };
-    finish(config, report, prunes)
+    }
 }
 
 fn finish(config: &Config, mut report: Report, prunes: bool) -> Report {

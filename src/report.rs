@@ -171,11 +171,24 @@ impl Report {
         older_than: &str,
         error: String,
     ) -> Self {
+        Report {
+            error: Some(error),
+            ..Report::new(command, docker_host, older_than, Outcome::Error)
+        }
+    }
+
+    /// A report with no gates or steps yet, starting now.
+    pub fn new(
+        command: &'static str,
+        docker_host: &str,
+        older_than: &str,
+        outcome: Outcome,
+    ) -> Self {
         let now = now_rfc3339();
         Report {
             command,
             run_id: new_run_id(),
-            outcome: Outcome::Error,
+            outcome,
             docker_host: docker_host.to_string(),
             older_than: older_than.to_string(),
             started_at: now.clone(),
@@ -186,9 +199,22 @@ impl Report {
             reclaimed_bytes: 0,
             api_calls: 0,
             stopped_by: None,
-            error: Some(error),
+            error: None,
             warnings: Vec::new(),
             advisory: None,
+        }
+    }
+
+    /// A run skipped by one closed gate judged before anything else (disk up front, the lock).
+    pub fn skipped_by(
+        command: &'static str,
+        docker_host: &str,
+        older_than: &str,
+        gate: crate::gates::GateResult,
+    ) -> Self {
+        Report {
+            gates: vec![gate],
+            ..Report::new(command, docker_host, older_than, Outcome::Skipped)
         }
     }
 

@@ -15,6 +15,16 @@ pub struct Uptime {
     pub daemon_seconds: Result<u64, String>,
 }
 
+impl Uptime {
+    /// Not read (the grace gate is disabled).
+    pub fn unknown() -> Self {
+        Uptime {
+            host_seconds: 0,
+            daemon_seconds: Err("not read: gates.grace is disabled".into()),
+        }
+    }
+}
+
 pub fn read(docker_host: &str) -> Uptime {
     Uptime {
         host_seconds: sysinfo::System::uptime(),
