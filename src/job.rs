@@ -1,5 +1,6 @@
-//! One pruning job as a timer or `prunegate daemon` runs it: take the run lock, connect, run,
-//! write the sinks, log one summary line. The lock is held until the sinks are written.
+//! One pruning job as a timer or `prunegate daemon` runs it: judge a configured disk gate (the
+//! common, cheap way out), take the run lock, connect, run, write the sinks, log one summary
+//! line. The lock is held until the sinks are written.
 
 use crate::config::Config;
 use crate::docker::Daemon;
