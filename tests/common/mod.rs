@@ -282,6 +282,26 @@ impl PrivateDaemon {
         child
     }
 
+    /// Checks a report of a run stopped after its container step: that step finished with `n`
+    /// containers, the image and build-cache steps were skipped saying `why`, and the dangling
+    /// image `junk` is still there.
+    pub fn assert_stopped_after_containers(&self, report: &Value, n: u64, why: &str, junk: &str) {
+        assert_eq!(
+            report["steps"][0]["status"], "done",
+            "the step in progress finished"
+        );
+        assert_eq!(report["steps"][0]["count"], n);
+        for step in [1, 2] {
+            assert_eq!(report["steps"][step]["status"], "skipped");
+            let reason = report["steps"][step]["reason"].as_str().unwrap();
+            assert!(reason.contains(why), "{reason}");
+        }
+        assert!(
+            self.inventory().images.contains(&junk.to_string()),
+            "the image step never ran"
+        );
+    }
+
     /// Runs prunegate against this daemon and waits for it.
     pub fn prunegate(&self, config_toml: &str, args: &[&str]) -> Run {
         Run::from(
