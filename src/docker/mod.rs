@@ -89,10 +89,26 @@ impl ReadError {
             },
             other => Self {
                 status: None,
-                message: other.to_string(),
+                message: with_causes(&other),
             },
         }
     }
+}
+
+/// An error and its chain of causes: bollard's own message for a failed connection is only
+/// "client error (connect)"; the cause says why ("Permission denied", "Connection refused").
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// A read's result as stored in a snapshot: serialisable so that snapshots captured from a real

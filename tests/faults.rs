@@ -1,0 +1,245 @@
+//! Faults and hostile input: each has one expected behaviour — an error that says what
+//! happened, a distinct exit code, nothing removed, no panic. (Part of the fault suite; the
+//! rest — a daemon killed mid-prune, a swarm worker, a daemon without /build/prune — is open.)
+
+mod common;
+use common::*;
+use std::os::unix::net::UnixListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn prunegate(args: &[&str]) -> Run {
+    Run::from(
+        Command::new(env!("CARGO_BIN_EXE_prunegate"))
+            .args(args)
+            .env_remove("DOCKER_HOST")
+            .output()
+            .unwrap(),
+    )
+}
+
+fn no_panic(r: &Run) {
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+#[test]
+fn a_daemon_that_accepts_and_never_answers_hits_the_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("silent.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    // Accept connections and hold them open without a byte of answer.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let config = dir.path().join("c.toml");
+    let lock = dir.path().join("lock");
+    std::fs::write(
+        &config,
+        format!(
+            "[docker]\nread_timeout = \"1s\"\n[lock]\npath = \"{}\"\n",
+            lock.display()
+        ),
+    )
+    .unwrap();
+    for command in ["check", "run"] {
+        let started = Instant::now();
+        let r = prunegate(&[
+            command,
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+            "--docker-host",
+            &format!("unix://{}", sock.display()),
+        ]);
+        no_panic(&r);
+        r.expect(1);
+        let report = r.json();
+        assert_eq!(report["outcome"], "error");
+        assert!(
+            report["error"]
+                .as_str()
+                .unwrap()
+                .contains("no answer within 1s"),
+            "{report}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the timeout fired, not a hang"
+        );
+        assert!(
+            report["steps"].as_array().unwrap().is_empty(),
+            "nothing was pruned"
+        );
+    }
+}
+
+#[test]
+fn a_missing_disk_path_closes_the_disk_gate_before_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    for (path, says) in [
+        ("/nonexistent/prunegate/data", "cannot stat"),
+        (file.to_str().unwrap(), "not a directory"),
+    ] {
+        let config = dir.path().join("c.toml");
+        std::fs::write(&config, format!("[gates.disk]\npath = \"{path}\"\n")).unwrap();
+        // No daemon at all: the closed disk gate is judged first, so this is a skip, not an error.
+        let host = format!("unix://{}/absent.sock", dir.path().display());
+        let r = prunegate(&[
+            "run",
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+            "--docker-host",
+            &host,
+        ]);
+        no_panic(&r);
+        r.expect(10);
+        let g = gate(&r.json(), "disk").clone();
+        assert_eq!(g["open"], false);
+        assert!(g["reason"].as_str().unwrap().contains(says), "{g}");
+    }
+}
+
+#[test]
+fn odd_docker_host_values_are_usage_errors_naming_the_source() {
+    for value in [
+        "",
+        " ",
+        "unix://",
+        "tcp://:",
+        "http//x",
+        "unix:relative",
+        "\u{1F433}://x",
+        "tcp://a b",
+        "\t",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_prunegate"))
+            .args(["check", "--config", "/dev/null"])
+            .env("DOCKER_HOST", value)
+            .output()
+            .unwrap();
+        let r = Run::from(out);
+        no_panic(&r);
+        if value.is_empty() {
+            // Empty means unset, as for the docker CLI: the default socket, absent here or not.
+            assert!(matches!(r.code, 0 | 1 | 10), "{value:?}: {}", r.stderr);
+            continue;
+        }
+        assert!(
+            matches!(r.code, 1 | 2),
+            "{value:?}: exit {} {}",
+            r.code,
+            r.stderr
+        );
+        if r.code == 2 {
+            assert!(r.stderr.contains("DOCKER_HOST"), "{value:?}: {}", r.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_user_without_access_to_the_socket_gets_permission_denied() {
+    let d = PrivateDaemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!("[lock]\npath = \"{}/lock\"\n", dir.path().display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let before = d.inventory();
+    for command in ["check", "run"] {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                env!("CARGO_BIN_EXE_prunegate"),
+                command,
+                "--json",
+            ])
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--docker-host",
+                &d.host,
+            ])
+            .env_remove("DOCKER_HOST")
+            .output()
+            .expect("setpriv from util-linux");
+        let r = Run::from(out);
+        no_panic(&r);
+        r.expect(1);
+        let text = r.json()["error"].as_str().unwrap().to_lowercase();
+        assert!(text.contains("permission denied"), "{command}: {text}");
+    }
+    assert_eq!(d.inventory(), before);
+}
+
+#[test]
+fn unusual_names_and_labels_do_not_break_matching_or_the_report() {
+    let d = PrivateDaemon::start();
+    d.build("pg-base:1", "", "base");
+    let long = "x".repeat(300);
+    let names = [
+        "ci-ünïcödé-🐳".to_string(),
+        "ci-(.*)+[meta]{1,2}|^$\\d".to_string(),
+        format!("ci-{long}"),
+        "ci \"quoted\" \\ back\nnewline".to_string(),
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let body = serde_json::json!({
+            "Image": "pg-base:1",
+            "Labels": { "com.docker.compose.project": name },
+            "HostConfig": { "NetworkMode": "none" },
+        });
+        d.api_post(
+            &format!("/containers/create?name=odd{i}"),
+            &body.to_string(),
+        );
+    }
+    // The pattern is matched against the names, never built from them.
+    let report = d.expect_closed(OPEN_NOW, "run", "live_runs", "compose project");
+    let live: Vec<String> = gate(&report, "live_runs")["evidence"]["live"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap().to_string())
+        .collect();
+    for name in &names {
+        assert!(
+            live.contains(name),
+            "{name:?} reported exactly, in {live:?}"
+        );
+    }
+    let escaped = regex::escape(&names[1]);
+    let only_meta = format!(
+        "{OPEN_NOW}[gates.live_runs]\npattern = {}\n",
+        toml::Value::String(format!("^{escaped}$"))
+    );
+    let report = d.expect_closed(&only_meta, "run", "live_runs", "ci-(.*)+");
+    let matched = gate(&report, "live_runs")["evidence"]["matched"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        matched, 1,
+        "only the name with metacharacters matches its escaped pattern"
+    );
+    // The text report renders them on one line per gate: a newline in a name is escaped.
+    let text = d.prunegate(OPEN_NOW, &["check"]).stdout;
+    let gate_lines = text.lines().filter(|l| l.starts_with("  gate ")).count();
+    assert_eq!(gate_lines, 4, "{text}");
+    assert!(text.contains("back\\nnewline"), "{text}");
+}
