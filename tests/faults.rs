@@ -243,3 +243,140 @@ fn unusual_names_and_labels_do_not_break_matching_or_the_report() {
     assert_eq!(gate_lines, 4, "{text}");
     assert!(text.contains("back\\nnewline"), "{text}");
 }
+
+#[test]
+fn a_daemon_killed_during_a_prune_step_fails_it_and_the_next_run_completes() {
+    let mut d = PrivateDaemon::start();
+    let junk = d.slow_prune_world(600);
+    let dir = d.dir.path().to_path_buf();
+    let prom = dir.join("m.prom");
+    let config = format!(
+        "{OPEN_NOW}[metrics]\npath = \"{}\"\n[state]\ndir = \"{}\"\n",
+        prom.display(),
+        dir.join("state").display()
+    );
+    let before = d.container_count();
+    let child = d.spawn_run_until_container_prune(&config);
+    d.kill_and_restart();
+    let run = Run::from(child.wait_with_output().unwrap());
+    no_panic(&run);
+    run.expect(1);
+    let report = run.json();
+    assert_eq!(report["outcome"], "error");
+    assert_eq!(report["steps"][0]["status"], "failed", "{report}");
+    assert!(report["steps"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("containers prune failed"));
+    for step in [1, 2] {
+        assert_eq!(report["steps"][step]["status"], "skipped");
+        assert!(report["steps"][step]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("earlier step failed"));
+    }
+    let metrics = std::fs::read_to_string(&prom).expect("metrics written after a failed run");
+    assert!(
+        metrics.contains("prunegate_last_run_outcome{outcome=\"error\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        d.inventory().images.contains(&junk),
+        "no step ran after the failure"
+    );
+    // The daemon is back: the next run goes through every step.
+    let next = d.prunegate(&config, &["run", "--json"]);
+    no_panic(&next);
+    next.expect(0);
+    let report = next.json();
+    for step in 0..3 {
+        assert_eq!(report["steps"][step]["status"], "done", "{report}");
+    }
+    assert!(!d.inventory().images.contains(&junk), "the image step ran");
+    assert!(d.container_count() < before);
+}
+
+/// A proxy on `listen` in front of the daemon at `upstream` that answers 404 to `/build/prune`
+/// (as Podman does) and passes everything else through, one request per connection.
+fn proxy_without_build_prune(listen: &std::path::Path, upstream: std::path::PathBuf) {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let listener = UnixListener::bind(listen).unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let upstream = upstream.clone();
+            std::thread::spawn(move || {
+                let mut client = client;
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).map_or(true, |n| n == 0) {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_string();
+                let path = text.split_whitespace().nth(1).unwrap_or("").to_string();
+                if path.contains("/build/prune") {
+                    let body = r#"{"message":"page not found"}"#;
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    return;
+                }
+                let Ok(mut up) = UnixStream::connect(&upstream) else {
+                    return;
+                };
+                // Ask the daemon to close after answering, so every request comes through here.
+                let head = text.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                if up.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let mut up_reader = up.try_clone().unwrap();
+                let mut client_writer = client.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client, &mut up);
+                });
+                let _ = std::io::copy(&mut up_reader, &mut client_writer);
+            });
+        }
+    });
+}
+
+#[test]
+fn a_daemon_without_build_cache_pruning_skips_that_step_saying_why() {
+    let d = PrivateDaemon::start();
+    d.build("pg-base:1", "", "base");
+    let junk = d.dangling("pg-junk:1");
+    d.exited("exited1", "pg-base:1");
+    settle();
+    let proxy = d.dir.path().join("proxy.sock");
+    proxy_without_build_prune(&proxy, d.sock.clone());
+    let cache_before = d.inventory().build_cache;
+    let host = format!("unix://{}", proxy.display());
+    let r = d
+        .prunegate_cmd_at(&host, OPEN_NOW, &["run", "--json"])
+        .output()
+        .unwrap();
+    let r = Run::from(r);
+    no_panic(&r);
+    r.expect(0);
+    let report = r.json();
+    assert_eq!(report["outcome"], "pruned");
+    assert_eq!(report["steps"][0]["status"], "done");
+    assert_eq!(report["steps"][1]["status"], "done");
+    assert_eq!(report["steps"][2]["status"], "skipped");
+    let reason = report["steps"][2]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("no build-cache prune endpoint (404)"),
+        "{reason}"
+    );
+    assert!(!d.inventory().images.contains(&junk));
+    assert_eq!(
+        d.inventory().build_cache,
+        cache_before,
+        "build cache untouched"
+    );
+}

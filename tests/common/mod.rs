@@ -52,27 +52,7 @@ impl PrivateDaemon {
             .tempdir_in("/tmp")
             .expect("temporary directory");
         let sock = dir.path().join("docker.sock");
-        let log = std::fs::File::create(dir.path().join("dockerd.log")).expect("log file");
-        let child = Command::new("/usr/sbin/dockerd")
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("--pidfile")
-            .arg(dir.path().join("dockerd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", sock.display()))
-            .args([
-                "--bridge=none",
-                "--iptables=false",
-                "--ip-masq=false",
-                "--ip6tables=false",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawning /usr/sbin/dockerd");
+        let child = spawn_dockerd(dir.path(), &sock);
         let host = format!("unix://{}", sock.display());
         let mut d = PrivateDaemon {
             dir,
@@ -81,6 +61,35 @@ impl PrivateDaemon {
             child,
             mounts: Vec::new(),
         };
+        d.wait_until_answering();
+        d
+    }
+
+    /// SIGKILLs the daemon (no clean shutdown), waits for it, then starts it again on the same
+    /// data root and socket.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Its supervised containerd outlives it for a while; a new dockerd cannot start its own
+        // until that one is gone.
+        let pidfile = self.dir.path().join("exec/containerd/containerd.pid");
+        let pid = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pid) = pid.filter(|p| *p > 1) {
+            unsafe_kill(pid, 9);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let _ = std::fs::remove_file(&self.sock);
+        self.child = spawn_dockerd(self.dir.path(), &self.sock);
+        self.wait_until_answering();
+    }
+
+    fn wait_until_answering(&mut self) {
+        let d = self;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if d.sock.exists()
@@ -103,7 +112,6 @@ impl PrivateDaemon {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        d
     }
 
     pub fn log_tail(&self) -> String {
@@ -524,6 +532,35 @@ pub struct Inventory {
     pub images: Vec<String>,
     pub build_cache: Vec<String>,
     pub volumes: Vec<String>,
+}
+
+/// dockerd on `dir`'s data root, exec root and pid file, listening only on `sock`.
+fn spawn_dockerd(dir: &Path, sock: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dockerd.log"))
+        .expect("log file");
+    Command::new("/usr/sbin/dockerd")
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("dockerd.pid"))
+        .arg("-H")
+        .arg(format!("unix://{}", sock.display()))
+        .args([
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--ip6tables=false",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawning /usr/sbin/dockerd")
 }
 
 impl Drop for PrivateDaemon {
