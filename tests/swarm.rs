@@ -127,3 +127,45 @@ fn update_in_progress_closes_the_gate() {
     let findings = gate(&report, "converging")["evidence"]["not_converged"].to_string();
     assert!(findings.contains("update state is updating"), "{findings}");
 }
+
+#[test]
+fn a_swarm_worker_is_closed_and_says_why() {
+    let (_g, manager) = swarm();
+    let worker = PrivateDaemon::start();
+    let token = manager.docker(&["swarm", "join-token", "-q", "worker"]);
+    let addr = manager.docker(&[
+        "info",
+        "--format",
+        "{{range .Swarm.RemoteManagers}}{{.Addr}}{{end}}",
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    worker.docker(&[
+        "swarm",
+        "join",
+        "--token",
+        &token,
+        "--advertise-addr",
+        "127.0.0.1",
+        "--listen-addr",
+        &format!("127.0.0.1:{port}"),
+        &addr,
+    ]);
+    worker.build("pg-base:1", "", "base");
+    worker.exited("exited1", "pg-base:1");
+    settle();
+    let report = worker.expect_closed(OPEN_NOW, "run", "converging", "swarm worker");
+    // Services cannot be listed on a worker: stacks are read from its containers instead.
+    assert_eq!(
+        gate(&report, "live_runs")["evidence"]["stacks_from"],
+        "containers"
+    );
+    assert_eq!(gate(&report, "live_runs")["open"], true);
+    // The manager sees the same swarm as settled.
+    let r = manager.prunegate(OPEN_NOW, &["check", "--json"]);
+    assert_eq!(gate(&r.json(), "converging")["open"], true, "{}", r.stdout);
+    let _ = worker.docker_output(&["swarm", "leave", "--force"]);
+}
