@@ -236,12 +236,12 @@ impl Report {
     /// The human rendering: one line per gate, one per step, dry-run objects indented.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let outcome = serde_json::to_value(self.outcome).ok();
-        let outcome = outcome.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
         let _ = writeln!(
             out,
-            "prunegate {}: {outcome} ({})",
-            self.command, self.docker_host
+            "prunegate {}: {} ({})",
+            self.command,
+            self.outcome_name(),
+            self.docker_host
         );
         for g in &self.gates {
             let state = match (g.enabled, g.open) {

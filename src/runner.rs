@@ -165,12 +165,8 @@ async fn advisory(
 ) -> Option<crate::report::Advisory> {
     let reading = read_disk(config.gates.disk.path.as_ref(), snapshot).ok()?;
     let stat = reading.stat.ok()?;
-    let d = &config.gates.disk;
-    let still_high = stat.used_percent().is_some_and(|u| u >= d.used_percent)
-        || stat
-            .inodes_used_percent()
-            .is_some_and(|i| i >= d.inodes_used_percent);
-    if !still_high {
+    let (blocks, inodes) = gates::disk::over_thresholds(&config.gates.disk, &stat);
+    if !(blocks || inodes) {
         return None;
     }
     match daemon.disk_usage().await {

@@ -64,6 +64,18 @@ pub fn decode_build_cache(body: &[u8]) -> Result<Vec<BuildCacheRecord>, String> 
         .unwrap_or_default())
 }
 
+impl Daemon {
+    /// Every build-cache record, from `/system/df` (raw: bollard 0.21 cannot decode the API
+    /// 1.41 shape; see docker/raw.rs).
+    pub async fn build_cache_records(&self) -> Result<Vec<BuildCacheRecord>, ReadError> {
+        let body = self.raw_get("/system/df?type=build-cache").await?;
+        decode_build_cache(&body).map_err(|message| ReadError {
+            status: None,
+            message,
+        })
+    }
+}
+
 impl Inventory {
     /// Three reads, concurrently. The container list asks for sizes, which makes the daemon walk
     /// each container's writable layer: acceptable for a dry run, which is why only it does this.
@@ -78,11 +90,7 @@ impl Inventory {
             if !want_build_cache {
                 return Ok(Vec::new());
             }
-            let body = daemon.raw_get("/system/df?type=build-cache").await?;
-            decode_build_cache(&body).map_err(|message| ReadError {
-                status: None,
-                message,
-            })
+            daemon.build_cache_records().await
         };
         let (containers, images, build_cache) = tokio::join!(
             d.list_containers(Some(containers_opts)),

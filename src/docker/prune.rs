@@ -2,7 +2,6 @@
 //! images always) so the daemon's defaults can never widen what is removed; none can remove a
 //! volume or a tagged image, because none of these endpoints is ever asked to.
 
-use super::inventory::decode_build_cache;
 use super::{Daemon, ReadError};
 use crate::objects::{self, Candidate};
 use bollard::query_parameters::{
@@ -20,8 +19,7 @@ pub struct Pruned {
 }
 
 /// Describes each removed id from `known`, in the daemon's order.
-fn describe(ids: Vec<String>, known: HashMap<String, Candidate>, kind: &str) -> Vec<Candidate> {
-    let mut known = known;
+fn describe(ids: Vec<String>, mut known: HashMap<String, Candidate>, kind: &str) -> Vec<Candidate> {
     ids.into_iter()
         .map(|id| {
             known
@@ -126,12 +124,8 @@ impl Daemon {
         describe_records: bool,
     ) -> Result<Pruned, ReadError> {
         let known: HashMap<String, Candidate> = if describe_records {
-            let body = self.raw_get("/system/df?type=build-cache").await?;
-            decode_build_cache(&body)
-                .map_err(|message| ReadError {
-                    status: None,
-                    message,
-                })?
+            self.build_cache_records()
+                .await?
                 .iter()
                 .map(|r| (r.id.clone(), objects::build_cache(r)))
                 .collect()

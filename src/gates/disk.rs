@@ -5,9 +5,18 @@
 
 use super::{GateName, GateResult};
 use crate::config::DiskGateConfig;
-use crate::disk::DiskReading;
+use crate::disk::{DiskReading, FsStat};
 use crate::docker::ReadError;
 use serde_json::json;
+
+/// Whether blocks and inodes are at or above their thresholds (an unknown percentage is not).
+pub fn over_thresholds(cfg: &DiskGateConfig, stat: &FsStat) -> (bool, bool) {
+    (
+        stat.used_percent().is_some_and(|u| u >= cfg.used_percent),
+        stat.inodes_used_percent()
+            .is_some_and(|i| i >= cfg.inodes_used_percent),
+    )
+}
 
 pub fn evaluate(cfg: &DiskGateConfig, reading: &Result<DiskReading, ReadError>) -> GateResult {
     let name = GateName::Disk;
@@ -48,8 +57,7 @@ pub fn evaluate(cfg: &DiskGateConfig, reading: &Result<DiskReading, ReadError>) 
         "available_bytes": stat.available_bytes(),
     });
     let show = |p: Option<u8>| p.map_or("-".to_string(), |p| format!("{p}%"));
-    let blocks_hit = used.is_some_and(|u| u >= cfg.used_percent);
-    let inodes_hit = inodes.is_some_and(|i| i >= cfg.inodes_used_percent);
+    let (blocks_hit, inodes_hit) = over_thresholds(cfg, stat);
     let summary = format!("{path} is {} used, {} of inodes", show(used), show(inodes));
     if blocks_hit || inodes_hit {
         let which = match (blocks_hit, inodes_hit) {
@@ -80,7 +88,6 @@ pub fn evaluate(cfg: &DiskGateConfig, reading: &Result<DiskReading, ReadError>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::FsStat;
     use crate::docker::snapshot::DiskPathSource;
 
     fn reading(
