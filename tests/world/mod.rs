@@ -1,0 +1,612 @@
+//! Randomized worlds: from a seed, a world of every kind of object prunegate meets, built on the
+//! test's private dockerd, and random gate settings to run prunegate with.
+//!
+//! The seed decides everything (settings, object counts, states, ages, labels), so a failing
+//! world is rebuilt by running its seed again. What the daemon holds is read back as a
+//! [`Detail`] before and after the run; [`oracle`] decides, without prunegate's own code, what
+//! had to stay and what had to go.
+//!
+//! Ages: loaded images carry any `created` date the generator picks (2000, days ago, or hours in
+//! the future). Containers and build cache are dated by the daemon's clock, so the world is made
+//! in two phases with a gap between them, and the cut-off (`older_than`) is set so that its
+//! boundary falls in the middle of the gap for the whole of the dry run and the run.
+
+pub mod oracle;
+
+use crate::common::*;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A gate setting: switched off, or set so that it opens, or so that it closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toggle {
+    Off,
+    Open,
+    Closed,
+}
+
+/// What the seed decides before anything is built.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub seed: u64,
+    pub scale: usize,
+    /// `run`, or `reclaim` (which does not judge the disk gate).
+    pub command: &'static str,
+    pub disk: Toggle,
+    pub grace: Toggle,
+    pub live_runs_enabled: bool,
+    pub pattern: &'static str,
+    /// A CI run (a compose project or stack named `ci-…`) is live in this world.
+    pub ci_live: bool,
+    pub converging_enabled: bool,
+    pub swarm: bool,
+    /// A swarm service that can never be placed (unsatisfiable constraint).
+    pub pending_service: bool,
+    pub classes: oracle::Classes,
+}
+
+fn toggle(rng: &mut fastrand::Rng, off: u8, closed: u8) -> Toggle {
+    let n = rng.u8(0..100);
+    if n < off {
+        Toggle::Off
+    } else if n < off + closed {
+        Toggle::Closed
+    } else {
+        Toggle::Open
+    }
+}
+
+impl Settings {
+    pub fn from_seed(seed: u64, scale: usize) -> Settings {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let swarm = rng.u8(0..100) < 40;
+        Settings {
+            seed,
+            scale,
+            command: if rng.u8(0..100) < 20 {
+                "reclaim"
+            } else {
+                "run"
+            },
+            disk: toggle(&mut rng, 10, 12),
+            grace: toggle(&mut rng, 10, 8),
+            live_runs_enabled: rng.u8(0..100) < 92,
+            pattern: match rng.u8(0..100) {
+                0..=69 => "^ci-",
+                70..=84 => "^no-such-run$",
+                _ => ".*",
+            },
+            ci_live: rng.u8(0..100) < 18,
+            converging_enabled: rng.u8(0..100) < 92,
+            swarm,
+            pending_service: swarm && rng.u8(0..100) < 35,
+            classes: oracle::Classes {
+                containers: rng.u8(0..100) < 85,
+                images: rng.u8(0..100) < 85,
+                build_cache: rng.u8(0..100) < 85,
+            },
+        }
+    }
+
+    /// prunegate's config for this world, with the cut-off the build chose.
+    pub fn config(&self, older_than_ms: u64) -> String {
+        let disk = match self.disk {
+            Toggle::Off => "enabled = false".to_string(),
+            // Any real disk is at least 1% used; none here is 100% used.
+            Toggle::Open => "used_percent = 1\ninodes_used_percent = 1".to_string(),
+            Toggle::Closed => "used_percent = 100\ninodes_used_percent = 100".to_string(),
+        };
+        let grace = match self.grace {
+            Toggle::Off => "enabled = false",
+            Toggle::Open => "min_uptime = \"0s\"",
+            // The private daemon started seconds ago.
+            Toggle::Closed => "min_uptime = \"1h\"",
+        };
+        let c = &self.classes;
+        format!(
+            "[gates.disk]\n{disk}\n[gates.grace]\n{grace}\n\
+             [gates.live_runs]\nenabled = {}\npattern = \"{}\"\n\
+             [gates.converging]\nenabled = {}\n\
+             [prune]\nolder_than = \"{older_than_ms}ms\"\ncontainers = {}\nimages = {}\n\
+             build_cache = {}\n",
+            self.live_runs_enabled,
+            self.pattern,
+            self.converging_enabled,
+            c.containers,
+            c.images,
+            c.build_cache
+        )
+    }
+
+    /// Whether each gate should be open, judged from the settings and what was built.
+    pub fn expected_gates(&self, live_names: &BTreeSet<String>) -> BTreeMap<&'static str, bool> {
+        let pattern = regex::Regex::new(self.pattern).unwrap();
+        let live_closed = self.live_runs_enabled && live_names.iter().any(|n| pattern.is_match(n));
+        BTreeMap::from([
+            (
+                "disk",
+                self.command == "reclaim" || self.disk != Toggle::Closed,
+            ),
+            ("grace", self.grace != Toggle::Closed),
+            ("live_runs", !live_closed),
+            (
+                "converging",
+                !(self.converging_enabled && self.pending_service),
+            ),
+        ])
+    }
+
+    /// One line for the log: the settings that decide the outcome.
+    pub fn summary(&self) -> String {
+        let c = &self.classes;
+        format!(
+            "{} disk={:?} grace={:?} live_runs={}{} ci_live={} swarm={} pending={} \
+             converging={} classes=c{}i{}b{}",
+            self.command,
+            self.disk,
+            self.grace,
+            if self.live_runs_enabled {
+                "on:"
+            } else {
+                "off:"
+            },
+            self.pattern,
+            self.ci_live,
+            self.swarm,
+            self.pending_service,
+            self.converging_enabled,
+            u8::from(c.containers),
+            u8::from(c.images),
+            u8::from(c.build_cache)
+        )
+    }
+}
+
+/// A container the generator makes.
+#[derive(Debug, Clone)]
+struct Plan {
+    name: String,
+    image: String,
+    state: &'static str,
+    labels: BTreeMap<String, String>,
+    anon_volume: bool,
+    named_volume: Option<String>,
+}
+
+/// States the daemon allows that a world can reach on demand. `dead` is left out: the daemon
+/// only sets it when removing a container fails, which cannot be caused from outside.
+const STATES: [(&str, u8); 7] = [
+    ("created", 22),
+    ("exited", 22),
+    ("exited_error", 12),
+    ("running", 22),
+    ("paused", 10),
+    ("restarting", 4),
+    ("running_anon", 8),
+];
+
+fn pick_state(rng: &mut fastrand::Rng) -> &'static str {
+    let total: u8 = STATES.iter().map(|s| s.1).sum();
+    let mut n = rng.u8(0..total);
+    for (state, weight) in STATES {
+        if n < weight {
+            return state;
+        }
+        n -= weight;
+    }
+    unreachable!()
+}
+
+/// Whether a container in `state` makes its compose project live (anything not finished).
+fn is_live(state: &str) -> bool {
+    !state.starts_with("exited")
+}
+
+/// A world built on the daemon: what the run needs to be judged.
+pub struct World {
+    /// Compose projects and stacks that are live (what the live-runs gate should see).
+    pub live_names: BTreeSet<String>,
+    pub older_than_ms: u64,
+    /// When the world was ready (Unix seconds): the boundary is then `older_than` before it.
+    pub ready: f64,
+    /// Seconds the runs may take before the boundary leaves the gap.
+    pub slack: f64,
+}
+
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A `created` date for a loaded image: old (2000, or days ago) or young (hours ahead, which
+/// no cut-off reaches).
+fn image_date(rng: &mut fastrand::Rng) -> String {
+    let now = unix_now() as i64;
+    match rng.u8(0..10) {
+        0..=3 => rfc3339(946_684_800 + rng.i64(0..86_400 * 365)),
+        4..=6 => rfc3339(now - rng.i64(3_600..86_400 * 30)),
+        _ => rfc3339(now + rng.i64(3_600..86_400 * 2)),
+    }
+}
+
+/// Builds the world for `settings` on `d`.
+pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
+    // A second stream from the seed, so the settings above do not shift when the world's
+    // contents change.
+    let mut rng = fastrand::Rng::with_seed(settings.seed ^ 0x05ee_d0fa_0b1d);
+    let s = settings.scale.max(1);
+    let mut live_names = BTreeSet::new();
+
+    // Images, loaded in one tarball: every one can run (busybox in a shared layer).
+    let busybox = std::fs::read(BUSYBOX).expect("reading /bin/busybox");
+    let mut layers = vec![layer_tar(&[("bin/busybox", &busybox, 0o755)])];
+    let mut images = vec![TarImage {
+        created: rfc3339(946_684_800),
+        tags: vec!["pgw/base:1".into()],
+        layers: vec![0],
+        label: "base".into(),
+    }];
+    let n_images = rng.usize(12..=24) * s;
+    for i in 0..n_images {
+        let tags = match rng.u8(0..10) {
+            0..=2 => Vec::new(),
+            3..=7 => vec![format!("pgw/img{i}:1")],
+            _ => vec![
+                format!("pgw/img{i}:1"),
+                format!("pgw/img{i}:latest"),
+                format!("pgw/alias{i}:x"),
+            ],
+        };
+        let mut own = vec![0];
+        if rng.bool() {
+            let data = format!("image {i} of world {}\n", settings.seed);
+            layers.push(layer_tar(&[(
+                &format!("data/{i}.txt"),
+                data.as_bytes(),
+                0o644,
+            )]));
+            own.push(layers.len() - 1);
+        }
+        images.push(TarImage {
+            created: image_date(&mut rng),
+            tags,
+            layers: own,
+            label: format!("w{}-{i}", settings.seed),
+        });
+    }
+    load(d, &image_tarball(&layers, &images));
+    let ids = image_ids_by_label(d);
+    let image_ids: Vec<String> = images.iter().map(|i| ids[&i.label].clone()).collect();
+
+    let volumes: Vec<String> = (0..rng.usize(1..=4) * s)
+        .map(|i| format!("pgw-vol{i}"))
+        .collect();
+    let mut plan_containers = |rng: &mut fastrand::Rng, phase: &str, n: usize| -> Vec<Plan> {
+        (0..n)
+            .map(|i| {
+                let state = pick_state(rng);
+                let mut labels = BTreeMap::new();
+                match rng.u8(0..10) {
+                    0..=2 => {
+                        labels.insert(
+                            "com.docker.compose.project".to_string(),
+                            format!("app-{}", rng.u8(0..4)),
+                        );
+                    }
+                    // CI runs that finished: their containers exited.
+                    3 if !is_live(state) => {
+                        labels.insert(
+                            "com.docker.compose.project".to_string(),
+                            format!("ci-{}", rng.u16(..)),
+                        );
+                    }
+                    _ => {}
+                }
+                if let Some(p) = labels.get("com.docker.compose.project") {
+                    if is_live(state) {
+                        live_names.insert(p.clone());
+                    }
+                }
+                Plan {
+                    name: format!("pgw-{phase}{i}"),
+                    image: image_ids[rng.usize(..image_ids.len())].clone(),
+                    state,
+                    labels,
+                    anon_volume: state == "running_anon" || rng.u8(0..10) == 0,
+                    named_volume: (rng.u8(0..10) < 2)
+                        .then(|| volumes[rng.usize(..volumes.len())].clone()),
+                }
+            })
+            .collect()
+    };
+    let (n_a, n_b) = (rng.usize(10..=20) * s, rng.usize(4..=8) * s);
+    let mut phase_a = plan_containers(&mut rng, "a", n_a);
+    let phase_b = plan_containers(&mut rng, "b", n_b);
+    if settings.ci_live && (!settings.swarm || rng.bool()) {
+        let name = format!("ci-{}", settings.seed);
+        live_names.insert(name.clone());
+        phase_a.push(Plan {
+            name: "pgw-ci-run".into(),
+            image: image_ids[0].clone(),
+            state: ["created", "running", "paused"][rng.usize(0..3)],
+            labels: BTreeMap::from([("com.docker.compose.project".to_string(), name)]),
+            anon_volume: false,
+            named_volume: None,
+        });
+    }
+
+    // Phase A: old containers and builds.
+    create_all(d, &phase_a);
+    let builds_a = rng.usize(1..=2);
+    for b in 0..builds_a {
+        d.dangling(&format!("pgw/built-a{b}:1"));
+    }
+    if rng.u8(0..10) < 4 {
+        d.classic_dangling_chain("pgw/classic:1", "pgw/base:1");
+    }
+    let phase_a_end = Instant::now();
+
+    // In the gap, work whose timing does not matter: tags move (leaving images dangling, some
+    // held by containers made above), volumes, swarm.
+    let mut moved = Vec::new();
+    for i in images
+        .iter()
+        .filter(|i| !i.tags.is_empty() && i.label != "base")
+    {
+        if rng.u8(0..10) >= 4 {
+            continue;
+        }
+        moved.push(TarImage {
+            created: image_date(&mut rng),
+            // Sometimes only one of several tags moves: the old image stays tagged.
+            tags: if i.tags.len() > 1 && rng.bool() {
+                vec![i.tags[0].clone()]
+            } else {
+                i.tags.clone()
+            },
+            layers: vec![0],
+            label: format!("{}-moved", i.label),
+        });
+    }
+    if !moved.is_empty() {
+        load(d, &image_tarball(&layers[..1], &moved));
+    }
+    for v in &volumes {
+        d.api_post("/volumes/create", &json!({ "Name": v }).to_string());
+    }
+    if settings.swarm {
+        d.swarm_init();
+        let mut services = vec![("web".to_string(), rng.usize(0..=1))];
+        if settings.ci_live && !live_names.iter().any(|n| n.starts_with("ci-")) {
+            services.push((format!("ci-{}", settings.seed), rng.usize(0..=1)));
+        }
+        for (stack, replicas) in &services {
+            let replicas = replicas.to_string();
+            let label = format!("com.docker.stack.namespace={stack}");
+            d.docker(&[
+                "service",
+                "create",
+                "-d",
+                "--name",
+                &format!("{stack}_svc"),
+                "--label",
+                &label,
+                "--container-label",
+                &label,
+                "--replicas",
+                &replicas,
+                "--no-resolve-image",
+                "pgw/base:1",
+            ]);
+            live_names.insert(stack.clone());
+        }
+        if settings.pending_service {
+            d.docker(&[
+                "service",
+                "create",
+                "-d",
+                "--name",
+                "stuck",
+                "--constraint",
+                "node.labels.nonexistent==1",
+                "--no-resolve-image",
+                "pgw/base:1",
+            ]);
+        }
+        d.wait_for("replicated services to converge", || {
+            d.docker(&["service", "ls", "--format", "{{.Name}} {{.Replicas}}"])
+                .lines()
+                .filter(|l| !l.starts_with("stuck "))
+                .all(|l| {
+                    let r = l.split_whitespace().nth(1).unwrap_or("");
+                    r.split('/').next() == r.split('/').nth(1)
+                })
+        });
+    }
+
+    // The gap: long enough that the boundary stays inside it while both runs take place.
+    let objects = n_images + phase_a.len() + phase_b.len();
+    let gap = Duration::from_millis(6_000 + 25 * objects as u64);
+    if let Some(rest) = gap.checked_sub(phase_a_end.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    let boundary = Instant::now() - gap / 2;
+
+    // Phase B: young containers and builds.
+    create_all(d, &phase_b);
+    if rng.bool() {
+        d.dangling("pgw/built-b:1");
+    }
+    let ready_at = Instant::now();
+    World {
+        live_names,
+        older_than_ms: (ready_at - boundary).as_millis() as u64,
+        ready: unix_now(),
+        slack: (gap / 2).as_secs_f64() - 1.0,
+    }
+}
+
+fn load(d: &PrivateDaemon, tarball: &[u8]) {
+    let path = d.dir.path().join(format!("load-{}.tar", unique()));
+    std::fs::write(&path, tarball).unwrap();
+    d.docker(&["load", "-q", "-i", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(path);
+}
+
+fn image_ids_by_label(d: &PrivateDaemon) -> BTreeMap<String, String> {
+    d.api("/images/json?all=1")
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| {
+            let label = i["Labels"]["pg.fixture"].as_str()?;
+            Some((label.to_string(), i["Id"].as_str()?.to_string()))
+        })
+        .collect()
+}
+
+/// Creates the planned containers, four at a time, and brings each to its state.
+fn create_all(d: &PrivateDaemon, plans: &[Plan]) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(p) = plans.get(i) else { break };
+                create_one(d, p);
+            });
+        }
+    });
+}
+
+fn create_one(d: &PrivateDaemon, p: &Plan) {
+    let cmd: Vec<&str> = match p.state {
+        "exited" => vec!["/bin/busybox", "true"],
+        "exited_error" | "restarting" => vec!["/bin/busybox", "false"],
+        _ => vec!["/bin/busybox", "sleep", "3600"],
+    };
+    let mut host = json!({ "NetworkMode": "none" });
+    if let Some(v) = &p.named_volume {
+        host["Binds"] = json!([format!("{v}:/data")]);
+    }
+    if p.state == "restarting" {
+        host["RestartPolicy"] = json!({ "Name": "always" });
+    }
+    let mut body = json!({
+        "Image": p.image,
+        "Cmd": cmd,
+        "Labels": p.labels,
+        "HostConfig": host,
+    });
+    if p.anon_volume {
+        body["Volumes"] = json!({ "/anon": {} });
+    }
+    let created = d.api_post(
+        &format!("/containers/create?name={}", p.name),
+        &body.to_string(),
+    );
+    let id = created["Id"].as_str().expect("container id").to_string();
+    if p.state == "created" {
+        return;
+    }
+    d.api_post(&format!("/containers/{id}/start"), "");
+    match p.state {
+        "exited" | "exited_error" => {
+            d.api_post(&format!("/containers/{id}/wait"), "");
+        }
+        "paused" => {
+            d.api_post(&format!("/containers/{id}/pause"), "");
+        }
+        _ => {}
+    }
+}
+
+/// What the daemon holds, as the oracle needs it.
+#[derive(Debug, Clone, Default)]
+pub struct Detail {
+    pub containers: Vec<oracle::Container>,
+    pub images: Vec<oracle::Image>,
+    pub build_cache: Vec<oracle::CacheRecord>,
+    pub volumes: Vec<String>,
+}
+
+impl Detail {
+    pub fn read(d: &PrivateDaemon) -> Detail {
+        let str_of = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        let containers = d
+            .api("/containers/json?all=1")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| oracle::Container {
+                id: str_of(&c["Id"]),
+                name: str_of(&c["Names"][0]),
+                state: str_of(&c["State"]),
+                created: c["Created"].as_i64().unwrap_or_default(),
+                image_id: str_of(&c["ImageID"]),
+            })
+            .collect();
+        let images = d
+            .api("/images/json?all=1")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| oracle::Image {
+                id: str_of(&i["Id"]),
+                parent: str_of(&i["ParentId"]),
+                tags: i["RepoTags"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(str_of)
+                    .filter(|t| t != "<none>:<none>")
+                    .collect(),
+                created: i["Created"].as_i64().unwrap_or_default(),
+            })
+            .collect();
+        let df = d.api("/system/df");
+        let time = |v: &Value| {
+            v.as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_micros() as f64 / 1e6)
+        };
+        let build_cache = df["BuildCache"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|r| oracle::CacheRecord {
+                id: str_of(&r["ID"]),
+                kind: str_of(&r["Type"]),
+                in_use: r["InUse"].as_bool().unwrap_or(true),
+                shared: r["Shared"].as_bool().unwrap_or(true),
+                last_used: time(&r["LastUsedAt"])
+                    .or_else(|| time(&r["CreatedAt"]))
+                    .unwrap_or(f64::MAX),
+            })
+            .collect();
+        let volumes = df["Volumes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|v| str_of(&v["Name"]))
+            .collect();
+        Detail {
+            containers,
+            images,
+            build_cache,
+            volumes,
+        }
+    }
+}

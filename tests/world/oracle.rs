@@ -1,0 +1,515 @@
+//! The oracle: from what the daemon held before a run, the policy and when the run took place,
+//! what had to stay and what had to go; then a verdict on what actually went.
+//!
+//! It is written from the Engine's documented behaviour and moby's prune code, not from
+//! prunegate's planner, so that the two can disagree. Pure: unit-tested below on hand-made data.
+
+use crate::common::items;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Classes {
+    pub containers: bool,
+    pub images: bool,
+    pub build_cache: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    /// Unix seconds, truncated (what `/containers/json` gives).
+    pub created: i64,
+    pub image_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub id: String,
+    pub parent: String,
+    pub tags: Vec<String>,
+    /// Unix seconds of the image config's `created`.
+    pub created: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheRecord {
+    pub id: String,
+    pub kind: String,
+    pub in_use: bool,
+    pub shared: bool,
+    /// Unix seconds, fractional.
+    pub last_used: f64,
+}
+
+/// Where the cut-off's boundary (`now - older_than`) was, in Unix seconds: `lo` when the dry
+/// run began, `hi` when the real run ended. Each prune step's boundary lies in between.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub lo: f64,
+    pub hi: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Age {
+    Old,
+    Young,
+    /// Created while the boundary moved: either answer is right.
+    Unsure,
+}
+
+impl Window {
+    /// `from..until` is when the object may have been made.
+    fn age(&self, from: f64, until: f64) -> Age {
+        if until <= self.lo {
+            Age::Old
+        } else if from > self.hi {
+            Age::Young
+        } else {
+            Age::Unsure
+        }
+    }
+
+    /// A time the daemon lists in whole seconds: the object was made within that second.
+    fn age_secs(&self, t: i64) -> Age {
+        self.age(t as f64, t as f64 + 1.0)
+    }
+}
+
+/// What the policy makes of each object: `go` must be removed, `stay` must not be; objects in
+/// neither may go either way (build cache shared with images, objects made while the boundary
+/// moved).
+#[derive(Debug, Default)]
+pub struct Expect {
+    pub go: BTreeMap<String, String>,
+    pub stay: BTreeMap<String, String>,
+    pub unsure: BTreeSet<String>,
+}
+
+impl Expect {
+    fn stay(&mut self, id: &str, why: impl Into<String>) {
+        self.stay.insert(id.to_string(), why.into());
+    }
+    fn go(&mut self, id: &str, why: &str) {
+        self.go.insert(id.to_string(), why.to_string());
+    }
+}
+
+fn running(state: &str) -> bool {
+    // `docker pause` and a restart policy leave a container running as far as prune goes.
+    matches!(state, "running" | "paused" | "restarting")
+}
+
+/// The expectation for a run over `before`. `all_open`: every gate was open.
+pub fn expect(
+    containers: &[Container],
+    images: &[Image],
+    cache: &[CacheRecord],
+    volumes: &[String],
+    classes: Classes,
+    all_open: bool,
+    w: Window,
+) -> Expect {
+    let mut e = Expect::default();
+    for v in volumes {
+        e.stay(v, "a volume");
+    }
+    if !all_open {
+        let ids = containers.iter().map(|c| &c.id);
+        let ids = ids.chain(images.iter().map(|i| &i.id));
+        for id in ids.chain(cache.iter().map(|r| &r.id)) {
+            e.stay(id, "a gate was closed");
+        }
+        return e;
+    }
+
+    // Containers: the daemon removes every one not running, made before the boundary.
+    for c in containers {
+        if running(&c.state) {
+            e.stay(&c.id, format!("{} container {}", c.state, c.name));
+        } else if !classes.containers {
+            e.stay(&c.id, "containers not enabled");
+        } else {
+            match w.age_secs(c.created) {
+                Age::Old => e.go(&c.id, "stopped and older than the cut-off"),
+                Age::Young => e.stay(&c.id, format!("container {} is younger", c.name)),
+                Age::Unsure => {
+                    e.unsure.insert(c.id.clone());
+                }
+            }
+        }
+    }
+
+    // Images: heads (no child image) that are untagged, made before the boundary and used by
+    // no remaining container go; each removal takes its untagged parent along once that parent
+    // has no child left and no container uses it.
+    let mut holders: BTreeMap<&str, (&str, bool)> = BTreeMap::new();
+    for c in containers.iter().filter(|c| !e.go.contains_key(&c.id)) {
+        let unsure = e.unsure.contains(&c.id);
+        // A container that surely stays outweighs one that may go.
+        let slot = holders
+            .entry(c.image_id.as_str())
+            .or_insert((c.name.as_str(), unsure));
+        if slot.1 && !unsure {
+            *slot = (c.name.as_str(), false);
+        }
+    }
+    let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for i in images.iter().filter(|i| !i.parent.is_empty()) {
+        children.entry(i.parent.as_str()).or_default().push(&i.id);
+    }
+    // None: stays; Some(true): goes; Some(false): unsure.
+    let mut fate: BTreeMap<&str, Option<bool>> = BTreeMap::new();
+    for i in images {
+        let verdict = if !i.tags.is_empty() {
+            e.stay(&i.id, format!("tagged {}", i.tags.join(",")));
+            None
+        } else if let Some((name, false)) = holders.get(i.id.as_str()) {
+            e.stay(&i.id, format!("used by container {name}"));
+            None
+        } else if !classes.images {
+            e.stay(&i.id, "images not enabled");
+            None
+        } else if children.contains_key(i.id.as_str()) {
+            continue; // decided below, from its children
+        } else {
+            let held_unsure = holders.contains_key(i.id.as_str());
+            match w.age_secs(i.created) {
+                Age::Young => {
+                    e.stay(&i.id, "dangling but younger than the cut-off");
+                    None
+                }
+                Age::Old if !held_unsure => Some(true),
+                _ => Some(false),
+            }
+        };
+        fate.insert(&i.id, verdict);
+    }
+    // Parents, until nothing changes: a parent follows its children.
+    loop {
+        let mut changed = false;
+        for i in images {
+            if fate.contains_key(i.id.as_str()) {
+                continue;
+            }
+            let kids = &children[i.id.as_str()];
+            let Some(kid_fates) = kids
+                .iter()
+                .map(|k| fate.get(k).copied())
+                .collect::<Option<Vec<_>>>()
+            else {
+                continue;
+            };
+            let held_unsure = holders.contains_key(i.id.as_str());
+            let verdict = if kid_fates.iter().any(Option::is_none) {
+                e.stay(&i.id, "untagged parent of an image that stays");
+                None
+            } else if kid_fates.iter().all(|f| *f == Some(true)) && !held_unsure {
+                Some(true)
+            } else {
+                Some(false)
+            };
+            fate.insert(&i.id, verdict);
+            changed = true;
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (id, f) in fate {
+        match f {
+            Some(true) => e.go(id, "dangling and older than the cut-off"),
+            Some(false) => {
+                e.unsure.insert(id.to_string());
+            }
+            None => {}
+        }
+    }
+
+    // Build cache (`all=false`): records not in use, not internal or frontend, not shared
+    // with an image, last used before the boundary. Shared ones may go if their image goes.
+    for r in cache {
+        if !classes.build_cache {
+            e.stay(&r.id, "build cache not enabled");
+        } else if r.in_use {
+            e.stay(&r.id, "build cache in use");
+        } else if matches!(r.kind.as_str(), "internal" | "frontend") {
+            e.stay(&r.id, format!("{} build-cache record", r.kind));
+        } else {
+            match w.age(r.last_used, r.last_used) {
+                Age::Young => e.stay(&r.id, "build cache used after the cut-off"),
+                Age::Old if !r.shared => e.go(&r.id, "unused build cache, old"),
+                _ => {}
+            }
+        }
+    }
+    e
+}
+
+/// What one world's run did, judged.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub examined: usize,
+    pub removed: usize,
+    /// How many objects the oracle said had to go.
+    pub must_go: usize,
+    /// Removed though it had to stay, or removed when the model says the daemon would not.
+    pub wrongful: Vec<String>,
+    /// Had to go, still there.
+    pub missed: Vec<String>,
+    pub unsure: usize,
+    /// Dry run, report or gates disagreeing with what happened.
+    pub problems: Vec<String>,
+}
+
+/// Ids present before and gone after.
+fn gone(before: &[String], after: &BTreeSet<String>) -> Vec<String> {
+    let mut v: Vec<String> = before
+        .iter()
+        .filter(|id| !after.contains(*id))
+        .cloned()
+        .collect();
+    v.sort();
+    v
+}
+
+pub struct Inventories<'a> {
+    pub before: [Vec<String>; 4],
+    pub after: [&'a BTreeSet<String>; 4],
+}
+
+/// Judges a run. `before`/`after`: ids per kind (containers, images, build cache, volumes).
+/// `dry` and `real` are the two JSON reports; `gates` the expected open/closed of each gate.
+pub fn judge(
+    e: &Expect,
+    inv: Inventories,
+    dry: &Value,
+    real: &Value,
+    gates: &BTreeMap<&str, bool>,
+) -> Verdict {
+    let mut v = Verdict {
+        examined: inv.before.iter().map(Vec::len).sum(),
+        unsure: e.unsure.len(),
+        must_go: e.go.len(),
+        ..Verdict::default()
+    };
+    let kinds = ["containers", "images", "build_cache", "volumes"];
+    let mut removed_by_kind = BTreeMap::new();
+    for (k, kind) in kinds.iter().enumerate() {
+        let removed = gone(&inv.before[k], inv.after[k]);
+        for id in &removed {
+            if let Some(why) = e.stay.get(id) {
+                v.wrongful.push(format!("{kind} {id}: {why}"));
+            } else if !e.go.contains_key(id) && !e.unsure.contains(id) && *kind != "build_cache" {
+                v.wrongful.push(format!(
+                    "{kind} {id}: removed, but the daemon should have kept it"
+                ));
+            }
+        }
+        for id in &inv.before[k] {
+            if e.go.contains_key(id) && inv.after[k].contains(id) {
+                v.missed.push(format!("{kind} {id}: {}", e.go[id]));
+            }
+        }
+        v.removed += removed.len();
+        removed_by_kind.insert(*kind, removed);
+    }
+
+    for (name, open) in gates {
+        let reported = real["gates"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["name"] == *name))
+            .map(|g| (g["open"].as_bool() == Some(true), g["reason"].to_string()));
+        match reported {
+            Some((o, _)) if o == *open => {}
+            Some((o, reason)) => v.problems.push(format!(
+                "gate {name}: expected {}, reported {} ({reason})",
+                if *open { "open" } else { "closed" },
+                if o { "open" } else { "closed" }
+            )),
+            None => v
+                .problems
+                .push(format!("gate {name} missing from the report")),
+        }
+    }
+    let all_open = gates.values().all(|o| *o);
+    let want = if all_open {
+        ["dry_run", "pruned|nothing_to_do"]
+    } else {
+        ["skipped", "skipped"]
+    };
+    for (report, want) in [(dry, want[0]), (real, want[1])] {
+        let got = report["outcome"].as_str().unwrap_or("none");
+        if !want.split('|').any(|w| w == got) {
+            v.problems
+                .push(format!("outcome {got}, expected {want}: {report}"));
+        }
+    }
+    if !all_open {
+        return v;
+    }
+
+    // The report lists exactly what went, and the dry run predicted it.
+    for class in ["containers", "images"] {
+        let removed = &removed_by_kind[class];
+        if &items(real, class) != removed {
+            v.problems.push(format!(
+                "{class}: the report lists {:?}, the daemon lost {removed:?}",
+                items(real, class)
+            ));
+        }
+        if &items(dry, class) != removed {
+            v.problems.push(format!(
+                "{class}: the dry run predicted {:?}, the run removed {removed:?}",
+                items(dry, class)
+            ));
+        }
+    }
+    let certain = items(dry, "build_cache");
+    let possible: BTreeSet<String> = dry["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["class"] == "build_cache"))
+        .and_then(|s| s["may_also_remove"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|o| o["id"].as_str().map(str::to_string))
+        .collect();
+    let removed = &removed_by_kind["build_cache"];
+    for id in &certain {
+        if !removed.contains(id) {
+            v.problems.push(format!(
+                "build cache {id}: the dry run said it goes; it stayed"
+            ));
+        }
+    }
+    for id in removed {
+        if !certain.contains(id) && !possible.contains(id) {
+            v.problems
+                .push(format!("build cache {id}: removed, not in the dry run"));
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: Window = Window {
+        lo: 1000.0,
+        hi: 1005.0,
+    };
+
+    fn ctr(id: &str, state: &str, created: i64, image: &str) -> Container {
+        Container {
+            id: id.into(),
+            name: id.into(),
+            state: state.into(),
+            created,
+            image_id: image.into(),
+        }
+    }
+
+    fn img(id: &str, parent: &str, tags: &[&str], created: i64) -> Image {
+        Image {
+            id: id.into(),
+            parent: parent.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            created,
+        }
+    }
+
+    const ALL: Classes = Classes {
+        containers: true,
+        images: true,
+        build_cache: true,
+    };
+
+    #[test]
+    fn containers_by_state_and_age() {
+        let cs = [
+            ctr("old-exited", "exited", 900, "i"),
+            ctr("old-paused", "paused", 900, "i"),
+            ctr("young-created", "created", 1010, "i"),
+            ctr("edge", "created", 999, "i"),
+            ctr("moving", "exited", 1002, "i"),
+        ];
+        let e = expect(&cs, &[], &[], &[], ALL, true, W);
+        assert!(e.go.contains_key("old-exited") && e.go.contains_key("edge"));
+        assert!(e.stay.contains_key("old-paused") && e.stay.contains_key("young-created"));
+        assert!(e.unsure.contains("moving"));
+    }
+
+    #[test]
+    fn images_follow_holders_children_and_tags() {
+        let cs = [
+            ctr("gone", "exited", 900, "held-by-gone"),
+            ctr("kept", "running", 900, "held"),
+        ];
+        let is = [
+            img("held-by-gone", "", &[], 1),
+            img("held", "", &[], 1),
+            img("base", "", &["b:1"], 1),
+            img("mid", "base", &[], 1),
+            img("top", "mid", &[], 1),
+            img("mid2", "base", &[], 1),
+            img("young-top", "mid2", &[], 2000),
+            img("future", "", &[], 99_999),
+        ];
+        let e = expect(&cs, &is, &[], &[], ALL, true, W);
+        for id in ["held-by-gone", "mid", "top"] {
+            assert!(e.go.contains_key(id), "{id}: {e:?}");
+        }
+        for id in ["held", "base", "mid2", "young-top", "future"] {
+            assert!(e.stay.contains_key(id), "{id}: {e:?}");
+        }
+        let no_containers = Classes {
+            containers: false,
+            ..ALL
+        };
+        let e = expect(&cs, &is, &[], &[], no_containers, true, W);
+        assert!(e.stay.contains_key("held-by-gone"));
+    }
+
+    #[test]
+    fn a_closed_gate_keeps_everything() {
+        let e = expect(
+            &[ctr("c", "exited", 1, "i")],
+            &[img("i", "", &[], 1)],
+            &[],
+            &["v".into()],
+            ALL,
+            false,
+            W,
+        );
+        assert!(e.go.is_empty() && e.stay.len() == 3);
+    }
+
+    #[test]
+    fn build_cache_shared_records_are_free_either_way() {
+        let rec = |id: &str, shared: bool, last_used: f64| CacheRecord {
+            id: id.into(),
+            kind: "regular".into(),
+            in_use: false,
+            shared,
+            last_used,
+        };
+        let e = expect(
+            &[],
+            &[],
+            &[
+                rec("old", false, 10.0),
+                rec("shared", true, 10.0),
+                rec("new", false, 1006.0),
+            ],
+            &[],
+            ALL,
+            true,
+            W,
+        );
+        assert!(e.go.contains_key("old") && e.stay.contains_key("new"));
+        assert!(!e.go.contains_key("shared") && !e.stay.contains_key("shared"));
+    }
+}
