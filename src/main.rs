@@ -18,6 +18,7 @@ mod runner;
 mod schedule;
 mod sinks;
 mod state;
+mod support;
 mod uptime;
 
 use clap::{CommandFactory, Parser};

@@ -11,6 +11,7 @@ use crate::docker::{Daemon, ReadError};
 use crate::gates::{self, GateName, GateResult};
 use crate::plan::{self, Class, Policy};
 use crate::report::{Outcome, Report, StepReport, StepStatus};
+use crate::support;
 use crate::uptime::{self, Uptime};
 use std::time::Instant;
 
@@ -143,7 +144,7 @@ pub async fn execute(
     } else if !all_open {
         Outcome::Skipped
     } else if dry_run {
-        dry_run_steps(config, daemon, &mut report).await
+        dry_run_steps(config, daemon, &mut report, server_version(&snapshot)).await
     } else {
         let outcome = prune_steps(config, daemon, &mut report, interrupt).await;
         if matches!(outcome, Outcome::Pruned | Outcome::NothingToDo) {
@@ -187,13 +188,27 @@ fn policy(config: &Config) -> Policy {
     }
 }
 
-async fn dry_run_steps(config: &Config, daemon: &Daemon, report: &mut Report) -> Outcome {
+/// The engine version the daemon reported, for [`support::refuse`].
+fn server_version(snapshot: &Snapshot) -> Option<&str> {
+    snapshot.info.as_ref().ok()?.server_version.as_deref()
+}
+
+async fn dry_run_steps(
+    config: &Config,
+    daemon: &Daemon,
+    report: &mut Report,
+    version: Option<&str>,
+) -> Outcome {
     let classes = enabled_classes(config);
     let inventory = Inventory::take(daemon, classes.contains(&Class::BuildCache)).await;
     let policy = policy(config);
     let mut failed = None;
     let mut images_step_removes = false;
     for class in classes {
+        if let Some(why) = support::refuse(class, version) {
+            report.steps.push(StepReport::skipped(class, why));
+            continue;
+        }
         report.steps.push(
             match plan::predict(class, &inventory, &policy, images_step_removes) {
                 Ok(prediction) => {
@@ -239,6 +254,11 @@ fn skip_reason(class: Class, e: &ReadError) -> Option<String> {
         Some(404) if class == Class::BuildCache => {
             Some("this daemon has no build-cache prune endpoint (404)".to_string())
         }
+        // Never retried without the filter: that could remove what the cut-off keeps.
+        Some(400) if e.message.contains("filter") => Some(format!(
+            "this daemon does not accept prunegate's filters ({}): not pruned without them",
+            e.message
+        )),
         _ => None,
     }
 }
@@ -289,6 +309,10 @@ async fn prune_steps(
             report.stopped_by = Some(closed.clone());
             report.steps.push(StepReport::skipped(class, why.clone()));
             stop = Some((Outcome::Skipped, why));
+            continue;
+        }
+        if let Some(why) = support::refuse(class, server_version(&fresh)) {
+            report.steps.push(StepReport::skipped(class, why));
             continue;
         }
         let result = match class {

@@ -296,9 +296,15 @@ fn a_daemon_killed_during_a_prune_step_fails_it_and_the_next_run_completes() {
     assert!(d.container_count() < before);
 }
 
-/// A proxy on `listen` in front of the daemon at `upstream` that answers 404 to `/build/prune`
-/// (as Podman does) and passes everything else through, one request per connection.
-fn proxy_without_build_prune(listen: &std::path::Path, upstream: std::path::PathBuf) {
+/// A proxy on `listen` in front of the daemon at `upstream` that answers `refusal` (status and
+/// JSON body) to requests whose path contains `refused` and passes everything else through, one
+/// request per connection.
+fn refusing_proxy(
+    listen: &std::path::Path,
+    upstream: std::path::PathBuf,
+    refused: &'static str,
+    refusal: (u16, &'static str),
+) {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
     let listener = UnixListener::bind(listen).unwrap();
@@ -317,11 +323,11 @@ fn proxy_without_build_prune(listen: &std::path::Path, upstream: std::path::Path
                 }
                 let text = String::from_utf8_lossy(&head).to_string();
                 let path = text.split_whitespace().nth(1).unwrap_or("").to_string();
-                if path.contains("/build/prune") {
-                    let body = r#"{"message":"page not found"}"#;
+                if path.contains(refused) {
+                    let (status, body) = refusal;
                     let _ = write!(
                         client,
-                        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status} Refused\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     return;
@@ -353,7 +359,9 @@ fn a_daemon_without_build_cache_pruning_skips_that_step_saying_why() {
     d.exited("exited1", "pg-base:1");
     settle();
     let proxy = d.dir.path().join("proxy.sock");
-    proxy_without_build_prune(&proxy, d.sock.clone());
+    // As Podman answers.
+    let not_found = (404, r#"{"message":"page not found"}"#);
+    refusing_proxy(&proxy, d.sock.clone(), "/build/prune", not_found);
     let cache_before = d.inventory().build_cache;
     let host = format!("unix://{}", proxy.display());
     let r = d
@@ -378,5 +386,40 @@ fn a_daemon_without_build_cache_pruning_skips_that_step_saying_why() {
         d.inventory().build_cache,
         cache_before,
         "build cache untouched"
+    );
+}
+
+#[test]
+fn a_daemon_refusing_a_filter_skips_that_step_saying_why() {
+    let d = PrivateDaemon::start();
+    d.build("pg-base:1", "", "base");
+    let junk = d.dangling("pg-junk:1");
+    let exited = d.exited("exited1", "pg-base:1");
+    settle();
+    let proxy = d.dir.path().join("proxy.sock");
+    // What a daemon older than the `until` filter answers.
+    let invalid = (400, r#"{"message":"invalid filter 'until'"}"#);
+    refusing_proxy(&proxy, d.sock.clone(), "/images/prune", invalid);
+    let host = format!("unix://{}", proxy.display());
+    let r = Run::from(
+        d.prunegate_cmd_at(&host, OPEN_NOW, &["run", "--json"])
+            .output()
+            .unwrap(),
+    );
+    no_panic(&r);
+    r.expect(0);
+    let report = r.json();
+    assert_eq!(report["steps"][1]["status"], "skipped");
+    let reason = report["steps"][1]["reason"].as_str().unwrap();
+    assert!(reason.contains("invalid filter 'until'"), "{reason}");
+    assert!(reason.contains("not pruned without them"), "{reason}");
+    let after = d.inventory();
+    assert!(
+        after.images.contains(&junk),
+        "the image prune was never sent"
+    );
+    assert!(
+        !after.containers.contains(&exited),
+        "the container step ran"
     );
 }
