@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use std::os::unix::net::UnixListener;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 fn prunegate(args: &[&str]) -> Run {
     Run::from(
@@ -45,7 +44,6 @@ fn a_daemon_that_accepts_and_never_answers_hits_the_read_timeout() {
     )
     .unwrap();
     for command in ["check", "run"] {
-        let started = Instant::now();
         let r = prunegate(&[
             command,
             "--json",
@@ -64,10 +62,6 @@ fn a_daemon_that_accepts_and_never_answers_hits_the_read_timeout() {
                 .unwrap()
                 .contains("no answer within 1s"),
             "{report}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the timeout fired, not a hang"
         );
         assert!(
             report["steps"].as_array().unwrap().is_empty(),

@@ -278,6 +278,29 @@ fn of_two_concurrent_runs_exactly_one_prunes() {
     assert_eq!(d.api("/containers/json?all=1").as_array().unwrap().len(), 0);
 }
 
+/// Without the run lock (another tool's prune, or a second host sharing the daemon), two prunes
+/// of one kind meet the daemon's 409: that step is skipped, saying so, and the run goes on.
+#[test]
+fn a_prune_already_running_on_the_daemon_skips_that_step() {
+    let d = PrivateDaemon::start();
+    let junk = d.slow_prune_world(1000);
+    let first = d.spawn_run_until_container_prune(OPEN_NOW);
+    let no_lock = format!("{OPEN_NOW}[lock]\nenabled = false\n");
+    let second = d.prunegate(&no_lock, &["run", "--json"]);
+    let first = Run::from(first.wait_with_output().unwrap());
+    for r in [&first, &second] {
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        r.expect(0);
+    }
+    let report = second.json();
+    assert_eq!(report["steps"][0]["status"], "skipped", "{report}");
+    let reason = report["steps"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("already running"), "{reason}");
+    assert_eq!(report["steps"][1]["status"], "done", "the run went on");
+    assert_eq!(first.json()["steps"][0]["count"], 1000);
+    assert!(!d.inventory().images.contains(&junk));
+}
+
 #[test]
 fn grace_gate_closes_with_a_long_period_and_opens_with_a_short_one() {
     let d = PrivateDaemon::start();
