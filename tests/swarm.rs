@@ -62,17 +62,7 @@ fn live_stack_closes_run_and_reclaim_and_its_removal_opens_them() {
 #[test]
 fn service_that_cannot_converge_closes_the_gate() {
     let (_g, d) = swarm();
-    d.docker(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "stuck",
-        "--constraint",
-        "node.labels.nonexistent==1",
-        "--no-resolve-image",
-        "pg-base:1",
-    ]);
+    d.stuck_service("stuck", "pg-base:1");
     settle();
     for command in ["run", "reclaim"] {
         // reclaim skips only the disk gate: still closed.

@@ -74,6 +74,44 @@ fn kinds(d: &Detail) -> [Vec<String>; 4] {
     ]
 }
 
+/// The oracle's verdict on world `w` between `before` and `after`, the runs having taken place
+/// from `t0` to `t1` (Unix seconds).
+fn verdict(
+    settings: &Settings,
+    w: &world::World,
+    (before, after): (&Detail, &Detail),
+    (t0, t1): (f64, f64),
+    dry: &serde_json::Value,
+    real: &serde_json::Value,
+) -> oracle::Verdict {
+    let gates = settings.expected_gates(&w.live_names);
+    let older = w.older_than_ms as f64 / 1000.0;
+    let e = oracle::expect(
+        &before.containers,
+        &before.images,
+        &before.build_cache,
+        &before.volumes,
+        settings.classes,
+        gates.values().all(|o| *o),
+        Window {
+            lo: t0 - older,
+            hi: t1 - older,
+        },
+    );
+    let after_sets = kinds(after).map(|v| v.into_iter().collect::<BTreeSet<_>>());
+    let [c, i, b, v] = &after_sets;
+    oracle::judge(
+        &e,
+        Inventories {
+            before: kinds(before),
+            after: [c, i, b, v],
+        },
+        dry,
+        real,
+        &gates,
+    )
+}
+
 fn run_world(seed: u64, scale: usize) -> Outcome {
     let started = std::time::Instant::now();
     let settings = Settings::from_seed(seed, scale);
@@ -82,7 +120,6 @@ fn run_world(seed: u64, scale: usize) -> Outcome {
     let w = world::build(&d, &settings);
     let before = Detail::read(&d);
     let config = settings.config(w.older_than_ms);
-    let older = w.older_than_ms as f64 / 1000.0;
     let command = settings.command;
 
     let t0 = world::unix_now();
@@ -92,36 +129,14 @@ fn run_world(seed: u64, scale: usize) -> Outcome {
     let t1 = world::unix_now();
     let after = Detail::read(&d);
 
-    let gates = settings.expected_gates(&w.live_names);
-    let all_open = gates.values().all(|o| *o);
-    let window = Window {
-        lo: t0 - older,
-        hi: t1 - older,
-    };
-    let e = oracle::expect(
-        &before.containers,
-        &before.images,
-        &before.build_cache,
-        &before.volumes,
-        settings.classes,
-        all_open,
-        window,
-    );
-    let after_sets = kinds(&after).map(|v| v.into_iter().collect::<BTreeSet<_>>());
-    let mut verdict = oracle::judge(
-        &e,
-        Inventories {
-            before: kinds(&before),
-            after: [
-                &after_sets[0],
-                &after_sets[1],
-                &after_sets[2],
-                &after_sets[3],
-            ],
-        },
+    let all_open = settings.expected_gates(&w.live_names).values().all(|o| *o);
+    let mut verdict = verdict(
+        &settings,
+        &w,
+        (&before, &after),
+        (t0, t1),
         &dry.json(),
         &real.json(),
-        &gates,
     );
     if kinds(&between) != kinds(&before) {
         verdict
@@ -280,36 +295,15 @@ fn the_oracle_catches_a_blanket_prune() {
         &["run", "--dry-run", "--json"],
     );
     d.docker(&["system", "prune", "--all", "--volumes", "--force"]);
-    let older = w.older_than_ms as f64 / 1000.0;
-    let window = Window {
-        lo: t0 - older,
-        hi: world::unix_now() - older,
-    };
+    let t1 = world::unix_now();
     let after = Detail::read(&d);
-    let e = oracle::expect(
-        &before.containers,
-        &before.images,
-        &before.build_cache,
-        &before.volumes,
-        settings.classes,
-        true,
-        window,
-    );
-    let after_sets = kinds(&after).map(|v| v.into_iter().collect::<BTreeSet<_>>());
-    let v = oracle::judge(
-        &e,
-        Inventories {
-            before: kinds(&before),
-            after: [
-                &after_sets[0],
-                &after_sets[1],
-                &after_sets[2],
-                &after_sets[3],
-            ],
-        },
+    let v = verdict(
+        &settings,
+        &w,
+        (&before, &after),
+        (t0, t1),
         &dry.json(),
         &serde_json::json!({}),
-        &settings.expected_gates(&w.live_names),
     );
     let wrongful = v.wrongful.join("\n");
     assert!(wrongful.contains(": tagged "), "{wrongful}");

@@ -467,6 +467,21 @@ impl PrivateDaemon {
         ]);
     }
 
+    /// A service swarm can never place (a constraint no node meets): it never converges.
+    pub fn stuck_service(&self, name: &str, image: &str) {
+        self.docker(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            name,
+            "--constraint",
+            "node.labels.nonexistent==1",
+            "--no-resolve-image",
+            image,
+        ]);
+    }
+
     pub fn wait_for<F: Fn() -> bool>(&self, what: &str, f: F) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !f() {

@@ -410,17 +410,7 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
             live_names.insert(stack.clone());
         }
         if settings.pending_service {
-            d.docker(&[
-                "service",
-                "create",
-                "-d",
-                "--name",
-                "stuck",
-                "--constraint",
-                "node.labels.nonexistent==1",
-                "--no-resolve-image",
-                "pgw/base:1",
-            ]);
+            d.stuck_service("stuck", "pgw/base:1");
         }
         d.wait_for("replicated services to converge", || {
             d.docker(&["service", "ls", "--format", "{{.Name}} {{.Replicas}}"])
