@@ -155,7 +155,7 @@ fn run_world(seed: u64, scale: usize) -> Outcome {
     let late = t1 - w.ready > w.slack;
     let line =
         format!(
-        "seed {seed:>4}: {:<110}{} objects {:>4} must go {:>4} removed {:>4} wrongful {} missed {} unsure {} \
+        "seed {seed:>4}: {:<118}{} objects {:>4} must go {:>4} removed {:>4} wrongful {} missed {} unsure {} \
          problems {} ({:.0} s)",
         settings.summary(),
         if late { " (runs outlasted the gap)" } else { "" },
