@@ -240,8 +240,8 @@ fn image_date(rng: &mut fastrand::Rng) -> String {
 
 /// Builds the world for `settings` on `d`.
 pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
-    // A second stream from the seed, so the settings above do not shift when the world's
-    // contents change.
+    // A stream of its own, so that changing what a world holds does not change the settings
+    // `Settings::from_seed` drew for the same seed.
     let mut rng = fastrand::Rng::with_seed(settings.seed ^ 0x05ee_d0fa_0b1d);
     let s = settings.scale.max(1);
     let mut live_names = BTreeSet::new();
