@@ -244,10 +244,12 @@ fn a_daemon_killed_during_a_prune_step_fails_it_and_the_next_run_completes() {
     let junk = d.slow_prune_world(600);
     let dir = d.dir.path().to_path_buf();
     let prom = dir.join("m.prom");
+    let audit = dir.join("audit.jsonl");
     let config = format!(
-        "{OPEN_NOW}[metrics]\npath = \"{}\"\n[state]\ndir = \"{}\"\n",
+        "{OPEN_NOW}[metrics]\npath = \"{}\"\n[state]\ndir = \"{}\"\n[audit]\npath = \"{}\"\n",
         prom.display(),
-        dir.join("state").display()
+        dir.join("state").display(),
+        audit.display()
     );
     let before = d.container_count();
     let child = d.spawn_run_until_container_prune(&config);
@@ -277,6 +279,18 @@ fn a_daemon_killed_during_a_prune_step_fails_it_and_the_next_run_completes() {
     assert!(
         d.inventory().images.contains(&junk),
         "no step ran after the failure"
+    );
+    let audit_text = std::fs::read_to_string(&audit).expect("audit written after a failed run");
+    let failed: serde_json::Value = serde_json::from_str(audit_text.trim()).unwrap();
+    assert_eq!(failed["class"], "containers", "{audit_text}");
+    assert_eq!(failed["run_id"], report["run_id"]);
+    assert!(failed["id"].is_null());
+    assert!(
+        failed["failed"]
+            .as_str()
+            .unwrap()
+            .contains("containers prune failed"),
+        "{failed}"
     );
     // The daemon is back: the next run goes through every step.
     let next = d.prunegate(&config, &["run", "--json"]);

@@ -1,4 +1,6 @@
-//! The audit log: one JSON line per object a run removed, appended to `audit.path`.
+//! The audit log: one JSON line per object a run removed, appended to `audit.path`, and one
+//! per prune step that failed: a prune cut short (daemon killed, connection lost) may have
+//! removed objects the daemon never got to report, and the log must not look complete then.
 //!
 //! Lines are only ever appended (O_APPEND, one write per run, then fsync); prunegate never
 //! truncates or rotates the file. It grows by roughly 300–500 bytes per removed object; rotate
@@ -13,6 +15,24 @@ use std::path::Path;
 /// The lines a report contributes, without the trailing newline.
 pub fn lines(report: &Report) -> Vec<String> {
     let mut out = Vec::new();
+    for step in report
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+    {
+        out.push(
+            json!({
+                "time": report.finished_at,
+                "run_id": report.run_id,
+                "command": report.command,
+                "docker_host": report.docker_host,
+                "class": step.class,
+                "id": null,
+                "failed": step.reason,
+            })
+            .to_string(),
+        );
+    }
     for step in report.steps.iter().filter(|s| s.status == StepStatus::Done) {
         for o in step.objects.iter().flatten() {
             out.push(
