@@ -155,7 +155,8 @@ pub struct MetricsConfig {
     pub path: Option<PathBuf>,
 }
 
-/// The audit log: one JSON line per removed object, appended, never rotated by prunegate.
+/// The audit log: one JSON line per removed object and per failed prune step, appended, never
+/// rotated by prunegate.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
