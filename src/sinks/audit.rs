@@ -6,49 +6,51 @@
 //! truncates or rotates the file. It grows by roughly 300–500 bytes per removed object; rotate
 //! it with logrotate's `copytruncate` or by renaming it between runs (docs/operations.md).
 
-use crate::report::{Report, StepStatus};
-use serde_json::json;
+use crate::report::{Report, StepReport, StepStatus};
+use serde_json::{json, Value};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// One line: the run's fields and the step's class, then `fields`.
+fn line(report: &Report, step: &StepReport, fields: Value) -> String {
+    let mut l = json!({
+        "time": report.finished_at,
+        "run_id": report.run_id,
+        "command": report.command,
+        "docker_host": report.docker_host,
+        "class": step.class,
+    });
+    if let (Some(l), Value::Object(fields)) = (l.as_object_mut(), fields) {
+        l.extend(fields);
+    }
+    l.to_string()
+}
+
 /// The lines a report contributes, without the trailing newline.
 pub fn lines(report: &Report) -> Vec<String> {
     let mut out = Vec::new();
-    for step in report
-        .steps
-        .iter()
-        .filter(|s| s.status == StepStatus::Failed)
-    {
-        out.push(
-            json!({
-                "time": report.finished_at,
-                "run_id": report.run_id,
-                "command": report.command,
-                "docker_host": report.docker_host,
-                "class": step.class,
-                "id": null,
-                "failed": step.reason,
-            })
-            .to_string(),
-        );
-    }
-    for step in report.steps.iter().filter(|s| s.status == StepStatus::Done) {
-        for o in step.objects.iter().flatten() {
-            out.push(
-                json!({
-                    "time": report.finished_at,
-                    "run_id": report.run_id,
-                    "command": report.command,
-                    "docker_host": report.docker_host,
-                    "class": step.class,
-                    "id": o.id,
-                    "size_bytes": o.size_bytes,
-                    "description": o.description,
-                    "what": o.what,
-                })
-                .to_string(),
-            );
+    for step in &report.steps {
+        match step.status {
+            StepStatus::Failed => {
+                out.push(line(
+                    report,
+                    step,
+                    json!({ "id": null, "failed": step.reason }),
+                ));
+            }
+            StepStatus::Done => {
+                for o in step.objects.iter().flatten() {
+                    let fields = json!({
+                        "id": o.id,
+                        "size_bytes": o.size_bytes,
+                        "description": o.description,
+                        "what": o.what,
+                    });
+                    out.push(line(report, step, fields));
+                }
+            }
+            StepStatus::Skipped | StepStatus::WouldRemove => {}
         }
     }
     out
