@@ -27,19 +27,16 @@ fn service_state(d: &PrivateDaemon, name: &str) -> String {
 #[test]
 fn live_stack_closes_run_and_reclaim_and_its_removal_opens_them() {
     let (_g, d) = swarm();
-    d.docker(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
+    d.service(
         "ci-1234_web",
-        "--label",
-        "com.docker.stack.namespace=ci-1234",
-        "--replicas",
-        "0",
-        "--no-resolve-image",
+        &[
+            "--label",
+            "com.docker.stack.namespace=ci-1234",
+            "--replicas",
+            "0",
+        ],
         "pg-base:1",
-    ]);
+    );
     settle();
     for command in ["run", "reclaim"] {
         let report = d.expect_closed(OPEN_NOW, command, "live_runs", "ci-1234");
@@ -73,17 +70,7 @@ fn service_that_cannot_converge_closes_the_gate() {
 #[test]
 fn update_in_progress_closes_the_gate() {
     let (_g, d) = swarm();
-    d.docker(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        "web",
-        "--replicas",
-        "2",
-        "--no-resolve-image",
-        "pg-base:1",
-    ]);
+    d.service("web", &["--replicas", "2"], "pg-base:1");
     d.wait_for("web to run 2 tasks", || {
         d.docker(&[
             "service",

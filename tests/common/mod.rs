@@ -467,19 +467,18 @@ impl PrivateDaemon {
         ]);
     }
 
+    /// `docker service create -d --name NAME ARGS… --no-resolve-image IMAGE`: the image is
+    /// local, and nothing contacts a registry.
+    pub fn service(&self, name: &str, args: &[&str], image: &str) {
+        let mut all = vec!["service", "create", "-d", "--name", name];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--no-resolve-image", image]);
+        self.docker(&all);
+    }
+
     /// A service swarm can never place (a constraint no node meets): it never converges.
     pub fn stuck_service(&self, name: &str, image: &str) {
-        self.docker(&[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            name,
-            "--constraint",
-            "node.labels.nonexistent==1",
-            "--no-resolve-image",
-            image,
-        ]);
+        self.service(name, &["--constraint", "node.labels.nonexistent==1"], image);
     }
 
     pub fn wait_for<F: Fn() -> bool>(&self, what: &str, f: F) {
@@ -796,6 +795,30 @@ pub fn items(report: &Value, class: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// Where the build-cache records a run removed (`removed`) disagree with its dry run `dry`:
+/// every record the dry run was certain of must go, and nothing may go that it did not list as
+/// certain or as `may_also_remove`. Empty when they agree.
+pub fn build_cache_outside_prediction(dry: &Value, removed: &[String]) -> Vec<String> {
+    let certain = items(dry, "build_cache");
+    let possible: Vec<String> = dry["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["class"] == "build_cache"))
+        .and_then(|s| s["may_also_remove"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|o| o["id"].as_str().map(str::to_string))
+        .collect();
+    let stayed = certain
+        .iter()
+        .filter(|id| !removed.contains(id))
+        .map(|id| format!("build cache {id}: the dry run said it goes; it stayed"));
+    let unlisted = removed
+        .iter()
+        .filter(|id| !certain.contains(id) && !possible.contains(id))
+        .map(|id| format!("build cache {id}: removed, not in the dry run"));
+    stayed.chain(unlisted).collect()
 }
 
 /// A config where the disk gate is open on any real disk (1% used) and nothing is too young.

@@ -392,21 +392,15 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
         for (stack, replicas) in &services {
             let replicas = replicas.to_string();
             let label = format!("com.docker.stack.namespace={stack}");
-            d.docker(&[
-                "service",
-                "create",
-                "-d",
-                "--name",
-                &format!("{stack}_svc"),
+            let args = [
                 "--label",
                 &label,
                 "--container-label",
                 &label,
                 "--replicas",
                 &replicas,
-                "--no-resolve-image",
-                "pgw/base:1",
-            ]);
+            ];
+            d.service(&format!("{stack}_svc"), &args, "pgw/base:1");
             live_names.insert(stack.clone());
         }
         if settings.pending_service {

@@ -4,7 +4,7 @@
 //! It is written from the Engine's documented behaviour and moby's prune code, not from
 //! prunegate's planner, so that the two can disagree. Pure: unit-tested below on hand-made data.
 
-use crate::common::items;
+use crate::common::{build_cache_outside_prediction, items};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -367,29 +367,10 @@ pub fn judge(
             ));
         }
     }
-    let certain = items(dry, "build_cache");
-    let possible: BTreeSet<String> = dry["steps"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["class"] == "build_cache"))
-        .and_then(|s| s["may_also_remove"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|o| o["id"].as_str().map(str::to_string))
-        .collect();
-    let removed = &removed_by_kind["build_cache"];
-    for id in &certain {
-        if !removed.contains(id) {
-            v.problems.push(format!(
-                "build cache {id}: the dry run said it goes; it stayed"
-            ));
-        }
-    }
-    for id in removed {
-        if !certain.contains(id) && !possible.contains(id) {
-            v.problems
-                .push(format!("build cache {id}: removed, not in the dry run"));
-        }
-    }
+    v.problems.extend(build_cache_outside_prediction(
+        dry,
+        &removed_by_kind["build_cache"],
+    ));
     v
 }
 
