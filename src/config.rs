@@ -355,14 +355,9 @@ impl Config {
             }
         }
         if let Some(host) = &self.docker.host {
-            crate::docker::check_host(host).map_err(|e| format!("key `docker.host`: {e}"))?;
+            crate::address::Address::parse(host).map_err(|e| format!("key `docker.host`: {e}"))?;
         }
         Ok(())
-    }
-
-    /// The compiled live-runs pattern. Validated at load, so compiling again cannot fail.
-    pub fn live_runs_regex(&self) -> regex::Regex {
-        regex::Regex::new(&self.gates.live_runs.pattern).expect("validated at load")
     }
 
     /// The daemon schedule. Validated at load.

@@ -5,9 +5,18 @@
 //! count neither as used nor as available, which is why `df` can show 100% before the disk is
 //! literally full. Operators read `df`; the gate must agree with it to the percent.
 
-use crate::docker::snapshot::DiskPathSource;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+
+/// Where the disk reading's path came from, so the report can say which key changes it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskPathSource {
+    /// `gates.disk.path`.
+    Config,
+    /// The daemon's `DockerRootDir`, from `/info`.
+    DockerRootDir,
+}
 
 /// The raw counters of `statvfs(2)`, in fragment-size units for blocks.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

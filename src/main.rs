@@ -1,28 +1,31 @@
 //! prunegate: keeps a Docker host's disk from filling without evicting its image cache.
 //!
-//! Data flows one way: config → connect → snapshot (+ disk reading) → gates → plan → prune steps
-//! (each behind a fresh re-check) → one report → its sinks. See docs/design.md.
+//! Data flows one way: config → settings derived once → one snapshot of the engine (+ disk and
+//! uptime readings) → gates → plan → prune steps (each behind a fresh re-check) → one report →
+//! its sinks. See docs/design.md.
 
+mod address;
 mod cli;
 mod config;
 mod disk;
 mod docker;
 mod duration;
+mod engine;
 mod gates;
-mod job;
 mod lock;
-mod objects;
+mod model;
 mod plan;
 mod report;
-mod runner;
-mod schedule;
+mod run;
+mod settings;
 mod sinks;
-mod state;
-mod support;
 mod uptime;
 
 use clap::{CommandFactory, Parser};
 use cli::{Cli, Cmd, Common, ConfigCmd, DebugCmd, LogFormat};
+use model::Command;
+use run::Interrupt;
+use settings::Settings;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -53,46 +56,16 @@ fn main() -> ExitCode {
             .map_or(LogFormat::Text, |c| c.log_format),
     );
     match cli.command {
-        Cmd::Run { common, dry_run } => gated(runner::Command::Run, &common, dry_run),
-        Cmd::Check { common } => gated(runner::Command::Check, &common, false),
-        Cmd::Reclaim { common, dry_run } => gated(runner::Command::Reclaim, &common, dry_run),
+        Cmd::Run { common, dry_run } => gated(Command::Run, &common, dry_run),
+        Cmd::Check { common } => gated(Command::Check, &common, false),
+        Cmd::Reclaim { common, dry_run } => gated(Command::Reclaim, &common, dry_run),
         Cmd::Daemon { common } => daemon(&common),
         Cmd::Config {
             action: ConfigCmd::Check { common },
-        } => match load(&common) {
-            Ok((_, source, host)) => {
-                let what = if source.file_found {
-                    format!("{} is valid", source.path.display())
-                } else {
-                    format!(
-                        "{} does not exist: built-in defaults apply",
-                        source.path.display()
-                    )
-                };
-                println!("{what} (daemon address: {host})");
-                ExitCode::SUCCESS
-            }
-            Err(e) => usage_error(&e, false, "config check"),
-        },
+        } => config_check(&common),
         Cmd::Config {
             action: ConfigCmd::Show { common },
-        } => match load(&common) {
-            Ok((mut config, source, host)) => {
-                config.docker.host = Some(host);
-                if !source.file_found {
-                    println!(
-                        "# {} does not exist: built-in defaults",
-                        source.path.display()
-                    );
-                }
-                if config.gates.disk.path.is_none() {
-                    println!("# gates.disk.path is unset: the daemon's DockerRootDir is measured");
-                }
-                print!("{}", config.to_toml());
-                ExitCode::SUCCESS
-            }
-            Err(e) => usage_error(&e, false, "config show"),
-        },
+        } => config_show(&common),
         Cmd::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -111,48 +84,82 @@ fn main() -> ExitCode {
         },
         Cmd::Debug {
             action: DebugCmd::Snapshot { common },
-        } => match load(&common) {
-            Ok((config, _, host)) => block_on(async {
-                let daemon = docker::Daemon::connect(
-                    &host,
-                    config.docker.read_timeout.as_std(),
-                    config.docker.prune_timeout.as_std(),
-                )?;
-                let snapshot = docker::snapshot::Snapshot::take(&daemon).await;
-                let disk = docker::snapshot::read_disk(config.gates.disk.path.as_ref(), &snapshot);
-                let inventory = docker::inventory::Inventory::take(&daemon, true).await;
-                let doc = serde_json::json!({
-                    "snapshot": snapshot,
-                    "disk": disk,
-                    "uptime": uptime::read(&host),
-                    "inventory": inventory,
-                });
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&doc).expect("serializable")
-                );
-                Ok(ExitCode::SUCCESS)
-            }),
-            Err(e) => usage_error(&e, false, "debug snapshot"),
-        },
+        } => debug_snapshot(&common),
     }
 }
 
-/// Loads the config and settles the daemon address; any failure here is a usage error.
-fn load(common: &Common) -> Result<(config::Config, config::Source, String), String> {
-    let (config, source) = config::load(common.config.as_deref()).map_err(|e| e.to_string())?;
-    let host = docker::resolve_host(common.docker_host.as_deref(), config.docker.host.as_deref());
-    docker::check_host(&host).map_err(|e| {
-        let from = if common.docker_host.is_some() {
-            "--docker-host"
-        } else if config.docker.host.is_some() {
-            "docker.host"
-        } else {
-            "DOCKER_HOST"
-        };
-        format!("{from}: {e}")
-    })?;
-    Ok((config, source, host))
+/// Loads the config and derives the settings; any failure here is a usage error.
+fn load(common: &Common) -> Result<(Settings, config::Config, config::Source), String> {
+    Settings::load(common.config.as_deref(), common.docker_host.as_deref())
+}
+
+/// `prunegate config check`: whether the file (or its absence) gives usable settings.
+fn config_check(common: &Common) -> ExitCode {
+    match load(common) {
+        Ok((settings, _, source)) => {
+            let what = if source.file_found {
+                format!("{} is valid", source.path.display())
+            } else {
+                format!(
+                    "{} does not exist: built-in defaults apply",
+                    source.path.display()
+                )
+            };
+            println!("{what} (daemon address: {})", settings.address);
+            ExitCode::SUCCESS
+        }
+        Err(e) => usage_error(&e, false, "config check"),
+    }
+}
+
+/// `prunegate config show`: the effective config, the address in force filled in.
+fn config_show(common: &Common) -> ExitCode {
+    match load(common) {
+        Ok((settings, mut config, source)) => {
+            config.docker.host = Some(settings.address.to_string());
+            if !source.file_found {
+                println!(
+                    "# {} does not exist: built-in defaults",
+                    source.path.display()
+                );
+            }
+            if config.gates.disk.path.is_none() {
+                println!("# gates.disk.path is unset: the daemon's DockerRootDir is measured");
+            }
+            print!("{}", config.to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => usage_error(&e, false, "config show"),
+    }
+}
+
+/// `prunegate debug snapshot`: what the gates and the dry run see, as JSON (test fixtures).
+fn debug_snapshot(common: &Common) -> ExitCode {
+    let settings = match load(common) {
+        Ok((settings, _, _)) => settings,
+        Err(e) => return usage_error(&e, false, "debug snapshot"),
+    };
+    block_on(async {
+        let daemon = docker::Daemon::connect(
+            &settings.address,
+            settings.read_timeout,
+            settings.prune_timeout,
+        )?;
+        let snapshot = docker::snapshot::Snapshot::take(&daemon).await;
+        let disk = run::inputs::disk_reading(&settings.gates.disk, &snapshot.engine);
+        let inventory = docker::inventory::Inventory::take(&daemon, true).await;
+        let doc = serde_json::json!({
+            "snapshot": snapshot,
+            "disk": disk,
+            "uptime": uptime::read(&settings.address),
+            "inventory": inventory,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("serializable")
+        );
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn usage_error(message: &str, json: bool, command: &str) -> ExitCode {
@@ -184,14 +191,15 @@ where
     })
 }
 
-fn gated(command: runner::Command, common: &Common, dry_run: bool) -> ExitCode {
-    let (config, _, host) = match load(common) {
-        Ok(loaded) => loaded,
+/// `run`, `check`, `reclaim`: one job, its report on stdout, its outcome as the exit code.
+fn gated(command: Command, common: &Common, dry_run: bool) -> ExitCode {
+    let settings = match load(common) {
+        Ok((settings, _, _)) => settings,
         Err(e) => return usage_error(&e, common.json, command.as_str()),
     };
     block_on(async {
         // SIGTERM/SIGINT stop a pruning run between steps; it still reports (outcome interrupted).
-        let interrupt = runner::Interrupt::default();
+        let interrupt = Interrupt::default();
         let listener = interrupt.clone();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| format!("SIGTERM handler: {e}"))?;
@@ -203,7 +211,7 @@ fn gated(command: runner::Command, common: &Common, dry_run: bool) -> ExitCode {
             tracing::warn!("signal received: stopping after the current step");
             listener.raise();
         });
-        let report = job::run(command, &config, &host, dry_run, &interrupt).await;
+        let report = run::job::run(command, &settings, dry_run, &interrupt).await;
         if common.json {
             println!("{}", report.to_json());
         } else {
@@ -217,14 +225,14 @@ fn gated(command: runner::Command, common: &Common, dry_run: bool) -> ExitCode {
 }
 
 fn daemon(common: &Common) -> ExitCode {
-    let (config, _, _) = match load(common) {
-        Ok(loaded) => loaded,
+    let settings = match load(common) {
+        Ok((settings, _, _)) => settings,
         Err(e) => return usage_error(&e, false, "daemon"),
     };
     block_on(async {
-        let out = schedule::Output { json: common.json };
-        schedule::run(
-            config,
+        let out = run::schedule::Output { json: common.json };
+        run::schedule::run(
+            settings,
             common.config.clone(),
             common.docker_host.clone(),
             out,

@@ -11,51 +11,37 @@
 //!   used at or before the cut-off (no age limit when the cut-off is 0).
 
 use crate::docker::inventory::{BuildCacheRecord, Inventory};
-use crate::docker::ReadError;
-use crate::objects;
-use bollard::models::{ContainerSummary, ContainerSummaryStateEnum, ImageSummary};
-use serde::Serialize;
+use crate::docker::objects;
+use crate::engine;
+use crate::model::{Candidate, Class, ReadError};
+use crate::settings::PruneSettings;
+use bollard::models::{ContainerSummary, ImageSummary};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Class {
-    Containers,
-    Images,
-    BuildCache,
-}
-
-impl Class {
-    pub const ORDER: [Class; 3] = [Class::Containers, Class::Images, Class::BuildCache];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Containers => "containers",
-            Class::Images => "images",
-            Class::BuildCache => "build_cache",
-        }
-    }
-}
-
-pub use crate::objects::Candidate;
-
-/// The prune policy, as the planner needs it.
+/// The prune policy at one instant, as the planner needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     /// Unix seconds: objects newer than this stay.
     pub cutoff: i64,
     /// Whether the cut-off is 0 (build cache then has no age limit, as in BuildKit).
     pub no_age_limit: bool,
+    /// Whether the containers step runs before the images step.
     pub containers: bool,
 }
 
+impl Policy {
+    /// The policy of a run starting at `now` (Unix seconds).
+    pub fn at(prune: &PruneSettings, now: i64) -> Policy {
+        Policy {
+            cutoff: prune.cutoff(now),
+            no_age_limit: prune.older_than.is_zero(),
+            containers: prune.classes.contains(&Class::Containers),
+        }
+    }
+}
+
 fn removable_container(c: &ContainerSummary, cutoff: i64) -> bool {
-    matches!(
-        c.state,
-        Some(ContainerSummaryStateEnum::CREATED)
-            | Some(ContainerSummaryStateEnum::EXITED)
-            | Some(ContainerSummaryStateEnum::DEAD)
-    ) && c.created.unwrap_or(i64::MAX) <= cutoff
+    engine::container_prunable(c.state) && c.created.unwrap_or(i64::MAX) <= cutoff
 }
 
 pub fn containers(list: &[ContainerSummary], policy: &Policy) -> Vec<Candidate> {
@@ -142,9 +128,7 @@ pub fn build_cache(
     let candidate = |r: &BuildCacheRecord| objects::build_cache(r);
     let eligible: Vec<&BuildCacheRecord> = records
         .iter()
-        .filter(|r| {
-            !matches!(r.kind.as_str(), "internal" | "frontend") && !r.in_use && old_enough(r)
-        })
+        .filter(|r| !engine::build_cache_kind_kept(&r.kind) && !r.in_use && old_enough(r))
         .collect();
     Prediction {
         remove: eligible

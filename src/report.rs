@@ -3,8 +3,9 @@
 //! Built once at the end of a command from what happened; the sinks (text on a terminal, JSON
 //! for scripts) only render it. The JSON field names are a documented contract (docs/report.md).
 
+use crate::docker::usage::{DiskUsage, ImageUsage, VolumeUsageData};
 use crate::gates::GateResult;
-use crate::plan::{Candidate, Class};
+use crate::model::{human_bytes, Candidate, Class, Command};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -92,6 +93,33 @@ impl StepReport {
             may_also_remove: None,
         }
     }
+
+    pub fn failed(class: Class, reason: impl Into<String>) -> Self {
+        Self {
+            status: StepStatus::Failed,
+            ..Self::skipped(class, reason)
+        }
+    }
+
+    /// A step that removed (or, in a dry run, would remove) `objects`.
+    pub fn with_objects(
+        class: Class,
+        status: StepStatus,
+        objects: Vec<Candidate>,
+        reclaimed_bytes: u64,
+        may_also_remove: Option<Vec<Candidate>>,
+    ) -> Self {
+        Self {
+            class,
+            status,
+            count: objects.len(),
+            reclaimed_bytes,
+            items: objects.iter().map(|o| o.id.clone()).collect(),
+            reason: None,
+            objects: Some(objects),
+            may_also_remove,
+        }
+    }
 }
 
 /// After a full pass that left the disk over the threshold: what prunegate's policy keeps that
@@ -108,9 +136,39 @@ pub struct Advisory {
     pub unused_volumes_bytes: u64,
 }
 
+impl Advisory {
+    /// Tagged images with no container, by their unshared size; volumes with no reference.
+    pub fn from_usage(usage: &DiskUsage, disk_used_percent_after: Option<u8>) -> Advisory {
+        let unused_images: Vec<&ImageUsage> = usage
+            .images
+            .iter()
+            .flatten()
+            .filter(|i| i.containers == 0)
+            .filter(|i| i.repo_tags.iter().flatten().any(|t| t != "<none>:<none>"))
+            .collect();
+        let unused_volumes: Vec<&VolumeUsageData> = usage
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| v.usage.as_ref())
+            .filter(|u| u.ref_count == 0)
+            .collect();
+        Advisory {
+            disk_used_percent_after,
+            unused_tagged_images: unused_images.len(),
+            unused_tagged_images_bytes: unused_images
+                .iter()
+                .map(|i| (i.size - i.shared_size.max(0)).max(0) as u64)
+                .sum(),
+            unused_volumes: unused_volumes.len(),
+            unused_volumes_bytes: unused_volumes.iter().map(|u| u.size.max(0) as u64).sum(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub command: &'static str,
+    pub command: Command,
     /// Unique per run; the audit log's lines carry it.
     pub run_id: String,
     pub outcome: Outcome,
@@ -148,29 +206,9 @@ fn new_run_id() -> String {
     )
 }
 
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
 impl Report {
     /// A report for a command that failed before it could read the daemon.
-    pub fn failed(
-        command: &'static str,
-        docker_host: &str,
-        older_than: &str,
-        error: String,
-    ) -> Self {
+    pub fn failed(command: Command, docker_host: &str, older_than: &str, error: String) -> Self {
         Report {
             error: Some(error),
             ..Report::new(command, docker_host, older_than, Outcome::Error)
@@ -178,12 +216,7 @@ impl Report {
     }
 
     /// A report with no gates or steps yet, starting now.
-    pub fn new(
-        command: &'static str,
-        docker_host: &str,
-        older_than: &str,
-        outcome: Outcome,
-    ) -> Self {
+    pub fn new(command: Command, docker_host: &str, older_than: &str, outcome: Outcome) -> Self {
         let now = now_rfc3339();
         Report {
             command,
@@ -207,10 +240,10 @@ impl Report {
 
     /// A run skipped by one closed gate judged before anything else (disk up front, the lock).
     pub fn skipped_by(
-        command: &'static str,
+        command: Command,
         docker_host: &str,
         older_than: &str,
-        gate: crate::gates::GateResult,
+        gate: GateResult,
     ) -> Self {
         Report {
             gates: vec![gate],
@@ -239,7 +272,7 @@ impl Report {
         let _ = writeln!(
             out,
             "prunegate {}: {} ({})",
-            self.command,
+            self.command.as_str(),
             self.outcome_name(),
             self.docker_host
         );
@@ -304,7 +337,7 @@ impl Report {
                 human_bytes(a.unused_volumes_bytes)
             );
         }
-        if self.command != "check" {
+        if self.command != Command::Check {
             let _ = write!(out, "  reclaimed {}, ", human_bytes(self.reclaimed_bytes));
         } else {
             out.push_str("  ");
@@ -362,8 +395,20 @@ mod tests {
     }
 
     #[test]
-    fn bytes_are_readable() {
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(1_500_000), "1.5 MB");
+    fn counts_only_unused_tagged_images_and_unreferenced_volumes() {
+        let du: DiskUsage = serde_json::from_str(
+            r#"{"Images":[
+                {"RepoTags":["base:1"],"Containers":1,"Size":100,"SharedSize":0},
+                {"RepoTags":["cache:1"],"Containers":0,"Size":100,"SharedSize":40},
+                {"RepoTags":["<none>:<none>"],"Containers":0,"Size":7,"SharedSize":0}],
+               "Volumes":[{"UsageData":{"Size":10,"RefCount":0}},{"UsageData":{"Size":99,"RefCount":1}}]}"#,
+        )
+        .unwrap();
+        let a = Advisory::from_usage(&du, Some(91));
+        assert_eq!(
+            (a.unused_tagged_images, a.unused_tagged_images_bytes),
+            (1, 60)
+        );
+        assert_eq!((a.unused_volumes, a.unused_volumes_bytes), (1, 10));
     }
 }

@@ -5,6 +5,7 @@
 //! gives — unless the process is hidden from us (`ProtectProc=invisible`, another pid
 //! namespace), in which case only the host's uptime counts.
 
+use crate::address::Address;
 use serde::{Deserialize, Serialize};
 use std::os::unix::net::UnixStream;
 
@@ -25,20 +26,21 @@ impl Uptime {
     }
 }
 
-pub fn read(docker_host: &str) -> Uptime {
+pub fn read(address: &Address) -> Uptime {
     Uptime {
         host_seconds: sysinfo::System::uptime(),
-        daemon_seconds: daemon_uptime(docker_host),
+        daemon_seconds: daemon_uptime(address),
     }
 }
 
-fn daemon_uptime(docker_host: &str) -> Result<u64, String> {
-    let path = docker_host
-        .strip_prefix("unix://")
+fn daemon_uptime(address: &Address) -> Result<u64, String> {
+    let path = address
+        .socket_path()
         .ok_or_else(|| "not a local socket: the daemon's start time cannot be known".to_string())?;
-    let stream = UnixStream::connect(path).map_err(|e| format!("connecting to {path}: {e}"))?;
+    let shown = path.display();
+    let stream = UnixStream::connect(path).map_err(|e| format!("connecting to {shown}: {e}"))?;
     let cred = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-        .map_err(|e| format!("SO_PEERCRED on {path}: {e}"))?;
+        .map_err(|e| format!("SO_PEERCRED on {shown}: {e}"))?;
     let pid = sysinfo::Pid::from_u32(cred.pid() as u32);
     if cred.pid() <= 0 {
         return Err("the daemon's pid is not visible from here".into());

@@ -2,7 +2,8 @@
 //! (intermediate ones too, to follow parent chains) and every build-cache record. Read only for
 //! `--dry-run`: the real run learns what went from the prune answers themselves.
 
-use super::{Daemon, Read, ReadError};
+use super::Daemon;
+use crate::model::{Read, ReadError};
 use bollard::models::{ContainerSummary, ImageSummary};
 use bollard::query_parameters::{ListContainersOptionsBuilder, ListImagesOptionsBuilder};
 use serde::{Deserialize, Serialize};
@@ -69,10 +70,7 @@ impl Daemon {
     /// 1.41 shape; see docker/raw.rs).
     pub async fn build_cache_records(&self) -> Result<Vec<BuildCacheRecord>, ReadError> {
         let body = self.raw_get("/system/df?type=build-cache").await?;
-        decode_build_cache(&body).map_err(|message| ReadError {
-            status: None,
-            message,
-        })
+        decode_build_cache(&body).map_err(ReadError::local)
     }
 }
 

@@ -2,8 +2,9 @@
 //! images always) so the daemon's defaults can never widen what is removed; none can remove a
 //! volume or a tagged image, because none of these endpoints is ever asked to.
 
-use super::{Daemon, ReadError};
-use crate::objects::{self, Candidate};
+use super::objects;
+use super::Daemon;
+use crate::model::{Candidate, ReadError};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListImagesOptionsBuilder, PruneBuildOptionsBuilder,
     PruneContainersOptionsBuilder, PruneImagesOptionsBuilder,

@@ -5,7 +5,8 @@
 //! answers with a top-level `BuildCache` list) its decoded reply is empty. The dry run needs the
 //! build-cache records themselves, so it fetches the JSON and decodes either shape itself.
 
-use super::{Daemon, ReadError};
+use super::Daemon;
+use crate::model::{humanize, ReadError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -16,25 +17,18 @@ impl Daemon {
     /// GETs `path_and_query` from the daemon and returns the body of a 2xx answer.
     pub(super) async fn raw_get(&self, path_and_query: &str) -> Result<Bytes, ReadError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let err = |message: String| ReadError {
-            status: None,
-            message,
-        };
-        let (scheme, rest) = self
-            .host
-            .split_once("://")
-            .ok_or_else(|| err(format!("bad host {}", self.host)))?;
+        let err = ReadError::local;
         let request = async {
-            let response = if scheme == "unix" {
-                let uri: hyper::Uri = hyperlocal::Uri::new(rest, path_and_query).into();
+            let response = if let Some(socket) = self.address.socket_path() {
+                let uri: hyper::Uri = hyperlocal::Uri::new(socket, path_and_query).into();
                 let client: Client<_, Full<Bytes>> =
                     Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
                 client.get(uri).await
             } else {
-                let authority = rest.split('/').next().unwrap_or(rest);
+                let authority = self.address.authority().unwrap_or_default();
                 let uri: hyper::Uri = format!("http://{authority}{path_and_query}")
                     .parse()
-                    .map_err(|e| err(format!("bad address {}: {e}", self.host)))?;
+                    .map_err(|e| err(format!("bad address {}: {e}", self.address)))?;
                 let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
                     .build(hyper_util::client::legacy::connect::HttpConnector::new());
                 client.get(uri).await
@@ -61,7 +55,7 @@ impl Daemon {
             .map_err(|_| {
                 err(format!(
                     "GET {path_and_query}: no answer within {}",
-                    super::humanize(self.read_timeout)
+                    humanize(self.read_timeout)
                 ))
             })?
     }

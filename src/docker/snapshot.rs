@@ -2,22 +2,27 @@
 //! requests however many services, tasks or containers the host has, each filtered on the
 //! daemon to what the gates look at.
 
-use super::{Daemon, Read, ReadError};
-use crate::disk::{self, DiskReading};
-use crate::gates::live_runs::{COMPOSE_LABEL, STACK_LABEL};
+use super::Daemon;
+use crate::engine::Engine;
+use crate::model::{Read, COMPOSE_LABEL, STACK_LABEL};
 use bollard::models::{ContainerSummary, Service, SystemInfo, Task};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 /// What the daemon said, read by read. A failed read is kept (not propagated) so that each gate
 /// depending on it closes with the error as its reason while the others still report.
+///
+/// Deserialised through [`Reads`] so that a snapshot captured from a real daemon (the gates'
+/// test fixtures) gets its [`Engine`] computed exactly as a live one does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "Reads")]
 pub struct Snapshot {
     pub info: Read<SystemInfo>,
+    /// The engine `info` describes, computed once here for every gate and step that asks.
+    pub engine: Read<Engine>,
     /// Containers in any state (`all=true`) that carry a compose-project or stack label: the
     /// only ones the gates look at. Filtered on the daemon, so a host with thousands of plain
     /// containers costs what its labelled ones cost.
@@ -26,6 +31,27 @@ pub struct Snapshot {
     pub services: Read<Vec<Service>>,
     /// Tasks whose desired state is `running` or `ready` (the ones that should be up).
     pub tasks: Read<Vec<Task>>,
+}
+
+/// The reads themselves, as the daemon answered them.
+#[derive(Deserialize)]
+struct Reads {
+    info: Read<SystemInfo>,
+    containers: Read<Vec<ContainerSummary>>,
+    services: Read<Vec<Service>>,
+    tasks: Read<Vec<Task>>,
+}
+
+impl From<Reads> for Snapshot {
+    fn from(r: Reads) -> Snapshot {
+        Snapshot {
+            engine: r.info.as_ref().map(Engine::from_info).map_err(Clone::clone),
+            info: r.info,
+            containers: r.containers,
+            services: r.services,
+            tasks: r.tasks,
+        }
+    }
 }
 
 /// Desired states of tasks that are meant to come up: `running`, and `ready` for a task the
@@ -58,27 +84,12 @@ impl Snapshot {
             d.list_services(Some(services_opts)),
             d.list_tasks(Some(tasks_opts)),
         );
-        Snapshot {
+        Snapshot::from(Reads {
             info: info.map_err(|e| daemon.read_err(e)),
             containers: merge(compose, stacks).map_err(|e| daemon.read_err(e)),
             services: services.map_err(|e| daemon.read_err(e)),
             tasks: tasks.map_err(|e| daemon.read_err(e)),
-        }
-    }
-
-    /// The daemon's data root, where images, containers and build cache live.
-    pub fn docker_root_dir(&self) -> Result<PathBuf, ReadError> {
-        match &self.info {
-            Ok(info) => info
-                .docker_root_dir
-                .as_ref()
-                .map(PathBuf::from)
-                .ok_or_else(|| ReadError {
-                    status: None,
-                    message: "the daemon's info has no DockerRootDir".into(),
-                }),
-            Err(e) => Err(e.clone()),
-        }
+        })
     }
 }
 
@@ -92,25 +103,4 @@ fn merge<E>(
         all.iter().map(|c| c.id.clone()).collect();
     all.extend(b?.into_iter().filter(|c| !seen.contains(&c.id)));
     Ok(all)
-}
-
-/// Where the disk reading's path came from, so the report can say which key changes it.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum DiskPathSource {
-    Config,
-    DockerRootDir,
-}
-
-/// Reads the filesystem the disk gate watches: the configured path, else the daemon's data root.
-/// `None` only when there is no path to read (no config path and no daemon info).
-pub fn read_disk(
-    configured: Option<&PathBuf>,
-    snapshot: &Snapshot,
-) -> Result<DiskReading, ReadError> {
-    let (path, source) = match configured {
-        Some(p) => (p.clone(), DiskPathSource::Config),
-        None => (snapshot.docker_root_dir()?, DiskPathSource::DockerRootDir),
-    };
-    Ok(disk::read(path, source))
 }

@@ -4,13 +4,13 @@
 //! nothing to win by pruning, and every pruned dangling layer may be one a rebuild wanted.
 
 use super::{GateName, GateResult};
-use crate::config::DiskGateConfig;
 use crate::disk::{DiskReading, FsStat};
-use crate::docker::ReadError;
+use crate::model::ReadError;
+use crate::settings::DiskGate;
 use serde_json::json;
 
 /// Whether blocks and inodes are at or above their thresholds (an unknown percentage is not).
-pub fn over_thresholds(cfg: &DiskGateConfig, stat: &FsStat) -> (bool, bool) {
+pub fn over_thresholds(cfg: &DiskGate, stat: &FsStat) -> (bool, bool) {
     (
         stat.used_percent().is_some_and(|u| u >= cfg.used_percent),
         stat.inodes_used_percent()
@@ -18,7 +18,7 @@ pub fn over_thresholds(cfg: &DiskGateConfig, stat: &FsStat) -> (bool, bool) {
     )
 }
 
-pub fn evaluate(cfg: &DiskGateConfig, reading: &Result<DiskReading, ReadError>) -> GateResult {
+pub fn evaluate(cfg: &DiskGate, reading: &Result<DiskReading, ReadError>) -> GateResult {
     let name = GateName::Disk;
     if !cfg.enabled {
         return GateResult::disabled(name);
@@ -88,7 +88,7 @@ pub fn evaluate(cfg: &DiskGateConfig, reading: &Result<DiskReading, ReadError>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::snapshot::DiskPathSource;
+    use crate::disk::DiskPathSource;
 
     fn reading(
         blocks: u64,
@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn opens_at_the_threshold_not_below() {
-        let cfg = DiskGateConfig::default();
+        let cfg = DiskGate::default();
         assert!(evaluate(&cfg, &reading(100, 20, 100, 100)).open); // 80%
         let below = evaluate(&cfg, &reading(100, 21, 100, 100)); // 79%
         assert!(!below.open);
@@ -121,7 +121,7 @@ mod tests {
 
     #[test]
     fn inodes_alone_open_it() {
-        let cfg = DiskGateConfig::default();
+        let cfg = DiskGate::default();
         let r = evaluate(&cfg, &reading(100, 90, 100, 10));
         assert!(r.open);
         assert!(r.reason.contains("inode threshold"));
@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn unreadable_is_closed_with_the_reason() {
-        let cfg = DiskGateConfig::default();
+        let cfg = DiskGate::default();
         let mut r = reading(1, 1, 1, 1).unwrap();
         r.stat = Err("cannot stat /nope: No such file or directory".into());
         let g = evaluate(&cfg, &Ok(r));
@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn disabled_is_open_and_says_so() {
-        let cfg = DiskGateConfig {
+        let cfg = DiskGate {
             enabled: false,
             ..Default::default()
         };

@@ -6,11 +6,12 @@
 //! is only momentarily stopped.
 
 use super::{GateName, GateResult};
-use crate::config::GraceGateConfig;
+use crate::model::humanize;
+use crate::settings::GraceGate;
 use crate::uptime::Uptime;
 use serde_json::json;
 
-pub fn evaluate(cfg: &GraceGateConfig, uptime: &Uptime) -> GateResult {
+pub fn evaluate(cfg: &GraceGate, uptime: &Uptime) -> GateResult {
     let name = GateName::Grace;
     if !cfg.enabled {
         return GateResult::disabled(name);
@@ -23,7 +24,7 @@ pub fn evaluate(cfg: &GraceGateConfig, uptime: &Uptime) -> GateResult {
         "daemon_uptime_seconds": daemon,
         "daemon_uptime_unknown": uptime.daemon_seconds.as_ref().err(),
     });
-    let fmt = |s: u64| crate::docker::humanize(std::time::Duration::from_secs(s));
+    let fmt = |s: u64| humanize(std::time::Duration::from_secs(s));
     if uptime.host_seconds < min {
         return GateResult::closed(
             name,
@@ -66,8 +67,8 @@ mod tests {
     use super::*;
     use crate::duration::GoDuration;
 
-    fn cfg(min: &str) -> GraceGateConfig {
-        GraceGateConfig {
+    fn cfg(min: &str) -> GraceGate {
+        GraceGate {
             enabled: true,
             min_uptime: GoDuration::parse(min).unwrap(),
         }

@@ -5,17 +5,15 @@
 //! test container inspected after it exits, an image about to be tagged); pruning under it is how
 //! pruners break builds. The default pattern matches every name, so an untuned host is safe.
 
-use super::{info_or_closed, swarm_role, GateName, GateResult, SwarmRole};
-use crate::config::LiveRunsGateConfig;
+use super::{engine_or_closed, GateName, GateResult};
 use crate::docker::snapshot::Snapshot;
+use crate::engine::SwarmRole;
+use crate::model::{COMPOSE_LABEL, STACK_LABEL};
+use crate::settings::LiveRunsGate;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
-use regex::Regex;
 use serde::Serialize;
 use serde_json::json;
-use std::collections::BTreeSet;
-
-pub const STACK_LABEL: &str = "com.docker.stack.namespace";
-pub const COMPOSE_LABEL: &str = "com.docker.compose.project";
+use std::collections::{BTreeSet, HashMap};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,87 +38,98 @@ fn is_live(c: &ContainerSummary) -> bool {
     )
 }
 
-fn label<'a>(
-    labels: Option<&'a std::collections::HashMap<String, String>>,
-    key: &str,
-) -> Option<&'a str> {
+fn label<'a>(labels: Option<&'a HashMap<String, String>>, key: &str) -> Option<&'a str> {
     labels.and_then(|l| l.get(key)).map(String::as_str)
 }
 
-pub fn evaluate(cfg: &LiveRunsGateConfig, pattern: &Regex, snapshot: &Snapshot) -> GateResult {
+pub fn evaluate(cfg: &LiveRunsGate, snapshot: &Snapshot) -> GateResult {
     let name = GateName::LiveRuns;
     if !cfg.enabled {
         return GateResult::disabled(name);
     }
-    let info = match info_or_closed(name, snapshot) {
-        Ok(i) => i,
+    let engine = match engine_or_closed(name, snapshot) {
+        Ok(e) => e,
         Err(closed) => return closed,
     };
-    let containers = match &snapshot.containers {
-        Ok(c) => c,
-        Err(e) => {
-            return GateResult::closed(
-                name,
-                format!("cannot list containers: {e}"),
-                json!({ "error": e }),
-            )
-        }
-    };
-    let mut live: BTreeSet<LiveName> = BTreeSet::new();
     // Stacks: a manager lists them from services (even with 0 replicas running); other nodes see
     // only the task containers placed on them.
-    let stacks_from_services = swarm_role(info) == SwarmRole::Manager;
+    let stacks_from_services = engine.swarm == SwarmRole::Manager;
+    match live_names(snapshot, stacks_from_services) {
+        Ok(live) => verdict(cfg, &live, stacks_from_services),
+        Err(closed) => closed,
+    }
+}
+
+/// Every live stack and compose project the snapshot shows, or the gate closed because a
+/// listing it needs could not be read.
+fn live_names(
+    snapshot: &Snapshot,
+    stacks_from_services: bool,
+) -> Result<BTreeSet<LiveName>, GateResult> {
+    let closed = |what: &str, e: &crate::model::ReadError| {
+        GateResult::closed(
+            GateName::LiveRuns,
+            format!("cannot list {what}: {e}"),
+            json!({ "error": e }),
+        )
+    };
+    let containers = snapshot
+        .containers
+        .as_ref()
+        .map_err(|e| closed("containers", e))?;
+    let mut live: BTreeSet<LiveName> = BTreeSet::new();
+    let mut add = |kind, name: &str, seen_on| {
+        live.insert(LiveName {
+            kind,
+            name: name.to_string(),
+            seen_on,
+        });
+    };
     if stacks_from_services {
-        match &snapshot.services {
-            Ok(services) => {
-                for s in services {
-                    let labels = s.spec.as_ref().and_then(|sp| sp.labels.as_ref());
-                    if let Some(stack) = label(labels, STACK_LABEL) {
-                        live.insert(LiveName {
-                            kind: Kind::Stack,
-                            name: stack.to_string(),
-                            seen_on: "services",
-                        });
-                    }
-                }
-            }
-            Err(e) => {
-                return GateResult::closed(
-                    name,
-                    format!("cannot list swarm services: {e}"),
-                    json!({ "error": e }),
-                )
+        let services = snapshot
+            .services
+            .as_ref()
+            .map_err(|e| closed("swarm services", e))?;
+        for s in services {
+            let labels = s.spec.as_ref().and_then(|sp| sp.labels.as_ref());
+            if let Some(stack) = label(labels, STACK_LABEL) {
+                add(Kind::Stack, stack, "services");
             }
         }
     }
     for c in containers.iter().filter(|c| is_live(c)) {
         let labels = c.labels.as_ref();
         if let Some(project) = label(labels, COMPOSE_LABEL) {
-            live.insert(LiveName {
-                kind: Kind::ComposeProject,
-                name: project.to_string(),
-                seen_on: "containers",
-            });
+            add(Kind::ComposeProject, project, "containers");
         }
         if !stacks_from_services {
             if let Some(stack) = label(labels, STACK_LABEL) {
-                live.insert(LiveName {
-                    kind: Kind::Stack,
-                    name: stack.to_string(),
-                    seen_on: "containers",
-                });
+                add(Kind::Stack, stack, "containers");
             }
         }
     }
-    let matched: Vec<&LiveName> = live.iter().filter(|l| pattern.is_match(&l.name)).collect();
+    Ok(live)
+}
+
+/// Closed when any live name matches the pattern, naming the first.
+fn verdict(
+    cfg: &LiveRunsGate,
+    live: &BTreeSet<LiveName>,
+    stacks_from_services: bool,
+) -> GateResult {
+    let name = GateName::LiveRuns;
+    let matched: Vec<&LiveName> = live
+        .iter()
+        .filter(|l| cfg.regex.is_match(&l.name))
+        .collect();
     let evidence = json!({
         "pattern": cfg.pattern,
         "stacks_from": if stacks_from_services { "services" } else { "containers" },
         "live": live,
         "matched": matched,
     });
-    match matched.first() {
-        None => GateResult::open(
+    let Some(first) = matched.first() else {
+        return GateResult::open(
             name,
             format!(
                 "no live stack or compose project matches gates.live_runs.pattern {:?} ({} live, none matching)",
@@ -128,27 +137,25 @@ pub fn evaluate(cfg: &LiveRunsGateConfig, pattern: &Regex, snapshot: &Snapshot) 
                 live.len()
             ),
             evidence,
+        );
+    };
+    let kind = match first.kind {
+        Kind::Stack => "stack",
+        Kind::ComposeProject => "compose project",
+    };
+    let more = if matched.len() > 1 {
+        format!(" and {} more", matched.len() - 1)
+    } else {
+        String::new()
+    };
+    GateResult::closed(
+        name,
+        format!(
+            "live {kind} {:?}{more} matches gates.live_runs.pattern {:?}; narrow that key to the names of CI runs if this is not one",
+            first.name, cfg.pattern
         ),
-        Some(first) => {
-            let kind = match first.kind {
-                Kind::Stack => "stack",
-                Kind::ComposeProject => "compose project",
-            };
-            let more = if matched.len() > 1 {
-                format!(" and {} more", matched.len() - 1)
-            } else {
-                String::new()
-            };
-            GateResult::closed(
-                name,
-                format!(
-                    "live {kind} {:?}{more} matches gates.live_runs.pattern {:?}; narrow that key to the names of CI runs if this is not one",
-                    first.name, cfg.pattern
-                ),
-                evidence,
-            )
-        }
-    }
+        evidence,
+    )
 }
 
 #[cfg(test)]
@@ -157,11 +164,7 @@ mod tests {
     use crate::gates::fixtures;
 
     fn eval(pattern: &str, snap: &Snapshot) -> GateResult {
-        let cfg = LiveRunsGateConfig {
-            enabled: true,
-            pattern: pattern.into(),
-        };
-        evaluate(&cfg, &Regex::new(pattern).unwrap(), snap)
+        evaluate(&LiveRunsGate::new(true, pattern).unwrap(), snap)
     }
 
     #[test]
@@ -199,7 +202,7 @@ mod tests {
     #[test]
     fn unreadable_containers_close_it() {
         let mut snap = fixtures::load("standalone_idle");
-        snap.containers = Err(crate::docker::ReadError {
+        snap.containers = Err(crate::model::ReadError {
             status: None,
             message: "no answer within 30s".into(),
         });
@@ -210,7 +213,7 @@ mod tests {
     #[test]
     fn manager_with_unreadable_services_is_closed() {
         let mut snap = fixtures::load("swarm_live_stack");
-        snap.services = Err(crate::docker::ReadError {
+        snap.services = Err(crate::model::ReadError {
             status: Some(503),
             message: "The swarm does not have a leader".into(),
         });

@@ -1,17 +1,21 @@
-//! Gates: pure decisions over one [`Snapshot`] and one disk reading.
+//! Gates: pure decisions over [`GateInputs`]: one [`Snapshot`], one disk reading, one uptime.
 //!
 //! Each gate lives in its own file and returns a [`GateResult`]: open or closed, a one-line
-//! reason a person can act on, and the evidence it looked at. No gate does I/O, so each can be
-//! unit-tested on snapshots captured from a real daemon. A gate whose inputs could not be read is
-//! closed: not knowing is never a reason to delete.
+//! reason a person can act on, and the evidence it looked at. No gate does I/O (run/inputs.rs
+//! reads what they judge), so each can be unit-tested on snapshots captured from a real daemon.
+//! A gate whose inputs could not be read is closed: not knowing is never a reason to delete.
 
 pub mod converging;
 pub mod disk;
 pub mod grace;
 pub mod live_runs;
 
+use crate::disk::DiskReading;
 use crate::docker::snapshot::Snapshot;
-use bollard::models::{LocalNodeState, SystemInfo};
+use crate::engine::Engine;
+use crate::model::{Command, Read};
+use crate::settings::GateSettings;
+use crate::uptime::Uptime;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -79,38 +83,52 @@ impl GateResult {
     }
 }
 
-/// What this node is in a swarm, which decides whether services and tasks can be read at all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SwarmRole {
-    NotInSwarm,
-    Manager,
-    Worker,
-    /// `pending`, `error` or `locked`: in a swarm but unable to answer for it.
-    Unavailable(String),
-}
-
-pub fn swarm_role(info: &SystemInfo) -> SwarmRole {
-    let Some(swarm) = &info.swarm else {
-        return SwarmRole::NotInSwarm;
-    };
-    match swarm.local_node_state {
-        None | Some(LocalNodeState::EMPTY) | Some(LocalNodeState::INACTIVE) => {
-            SwarmRole::NotInSwarm
-        }
-        Some(LocalNodeState::ACTIVE) if swarm.control_available == Some(true) => SwarmRole::Manager,
-        Some(LocalNodeState::ACTIVE) => SwarmRole::Worker,
-        Some(other) => SwarmRole::Unavailable(other.to_string()),
-    }
-}
-
 /// Gate results that did not come out open, for "stopped because …" lines.
 pub fn first_closed(gates: &[GateResult]) -> Option<&GateResult> {
     gates.iter().find(|g| !g.open)
 }
 
+/// Everything the gates judge, read once per check (run/inputs.rs reads it).
+#[derive(Debug, Clone)]
+pub struct GateInputs {
+    pub snapshot: Snapshot,
+    /// The filesystem the disk gate watches; an error when it could not be read, or was not
+    /// (the gate is off, or the command does not judge it).
+    pub disk: Read<DiskReading>,
+    pub uptime: Uptime,
+}
+
+/// Every gate, in report order. `reclaim` does not judge the disk gate, and says so.
+pub fn evaluate_all(
+    settings: &GateSettings,
+    command: Command,
+    inputs: &GateInputs,
+) -> Vec<GateResult> {
+    let disk = if command == Command::Reclaim {
+        GateResult::open(
+            GateName::Disk,
+            "not judged: reclaim skips the disk gate",
+            serde_json::Value::Null,
+        )
+    } else {
+        disk::evaluate(&settings.disk, &inputs.disk)
+    };
+    let [live, converging] = activity(settings, &inputs.snapshot);
+    let grace = grace::evaluate(&settings.grace, &inputs.uptime);
+    vec![disk, live, converging, grace]
+}
+
+/// The gates that depend only on what the daemon is doing: re-judged before every step.
+pub fn activity(settings: &GateSettings, snapshot: &Snapshot) -> [GateResult; 2] {
+    [
+        live_runs::evaluate(&settings.live_runs, snapshot),
+        converging::evaluate(&settings.converging, snapshot),
+    ]
+}
+
 /// Shared by the gates that read the daemon: a daemon whose info cannot be read closes them.
-fn info_or_closed(name: GateName, snapshot: &Snapshot) -> Result<&SystemInfo, GateResult> {
-    snapshot.info.as_ref().map_err(|e| {
+fn engine_or_closed(name: GateName, snapshot: &Snapshot) -> Result<&Engine, GateResult> {
+    snapshot.engine.as_ref().map_err(|e| {
         GateResult::closed(
             name,
             format!("cannot read the daemon's info: {e}"),

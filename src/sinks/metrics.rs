@@ -1,10 +1,9 @@
 //! Prometheus metrics in the node-exporter textfile format (docs/operations.md lists them).
 
-use crate::config::Config;
+use super::state::State;
 use crate::gates::GateName;
-use crate::plan::Class;
-use crate::report::{Outcome, Report, StepStatus};
-use crate::state::State;
+use crate::model::Class;
+use crate::report::{Advisory, Outcome, Report, StepStatus};
 use std::fmt::Write as _;
 
 const OUTCOMES: [Outcome; 5] = [
@@ -58,8 +57,25 @@ fn b(v: bool) -> f64 {
     }
 }
 
-pub fn render(config: &Config, report: &Report, state: Option<&State>, now: i64) -> String {
+/// The whole textfile for one finished run; `threshold_percent` is `gates.disk.used_percent`
+/// and `state` the totals, when they could be read.
+pub fn render(threshold_percent: u8, report: &Report, state: Option<&State>, now: i64) -> String {
     let mut m = Out(String::new());
+    last_run(&mut m, report, now);
+    gates(&mut m, report);
+    disk(&mut m, report, threshold_percent);
+    removed(&mut m, report);
+    if let Some(a) = &report.advisory {
+        advisory(&mut m, a);
+    }
+    if let Some(state) = state {
+        totals(&mut m, state);
+    }
+    m.0
+}
+
+/// When the last run finished, how long it took, how it ended, what it cost.
+fn last_run(m: &mut Out, report: &Report, now: i64) {
     m.family(
         "prunegate_last_run_timestamp_seconds",
         "gauge",
@@ -94,7 +110,10 @@ pub fn render(config: &Config, report: &Report, state: Option<&State>, now: i64)
         "Engine API requests the last run made.",
     );
     m.sample("prunegate_last_run_api_calls", &[], report.api_calls as f64);
+}
 
+/// Each gate's state in the last run.
+fn gates(m: &mut Out, report: &Report) {
     m.family(
         "prunegate_gate_open",
         "gauge",
@@ -119,6 +138,10 @@ pub fn render(config: &Config, report: &Report, state: Option<&State>, now: i64)
             b(g.enabled),
         );
     }
+}
+
+/// The watched filesystem's use, and the threshold the disk gate opens at.
+fn disk(m: &mut Out, report: &Report, threshold_percent: u8) {
     if let Some(disk) = report.gates.iter().find(|g| g.name == GateName::Disk) {
         let ev = &disk.evidence;
         let path = ev["path"].as_str().unwrap_or("");
@@ -151,9 +174,12 @@ pub fn render(config: &Config, report: &Report, state: Option<&State>, now: i64)
     m.sample(
         "prunegate_disk_threshold_percent",
         &[],
-        f64::from(config.gates.disk.used_percent),
+        f64::from(threshold_percent),
     );
+}
 
+/// What the last run removed, per class.
+fn removed(m: &mut Out, report: &Report) {
     let done = |class: Class| {
         report
             .steps
@@ -172,68 +198,71 @@ pub fn render(config: &Config, report: &Report, state: Option<&State>, now: i64)
         "Bytes the daemon reported freed in the last run, per class.",
         |class| done(class).map_or(0, |s| s.reclaimed_bytes),
     );
-    if let Some(a) = &report.advisory {
-        m.family(
-            "prunegate_advisory_reclaimable_bytes",
-            "gauge",
-            "After a full pass with the disk still over the threshold: space held by what prunegate never removes.",
-        );
-        m.sample(
-            "prunegate_advisory_reclaimable_bytes",
-            &[("kind", "unused_tagged_images")],
-            a.unused_tagged_images_bytes as f64,
-        );
-        m.sample(
-            "prunegate_advisory_reclaimable_bytes",
-            &[("kind", "unused_volumes")],
-            a.unused_volumes_bytes as f64,
-        );
+}
+
+/// What the policy keeps that a blanket prune would take.
+fn advisory(m: &mut Out, a: &Advisory) {
+    m.family(
+        "prunegate_advisory_reclaimable_bytes",
+        "gauge",
+        "After a full pass with the disk still over the threshold: space held by what prunegate never removes.",
+    );
+    m.sample(
+        "prunegate_advisory_reclaimable_bytes",
+        &[("kind", "unused_tagged_images")],
+        a.unused_tagged_images_bytes as f64,
+    );
+    m.sample(
+        "prunegate_advisory_reclaimable_bytes",
+        &[("kind", "unused_volumes")],
+        a.unused_volumes_bytes as f64,
+    );
+}
+
+/// The totals over all runs, from the state file.
+fn totals(m: &mut Out, state: &State) {
+    let total = |map: &std::collections::BTreeMap<String, u64>, class: Class| {
+        map.get(class.as_str()).copied().unwrap_or(0)
+    };
+    m.per_class(
+        "prunegate_removed_objects_total",
+        "counter",
+        "Objects removed over all runs, per class.",
+        |class| total(&state.removed_objects, class),
+    );
+    m.per_class(
+        "prunegate_reclaimed_bytes_total",
+        "counter",
+        "Bytes freed over all runs, per class.",
+        |class| total(&state.reclaimed_bytes, class),
+    );
+    m.family(
+        "prunegate_runs_total",
+        "counter",
+        "Runs over all time, per outcome.",
+    );
+    for o in OUTCOMES {
+        let n = state.runs.get(o.name()).copied().unwrap_or(0);
+        m.sample("prunegate_runs_total", &[("outcome", o.name())], n as f64);
     }
-    if let Some(state) = state {
-        let total = |map: &std::collections::BTreeMap<String, u64>, class: Class| {
-            map.get(class.as_str()).copied().unwrap_or(0)
-        };
-        m.per_class(
-            "prunegate_removed_objects_total",
-            "counter",
-            "Objects removed over all runs, per class.",
-            |class| total(&state.removed_objects, class),
-        );
-        m.per_class(
-            "prunegate_reclaimed_bytes_total",
-            "counter",
-            "Bytes freed over all runs, per class.",
-            |class| total(&state.reclaimed_bytes, class),
-        );
-        m.family(
-            "prunegate_runs_total",
-            "counter",
-            "Runs over all time, per outcome.",
-        );
-        for o in OUTCOMES {
-            let n = state.runs.get(o.name()).copied().unwrap_or(0);
-            m.sample("prunegate_runs_total", &[("outcome", o.name())], n as f64);
-        }
-        m.family(
-            "prunegate_blocked_since_timestamp_seconds",
-            "gauge",
-            "Since when the disk has been over the threshold while another gate kept every run from pruning; 0 if not blocked.",
-        );
-        m.sample(
-            "prunegate_blocked_since_timestamp_seconds",
-            &[],
-            state.blocked_since.unwrap_or(0) as f64,
-        );
-        m.family(
-            "prunegate_last_pruned_timestamp_seconds",
-            "gauge",
-            "Unix time of the last completed pruning pass; 0 if none yet.",
-        );
-        m.sample(
-            "prunegate_last_pruned_timestamp_seconds",
-            &[],
-            state.last_pruned.unwrap_or(0) as f64,
-        );
-    }
-    m.0
+    m.family(
+        "prunegate_blocked_since_timestamp_seconds",
+        "gauge",
+        "Since when the disk has been over the threshold while another gate kept every run from pruning; 0 if not blocked.",
+    );
+    m.sample(
+        "prunegate_blocked_since_timestamp_seconds",
+        &[],
+        state.blocked_since.unwrap_or(0) as f64,
+    );
+    m.family(
+        "prunegate_last_pruned_timestamp_seconds",
+        "gauge",
+        "Unix time of the last completed pruning pass; 0 if none yet.",
+    );
+    m.sample(
+        "prunegate_last_pruned_timestamp_seconds",
+        &[],
+        state.last_pruned.unwrap_or(0) as f64,
+    );
 }

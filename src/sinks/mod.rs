@@ -1,58 +1,31 @@
 //! Where a finished report goes besides stdout: the Prometheus textfile, the audit log, and the
-//! state file behind the metrics' totals. Sinks only render the report; they decide nothing.
+//! state file behind the metrics' totals (`state`, kept here because only the metrics read it).
+//! Sinks only render the report; they decide nothing.
 
+pub mod atomic;
 pub mod audit;
 pub mod metrics;
+pub mod state;
 
-use crate::config::Config;
 use crate::report::Report;
-use std::io::Write;
-use std::path::Path;
-
-/// Writes `bytes` to `path` by way of a temporary file in the same directory and a rename, so
-/// a reader (node-exporter, the next run) never sees half a file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".prunegate-")
-        .tempfile_in(dir)
-        .map_err(|e| {
-            format!(
-                "{}: creating a temporary file in {}: {e}",
-                path.display(),
-                dir.display()
-            )
-        })?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let _ = std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    );
-    tmp.persist(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(())
-}
+use crate::settings::SinkSettings;
+use atomic::write_atomically;
 
 /// Runs every configured sink for a finished pruning run. Failures do not undo anything; they
 /// are returned as warnings for the report and the log.
-pub fn write_all(config: &Config, report: &Report) -> Vec<String> {
+pub fn write_all(sinks: &SinkSettings, report: &Report) -> Vec<String> {
     let mut warnings = Vec::new();
     let now = chrono::Utc::now().timestamp();
-    if let Some(path) = &config.audit.path {
+    if let Some(path) = &sinks.audit {
         if let Err(e) = audit::append(path, report) {
             warnings.push(format!("audit log not written: {e}"));
         }
     }
-    if let Some(path) = &config.metrics.path {
-        let state = match crate::state::load(&config.state.dir) {
+    if let Some(path) = &sinks.metrics {
+        let state = match state::load(&sinks.state_dir) {
             Ok(mut state) => {
                 state.record(report, now);
-                if let Err(e) = crate::state::save(&config.state.dir, &state) {
+                if let Err(e) = state::save(&sinks.state_dir, &state) {
                     warnings.push(format!("state not saved (totals will not advance): {e}"));
                 }
                 Some(state)
@@ -62,7 +35,7 @@ pub fn write_all(config: &Config, report: &Report) -> Vec<String> {
                 None
             }
         };
-        let text = metrics::render(config, report, state.as_ref(), now);
+        let text = metrics::render(sinks.disk_threshold_percent, report, state.as_ref(), now);
         if let Err(e) = write_atomically(path, text.as_bytes()) {
             warnings.push(format!("metrics not written: {e}"));
         }

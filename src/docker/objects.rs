@@ -1,22 +1,10 @@
-//! What an object prunegate removes (or would) was: the id, the size where known, a line for
-//! people and the fields an audit needs. Built the same way for the dry run's prediction, the
-//! real run's report and the audit log.
+//! [`Candidate`]s from what the daemon lists: built the same way for the dry run's prediction,
+//! the real run's report and the audit log, so the three describe an object alike.
 
-use crate::docker::inventory::BuildCacheRecord;
+use super::inventory::BuildCacheRecord;
+use crate::model::Candidate;
 use bollard::models::{ContainerSummary, ImageSummary};
-use serde::Serialize;
 use serde_json::json;
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Candidate {
-    pub id: String,
-    /// Bytes, where the daemon says (a container's writable layer only with `size=true`, which
-    /// only the dry run asks for).
-    pub size_bytes: Option<u64>,
-    pub description: String,
-    /// Class-specific fields: container name/image/state; image digests; cache type/description.
-    pub what: serde_json::Value,
-}
 
 fn size(n: Option<i64>) -> Option<u64> {
     n.filter(|n| *n >= 0).map(|n| n as u64)

@@ -2,81 +2,77 @@
 //! common, cheap way out), take the run lock, connect, run, write the sinks, log one summary
 //! line. The lock is held until the sinks are written.
 
-use crate::config::Config;
+use super::inputs::disk_before_daemon;
+use super::runner;
+use super::Interrupt;
 use crate::docker::Daemon;
-use crate::gates::{GateName, GateResult};
+use crate::gates::{self, GateName, GateResult};
 use crate::lock::{self, LockError};
-use crate::report::Report;
-use crate::runner::{self, Command, Interrupt};
+use crate::model::Command;
+use crate::report::{Report, StepStatus};
+use crate::settings::Settings;
 
 /// Runs `command` and returns its report; every failure is in the report, none is a panic.
 pub async fn run(
     command: Command,
-    config: &Config,
-    host: &str,
+    settings: &Settings,
     dry_run: bool,
     interrupt: &Interrupt,
 ) -> Report {
     let started = std::time::Instant::now();
     let prunes = command != Command::Check && !dry_run;
-    let older_than = config.prune.older_than.as_str();
+    let host = settings.address.as_str();
+    let until = settings.prune.until();
     let done = |mut report: Report| {
         report.finish(started);
-        finish(config, report, prunes)
+        finish(settings, report, prunes)
     };
-    if let Some(closed) = runner::disk_closed_up_front(command, config) {
-        return done(Report::skipped_by(
-            command.as_str(),
-            host,
-            older_than,
-            closed,
-        ));
+    // A configured disk path is judged first: on a healthy host that is the whole run.
+    let early = disk_before_daemon(settings, command);
+    if let Some(reading) = &early {
+        let gate = gates::disk::evaluate(&settings.gates.disk, &Ok(reading.clone()));
+        if !gate.open {
+            return done(Report::skipped_by(command, host, until, gate));
+        }
     }
-    let _lock = if prunes && config.lock.enabled {
-        match lock::acquire(&config.lock.path) {
+    let _lock = match settings.lock.as_deref().filter(|_| prunes) {
+        None => None,
+        Some(path) => match lock::acquire(path) {
             Ok(l) => Some(l),
             Err(held @ LockError::Held { .. }) => {
                 let gate = GateResult::closed(
                     GateName::Lock,
                     format!("{held}; another prunegate run or a deploy holding `flock -s` on it"),
-                    serde_json::json!({ "path": config.lock.path }),
+                    serde_json::json!({ "path": path }),
                 );
-                return done(Report::skipped_by(command.as_str(), host, older_than, gate));
+                return done(Report::skipped_by(command, host, until, gate));
             }
-            Err(e) => {
-                return done(Report::failed(
-                    command.as_str(),
-                    host,
-                    older_than,
-                    e.to_string(),
-                ))
-            }
-        }
-    } else {
-        None
+            Err(e) => return done(Report::failed(command, host, until, e.to_string())),
+        },
     };
     match Daemon::connect(
-        host,
-        config.docker.read_timeout.as_std(),
-        config.docker.prune_timeout.as_std(),
+        &settings.address,
+        settings.read_timeout,
+        settings.prune_timeout,
     ) {
         Ok(daemon) => finish(
-            config,
-            runner::execute(command, config, &daemon, dry_run, interrupt).await,
+            settings,
+            runner::execute(command, settings, &daemon, dry_run, interrupt, early).await,
             prunes,
         ),
         Err(e) => {
             let error = format!("cannot reach the Docker daemon at {host}: {e}");
-            done(Report::failed(command.as_str(), host, older_than, error))
+            done(Report::failed(command, host, until, error))
         }
     }
 }
 
-fn finish(config: &Config, mut report: Report, prunes: bool) -> Report {
+/// Writes the sinks of a pruning run and logs the warnings and one summary line.
+fn finish(settings: &Settings, mut report: Report, prunes: bool) -> Report {
     if prunes {
         report
             .warnings
-            .extend(crate::sinks::write_all(config, &report));
+            .extend(crate::sinks::write_all(&settings.sinks, &report));
     }
     for w in &report.warnings {
         tracing::error!(run_id = %report.run_id, "{w}");
@@ -100,16 +96,16 @@ fn finish(config: &Config, mut report: Report, prunes: bool) -> Report {
         .collect();
     tracing::info!(
         run_id = %report.run_id,
-        command = report.command,
+        command = report.command.as_str(),
         outcome = report.outcome_name(),
         gates = %gates.join(" "),
-        removed = report.steps.iter().filter(|s| s.status == crate::report::StepStatus::Done).map(|s| s.count).sum::<usize>(),
+        removed = report.steps.iter().filter(|s| s.status == StepStatus::Done).map(|s| s.count).sum::<usize>(),
         reclaimed_bytes = report.reclaimed_bytes,
         api_calls = report.api_calls,
         duration_ms = report.duration_ms,
         error = report.error.as_deref().unwrap_or(""),
         "prunegate {} {}",
-        report.command,
+        report.command.as_str(),
         report.outcome_name()
     );
     report

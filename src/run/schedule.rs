@@ -7,9 +7,10 @@
 //! - SIGHUP: re-read the config file. A bad new config is rejected with the reason logged and
 //!   the old one kept; during a run, the reload waits for the run to end.
 
-use crate::config::{self, Config};
+use super::Interrupt;
+use crate::model::Command;
 use crate::report::Report;
-use crate::runner::{Command, Interrupt};
+use crate::settings::Settings;
 use std::path::PathBuf;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -18,10 +19,9 @@ pub struct Output {
     pub json: bool,
 }
 
-fn next_delay(config: &Config) -> Option<(chrono::DateTime<chrono::Utc>, std::time::Duration)> {
-    let schedule = config.schedule().ok()?;
-    let next = schedule.upcoming(chrono::Utc).next()?;
-    let jitter_max = config.schedule.random_delay.as_std();
+fn next_delay(settings: &Settings) -> Option<(chrono::DateTime<chrono::Utc>, std::time::Duration)> {
+    let next = settings.schedule.cron.upcoming(chrono::Utc).next()?;
+    let jitter_max = settings.schedule.random_delay.as_std();
     let jitter = if jitter_max.is_zero() {
         std::time::Duration::ZERO
     } else {
@@ -43,9 +43,10 @@ fn print(report: &Report, out: &Output) {
     }
 }
 
-/// Runs until SIGTERM or SIGINT. `reload_from` is the `--config` given (None: the default path).
+/// Runs until SIGTERM or SIGINT. `reload_from` is the `--config` given (None: the default
+/// path), `cli_host` the `--docker-host` given, both applied again on reload.
 pub async fn run(
-    mut config: Config,
+    mut settings: Settings,
     reload_from: Option<PathBuf>,
     cli_host: Option<String>,
     out: Output,
@@ -53,12 +54,12 @@ pub async fn run(
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
-    tracing::info!(cron = %config.schedule.cron, random_delay = %config.schedule.random_delay, "prunegate daemon started");
+    tracing::info!(cron = %settings.schedule.cron_text, random_delay = %settings.schedule.random_delay, "prunegate daemon started");
     loop {
-        let Some((at, wait)) = next_delay(&config) else {
+        let Some((at, wait)) = next_delay(&settings) else {
             return Err(format!(
                 "schedule.cron {:?} has no upcoming time",
-                config.schedule.cron
+                settings.schedule.cron_text
             ));
         };
         tracing::info!(next_run = %at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "next run");
@@ -70,10 +71,8 @@ pub async fn run(
             _ = hup.recv() => { reload = true; }
         }
         if !reload {
-            let host =
-                crate::docker::resolve_host(cli_host.as_deref(), config.docker.host.as_deref());
             let interrupt = Interrupt::default();
-            let job = crate::job::run(Command::Run, &config, &host, false, &interrupt);
+            let job = super::job::run(Command::Run, &settings, false, &interrupt);
             tokio::pin!(job);
             let mut stopping = false;
             let report = loop {
@@ -90,10 +89,10 @@ pub async fn run(
             }
         }
         if reload {
-            match config::load(reload_from.as_deref()) {
-                Ok((new, source)) => {
+            match Settings::load(reload_from.as_deref(), cli_host.as_deref()) {
+                Ok((new, _, source)) => {
                     tracing::info!(path = %source.path.display(), "SIGHUP: configuration reloaded");
-                    config = new;
+                    settings = new;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "SIGHUP: new configuration rejected, keeping the old one")

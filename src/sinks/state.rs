@@ -43,7 +43,7 @@ pub fn load(dir: &Path) -> Result<State, String> {
 pub fn save(dir: &Path, state: &State) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("state.dir {}: {e}", dir.display()))?;
     let text = serde_json::to_vec_pretty(state).expect("state serializes");
-    crate::sinks::write_atomically(&path(dir), &text)
+    super::atomic::write_atomically(&path(dir), &text)
 }
 
 impl State {

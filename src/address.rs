@@ -1,0 +1,168 @@
+//! Daemon addresses: which one applies, and what it names. Parsed once, where the address is
+//! settled; every reader (the API client, the raw reads, the daemon-uptime probe) takes the
+//! parsed [`Address`] instead of splitting the string again.
+
+use std::path::Path;
+
+/// The address used when neither `--docker-host`, `docker.host` nor `DOCKER_HOST` says one.
+pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Where the address in force came from, so an error can name what to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Flag,
+    Config,
+    Env,
+    Default,
+}
+
+impl Origin {
+    /// The flag, key or variable an operator changes to change the address.
+    pub fn key(self) -> &'static str {
+        match self {
+            Origin::Flag => "--docker-host",
+            Origin::Config => "docker.host",
+            Origin::Env | Origin::Default => "DOCKER_HOST",
+        }
+    }
+}
+
+/// A daemon address this build can talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    text: String,
+    endpoint: Endpoint,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Endpoint {
+    /// `unix:///path`: the socket's absolute path.
+    Unix(String),
+    /// `tcp://host:port` or `http://host:port`: the authority, sent plain HTTP.
+    Tcp(String),
+}
+
+impl Address {
+    /// Checks that `text` is an address this build can talk to, so a typo is a usage error
+    /// (exit 2) rather than a runtime failure deep in a run.
+    pub fn parse(text: &str) -> Result<Address, String> {
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+            format!(
+                "{text:?} is not an address like unix:///var/run/docker.sock or tcp://host:2375"
+            )
+        })?;
+        let endpoint = match scheme {
+            "unix" if rest.starts_with('/') => Endpoint::Unix(rest.to_string()),
+            "unix" => {
+                return Err(format!(
+                    "{text:?}: a unix socket address needs an absolute path"
+                ))
+            }
+            "tcp" | "http" => {
+                let authority = rest.split('/').next().unwrap_or("");
+                if authority.is_empty() {
+                    return Err(format!(
+                        "{text:?}: no host name or address after {scheme}://"
+                    ));
+                }
+                Endpoint::Tcp(authority.to_string())
+            }
+            other => {
+                return Err(format!(
+                    "{text:?}: scheme {other:?} is not supported (use unix:// or tcp://; for \
+                     ssh, forward the socket with `ssh -L`)"
+                ))
+            }
+        };
+        Ok(Address {
+            text: text.to_string(),
+            endpoint,
+        })
+    }
+
+    /// Picks the daemon address: the command line, then the config, then `DOCKER_HOST`, then
+    /// the local socket. An empty `DOCKER_HOST` counts as unset, as it does for the docker CLI.
+    pub fn resolve(cli: Option<&str>, config: Option<&str>) -> Result<Address, String> {
+        let (text, origin) = pick(
+            cli,
+            config,
+            std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()),
+        );
+        Address::parse(&text).map_err(|e| format!("{}: {e}", origin.key()))
+    }
+
+    /// The address as written: what reports, logs and bollard are given.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The socket's path for a `unix://` address.
+    pub fn socket_path(&self) -> Option<&Path> {
+        match &self.endpoint {
+            Endpoint::Unix(p) => Some(Path::new(p)),
+            Endpoint::Tcp(_) => None,
+        }
+    }
+
+    /// `host:port` for a `tcp://` or `http://` address.
+    pub fn authority(&self) -> Option<&str> {
+        match &self.endpoint {
+            Endpoint::Tcp(a) => Some(a),
+            Endpoint::Unix(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The precedence itself, apart from the environment so it can be tested.
+fn pick(cli: Option<&str>, config: Option<&str>, env: Option<String>) -> (String, Origin) {
+    if let Some(h) = cli {
+        (h.to_string(), Origin::Flag)
+    } else if let Some(h) = config {
+        (h.to_string(), Origin::Config)
+    } else if let Some(h) = env {
+        (h, Origin::Env)
+    } else {
+        (DEFAULT_HOST.to_string(), Origin::Default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_checks() {
+        let unix = Address::parse("unix:///var/run/docker.sock").unwrap();
+        assert_eq!(unix.socket_path(), Some(Path::new("/var/run/docker.sock")));
+        let tcp = Address::parse("tcp://127.0.0.1:2375").unwrap();
+        assert_eq!(tcp.authority(), Some("127.0.0.1:2375"));
+        assert!(Address::parse("unix://relative.sock").is_err());
+        assert!(Address::parse("tcp://").is_err());
+        assert!(Address::parse("/var/run/docker.sock").is_err());
+        assert!(Address::parse("ssh://me@host").unwrap_err().contains("ssh"));
+    }
+
+    #[test]
+    fn precedence_flag_config_env_default() {
+        let env = || Some("tcp://e:1".to_string());
+        assert_eq!(
+            pick(Some("tcp://a:1"), Some("tcp://b:1"), env()),
+            ("tcp://a:1".into(), Origin::Flag)
+        );
+        assert_eq!(
+            pick(None, Some("tcp://b:1"), env()),
+            ("tcp://b:1".into(), Origin::Config)
+        );
+        assert_eq!(pick(None, None, env()), ("tcp://e:1".into(), Origin::Env));
+        assert_eq!(
+            pick(None, None, None),
+            (DEFAULT_HOST.into(), Origin::Default)
+        );
+    }
+}

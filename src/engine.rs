@@ -1,0 +1,252 @@
+//! What the engine behind the socket is, and every rule that follows from it: one value,
+//! computed once per snapshot from `/info`, that the rest of the program asks instead of
+//! looking at versions or error codes itself. Each rule says where it was learned.
+//!
+//! Engines differ in what they may be sent and in what their answers mean. A daemon that does
+//! not know a filter either refuses it (400 "invalid filter", a skipped step) or, worse, ignores
+//! it: Docker before 18.09 (API 1.39) takes no filters on `POST /build/prune` at all and would
+//! remove every unused build-cache record, young ones too (moby PR #37651), so there the
+//! build-cache step is refused before it is sent.
+
+use crate::model::{Class, ReadError};
+use bollard::models::{ContainerSummaryStateEnum, LocalNodeState, SystemInfo};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Which engine answers the Docker Engine API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Product {
+    /// Docker Engine (moby): year-based versions from 17.03 on.
+    Docker,
+    /// Podman's compatibility API: its `/info` handler sets `ProductLicense` to "Apache-2.0"
+    /// and numbers versions its own way (pkg/api/handlers/compat/info.go).
+    Podman,
+    /// Something else speaking the API; prunegate treats it as Docker and says so.
+    Unknown,
+}
+
+/// Where the engine keeps images, which decides what "dangling" and `until` mean to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "driver")]
+pub enum ImageStore {
+    /// The classic store on a graph driver (`overlay2`, `vfs`, …).
+    Graphdriver(String),
+    /// Docker's containerd image store: its `/info` `DriverStatus` carries
+    /// `["driver-type", "io.containerd.snapshotter.v1"]` (moby daemon/containerd
+    /// `LayerStoreStatus`).
+    Containerd,
+}
+
+/// What this node is in a swarm, which decides whether services and tasks can be read at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwarmRole {
+    NotInSwarm,
+    Manager,
+    Worker,
+    /// `pending`, `error` or `locked`: in a swarm but unable to answer for it.
+    Unavailable(String),
+}
+
+/// The engine, as one `/info` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Engine {
+    pub product: Product,
+    pub server_version: Option<String>,
+    pub image_store: ImageStore,
+    pub swarm: SwarmRole,
+    /// `DockerRootDir`: where the engine keeps images, containers and build cache.
+    pub data_root: Option<PathBuf>,
+}
+
+/// The value of `DriverStatus` key `driver-type` that marks the containerd image store.
+const CONTAINERD_SNAPSHOTTER: &str = "io.containerd.snapshotter.v1";
+
+impl Engine {
+    pub fn from_info(info: &SystemInfo) -> Engine {
+        let version = info.server_version.clone();
+        let product = if version.as_deref().and_then(docker_release).is_some() {
+            Product::Docker
+        } else if info.product_license.as_deref() == Some("Apache-2.0") {
+            Product::Podman
+        } else {
+            Product::Unknown
+        };
+        let containerd = info.driver_status.iter().flatten().any(|pair| {
+            pair.first().map(String::as_str) == Some("driver-type")
+                && pair.get(1).map(String::as_str) == Some(CONTAINERD_SNAPSHOTTER)
+        });
+        Engine {
+            product,
+            server_version: version,
+            image_store: if containerd {
+                ImageStore::Containerd
+            } else {
+                ImageStore::Graphdriver(info.driver.clone().unwrap_or_default())
+            },
+            swarm: swarm_role(info),
+            data_root: info.docker_root_dir.as_ref().map(PathBuf::from),
+        }
+    }
+
+    /// The data root, or why there is none to measure.
+    pub fn data_root(&self) -> Result<PathBuf, ReadError> {
+        self.data_root
+            .clone()
+            .ok_or_else(|| ReadError::local("the daemon's info has no DockerRootDir"))
+    }
+
+    /// Whether `POST /build/prune` honours the `until` filter (Docker 18.09, API 1.39, on).
+    /// Unknown versions (Podman, others) are taken to: they refuse a filter they do not know.
+    pub fn build_cache_filters_honoured(&self) -> bool {
+        let release = self.server_version.as_deref().and_then(docker_release);
+        !(self.product == Product::Docker && release.is_some_and(|r| r < (18, 9)))
+    }
+
+    /// Why `class` must not be sent to this engine at all, if it must not.
+    pub fn refuse(&self, class: Class) -> Option<String> {
+        (class == Class::BuildCache && !self.build_cache_filters_honoured()).then(|| {
+            format!(
+                "Docker {} ignores filters on build-cache prune (before 18.09, API 1.39): \
+                 it would remove build cache younger than the cut-off",
+                self.server_version.as_deref().unwrap_or("?")
+            )
+        })
+    }
+}
+
+/// Whether a failed prune is a reason to skip the step rather than a failure of the run.
+/// Known to every engine prunegate speaks to (the answer may come before `/info` could be read
+/// again, so this needs no [`Engine`]).
+pub fn skip_reason(class: Class, e: &ReadError) -> Option<String> {
+    match e.status {
+        // moby's prune endpoints answer 409 while a prune of the same kind runs.
+        Some(409) => Some(format!(
+            "another prune is already running on the daemon: {}",
+            e.message
+        )),
+        Some(404) if class == Class::BuildCache => {
+            Some("this daemon has no build-cache prune endpoint (404)".to_string())
+        }
+        // Never retried without the filter: that could remove what the cut-off keeps.
+        Some(400) if e.message.contains("filter") => Some(format!(
+            "this daemon does not accept prunegate's filters ({}): not pruned without them",
+            e.message
+        )),
+        _ => None,
+    }
+}
+
+/// Whether `POST /containers/prune` removes a container in `state`: moby's prune lists
+/// containers that are not running, where paused and restarting count as running
+/// (daemon/prune.go `ContainersPrune`), so created, exited and dead ones go.
+pub fn container_prunable(state: Option<ContainerSummaryStateEnum>) -> bool {
+    matches!(
+        state,
+        Some(ContainerSummaryStateEnum::CREATED)
+            | Some(ContainerSummaryStateEnum::EXITED)
+            | Some(ContainerSummaryStateEnum::DEAD)
+    )
+}
+
+/// Build-cache record types BuildKit never prunes with `all=false`: its own internal records
+/// and frontends (the `docker builder prune` default keeps them).
+pub fn build_cache_kind_kept(kind: &str) -> bool {
+    matches!(kind, "internal" | "frontend")
+}
+
+/// Major and minor of a Docker engine version (`18.06.3-ce`, `20.10.24`, `29.0.1`); `None` for
+/// anything else (Podman and other compatible servers number their own versions).
+fn docker_release(server_version: &str) -> Option<(u32, u32)> {
+    let mut parts = server_version.split(['.', '-', '+']);
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.parse().ok()?;
+    // Docker's year-based versions began at 17.03.
+    (17..100).contains(&major).then_some((major, minor))
+}
+
+fn swarm_role(info: &SystemInfo) -> SwarmRole {
+    let Some(swarm) = &info.swarm else {
+        return SwarmRole::NotInSwarm;
+    };
+    match swarm.local_node_state {
+        None | Some(LocalNodeState::EMPTY) | Some(LocalNodeState::INACTIVE) => {
+            SwarmRole::NotInSwarm
+        }
+        Some(LocalNodeState::ACTIVE) if swarm.control_available == Some(true) => SwarmRole::Manager,
+        Some(LocalNodeState::ACTIVE) => SwarmRole::Worker,
+        Some(other) => SwarmRole::Unavailable(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(version: &str) -> Engine {
+        Engine::from_info(&SystemInfo {
+            server_version: Some(version.to_string()),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn build_cache_is_refused_only_before_18_09() {
+        assert!(engine("18.06.3-ce")
+            .refuse(Class::BuildCache)
+            .unwrap()
+            .contains("18.06.3-ce"));
+        assert!(engine("17.12.1-ce").refuse(Class::BuildCache).is_some());
+        for ok in ["18.09.0", "20.10.24", "29.0.1", "4.3.1", "weird", ""] {
+            assert_eq!(engine(ok).refuse(Class::BuildCache), None, "{ok}");
+        }
+        assert_eq!(
+            Engine::from_info(&SystemInfo::default()).refuse(Class::BuildCache),
+            None
+        );
+        assert_eq!(engine("17.03.0-ce").refuse(Class::Containers), None);
+    }
+
+    #[test]
+    fn product_and_store_from_info() {
+        assert_eq!(engine("20.10.24").product, Product::Docker);
+        let podman = Engine::from_info(&SystemInfo {
+            server_version: Some("4.3.1".into()),
+            product_license: Some("Apache-2.0".into()),
+            ..Default::default()
+        });
+        assert_eq!(podman.product, Product::Podman);
+        let containerd = Engine::from_info(&SystemInfo {
+            server_version: Some("28.5.2".into()),
+            driver: Some("overlayfs".into()),
+            driver_status: Some(vec![vec![
+                "driver-type".into(),
+                "io.containerd.snapshotter.v1".into(),
+            ]]),
+            ..Default::default()
+        });
+        assert_eq!(containerd.image_store, ImageStore::Containerd);
+        assert_eq!(
+            engine("20.10.24").image_store,
+            ImageStore::Graphdriver(String::new())
+        );
+    }
+
+    #[test]
+    fn refusals_that_skip_a_step() {
+        let e = |status, message: &str| ReadError {
+            status: Some(status),
+            message: message.into(),
+        };
+        assert!(skip_reason(
+            Class::Images,
+            &e(409, "a prune operation is already running")
+        )
+        .is_some());
+        assert!(skip_reason(Class::BuildCache, &e(404, "page not found")).is_some());
+        assert!(skip_reason(Class::Images, &e(404, "page not found")).is_none());
+        assert!(skip_reason(Class::Images, &e(400, "invalid filter 'until'")).is_some());
+        assert!(skip_reason(Class::Images, &e(500, "boom")).is_none());
+    }
+}

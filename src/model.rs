@@ -1,0 +1,155 @@
+//! The run's vocabulary, shared by every layer and importing none of them: the commands, the
+//! prune classes, what a removed object was, a failed read, the labels that name stacks and
+//! compose projects, and how sizes and durations are written for people.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What the operator asked for; decides which gates are judged and whether anything is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    Check,
+    Run,
+    Reclaim,
+}
+
+impl Command {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Check => "check",
+            Command::Run => "run",
+            Command::Reclaim => "reclaim",
+        }
+    }
+}
+
+/// A kind of object prunegate prunes, in the order the steps run: containers first, so that
+/// the images they held are free for the images step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    Containers,
+    Images,
+    BuildCache,
+}
+
+impl Class {
+    pub const ORDER: [Class; 3] = [Class::Containers, Class::Images, Class::BuildCache];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Containers => "containers",
+            Class::Images => "images",
+            Class::BuildCache => "build_cache",
+        }
+    }
+}
+
+/// What an object prunegate removes (or would) was: the id, the size where known, a line for
+/// people and the fields an audit needs. The same shape for the dry run's prediction, the real
+/// run's report and the audit log, so the three can be compared line by line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    pub id: String,
+    /// Bytes, where the daemon says (a container's writable layer only with `size=true`, which
+    /// only the dry run asks for).
+    pub size_bytes: Option<u64>,
+    pub description: String,
+    /// Class-specific fields: container name/image/state; image digests; cache type/description.
+    pub what: serde_json::Value,
+}
+
+/// A failed read, kept as data so that a gate can say why it is closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadError {
+    /// The HTTP status when the daemon answered with an error.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl ReadError {
+    /// A failure that is not an answer from the daemon (no connection, bad data).
+    pub fn local(message: impl Into<String>) -> Self {
+        Self {
+            status: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(code) => write!(f, "daemon answered {code}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// A read's result as stored in a snapshot: serialisable so that snapshots captured from a real
+/// daemon can be replayed by the gates' unit tests.
+pub type Read<T> = Result<T, ReadError>;
+
+/// The label swarm puts on a stack's services and task containers.
+pub const STACK_LABEL: &str = "com.docker.stack.namespace";
+/// The label Compose puts on a project's containers.
+pub const COMPOSE_LABEL: &str = "com.docker.compose.project";
+
+/// `999 B`, `1.5 MB`: decimal units, as the docker CLI prints sizes.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// `30s`, `30m`, `53m10s`, `2h5m`: for messages, in Docker's duration syntax.
+pub fn humanize(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 && h == 0 {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_docker_durations() {
+        assert_eq!(humanize(Duration::from_millis(250)), "250ms");
+        assert_eq!(humanize(Duration::from_secs(30)), "30s");
+        assert_eq!(humanize(Duration::from_secs(1800)), "30m");
+        assert_eq!(humanize(Duration::from_secs(3190)), "53m10s");
+        assert_eq!(humanize(Duration::from_secs(7_500)), "2h5m");
+        assert_eq!(humanize(Duration::from_secs(86_400)), "24h");
+    }
+
+    #[test]
+    fn bytes_are_readable() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500_000), "1.5 MB");
+    }
+}

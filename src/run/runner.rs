@@ -1,0 +1,260 @@
+//! The order of a command: gate inputs → gates → plan or steps, each step behind a fresh
+//! re-check. Decisions are the gates', the engine's and the plan's; this module only sequences
+//! them and the daemon calls they lead to.
+
+use super::inputs::{self, disk_reading};
+use super::Interrupt;
+use crate::disk::DiskReading;
+use crate::docker::inventory::Inventory;
+use crate::docker::prune::Pruned;
+use crate::docker::snapshot::Snapshot;
+use crate::docker::Daemon;
+use crate::engine::{self, Engine};
+use crate::gates::{self, disk::over_thresholds, GateResult};
+use crate::model::{Class, Command};
+use crate::plan::{self, Policy};
+use crate::report::{Advisory, Outcome, Report, StepReport, StepStatus};
+use crate::settings::Settings;
+use std::time::Instant;
+
+/// Runs one command against the daemon and returns its report; never panics on daemon errors.
+/// `early` is a disk reading the job took before connecting, reused for the disk gate.
+pub async fn execute(
+    command: Command,
+    settings: &Settings,
+    daemon: &Daemon,
+    dry_run: bool,
+    interrupt: &Interrupt,
+    early: Option<DiskReading>,
+) -> Report {
+    let started = Instant::now();
+    let mut report = Report::new(
+        command,
+        daemon.address.as_str(),
+        settings.prune.until(),
+        Outcome::Error,
+    );
+    let inputs = inputs::read(settings, command, daemon, early).await;
+    report.gates = gates::evaluate_all(&settings.gates, command, &inputs);
+    let all_open = report.gates.iter().all(|g| g.open);
+    report.outcome = match &inputs.snapshot.engine {
+        Err(e) => {
+            report.error = Some(format!(
+                "cannot reach the Docker daemon at {}: {e}",
+                daemon.address
+            ));
+            Outcome::Error
+        }
+        Ok(_) if command == Command::Check => {
+            if all_open {
+                Outcome::Open
+            } else {
+                Outcome::Closed
+            }
+        }
+        Ok(_) if !all_open => Outcome::Skipped,
+        Ok(engine) if dry_run => {
+            let (steps, error) = dry_run_steps(settings, daemon, engine).await;
+            report.steps = steps;
+            report.error = error;
+            if report.error.is_some() {
+                Outcome::Error
+            } else {
+                Outcome::DryRun
+            }
+        }
+        Ok(_) => {
+            let (steps, halt) = prune_steps(settings, daemon, interrupt).await;
+            report.steps = steps;
+            let outcome = match halt {
+                Some(halt) => halt.into_report(&mut report),
+                None if report.steps.iter().any(|s| s.count > 0) => Outcome::Pruned,
+                None => Outcome::NothingToDo,
+            };
+            if matches!(outcome, Outcome::Pruned | Outcome::NothingToDo) {
+                report.advisory = advisory(settings, daemon, &inputs.snapshot).await;
+            }
+            outcome
+        }
+    };
+    report.reclaimed_bytes = report.steps.iter().map(|s| s.reclaimed_bytes).sum();
+    report.api_calls = daemon.api_calls();
+    report.finish(started);
+    report
+}
+
+/// After a full pass: if the disk is still over a threshold, how much space the policy keeps.
+/// The disk is read again on purpose: the question is how full it is after the prune.
+async fn advisory(settings: &Settings, daemon: &Daemon, snapshot: &Snapshot) -> Option<Advisory> {
+    let reading = disk_reading(&settings.gates.disk, &snapshot.engine).ok()?;
+    let stat = reading.stat.ok()?;
+    let (blocks, inodes) = over_thresholds(&settings.gates.disk, &stat);
+    if !(blocks || inodes) {
+        return None;
+    }
+    match daemon.disk_usage().await {
+        Ok(usage) => Some(Advisory::from_usage(&usage, stat.used_percent())),
+        Err(e) => {
+            tracing::warn!(error = %e, "disk still over the threshold, but /system/df could not be read for the advisory");
+            None
+        }
+    }
+}
+
+/// The dry run's steps, predicted from one inventory, and the first listing error if any
+/// (the run's error; the other classes are still listed).
+async fn dry_run_steps(
+    settings: &Settings,
+    daemon: &Daemon,
+    engine: &Engine,
+) -> (Vec<StepReport>, Option<String>) {
+    let classes = &settings.prune.classes;
+    let inventory = Inventory::take(daemon, classes.contains(&Class::BuildCache)).await;
+    let policy = Policy::at(&settings.prune, chrono::Utc::now().timestamp());
+    let mut failed = None;
+    let mut images_step_removes = false;
+    let mut steps = Vec::new();
+    for &class in classes {
+        if let Some(why) = engine.refuse(class) {
+            steps.push(StepReport::skipped(class, why));
+            continue;
+        }
+        steps.push(
+            match plan::predict(class, &inventory, &policy, images_step_removes) {
+                Ok(prediction) => {
+                    images_step_removes |= class == Class::Images && !prediction.remove.is_empty();
+                    let reclaimed = prediction.remove.iter().filter_map(|o| o.size_bytes).sum();
+                    StepReport::with_objects(
+                        class,
+                        StepStatus::WouldRemove,
+                        prediction.remove,
+                        reclaimed,
+                        Some(prediction.may_also_remove).filter(|m| !m.is_empty()),
+                    )
+                }
+                Err(e) => {
+                    failed.get_or_insert_with(|| format!("cannot list {}: {e}", class.as_str()));
+                    StepReport::failed(class, format!("cannot list: {e}"))
+                }
+            },
+        );
+    }
+    (steps, failed)
+}
+
+/// Why the prune steps stopped before the last one: the one channel a step reports a stop on.
+enum Halt {
+    Interrupted,
+    /// The daemon stopped answering before a step; the run's error.
+    Lost(String),
+    /// An activity gate closed before a step.
+    Gate(GateResult),
+    /// A prune call failed; the run's error.
+    Failed(String),
+}
+
+impl Halt {
+    /// The reason given for every step not run because of this halt.
+    fn note(&self) -> String {
+        match self {
+            Halt::Interrupted => "not run: interrupted by a signal".into(),
+            Halt::Lost(_) => "not run: the daemon stopped answering".into(),
+            Halt::Gate(g) => format!("not run: gate {} closed: {}", g.name.as_str(), g.reason),
+            Halt::Failed(_) => "not run: an earlier step failed".into(),
+        }
+    }
+
+    /// Writes the halt into the report and gives the run's outcome.
+    fn into_report(self, report: &mut Report) -> Outcome {
+        match self {
+            Halt::Interrupted => Outcome::Interrupted,
+            Halt::Lost(error) | Halt::Failed(error) => {
+                report.error = Some(error);
+                Outcome::Error
+            }
+            Halt::Gate(gate) => {
+                report.stopped_by = Some(gate);
+                Outcome::Skipped
+            }
+        }
+    }
+}
+
+/// The real steps, in class order; after a halt the remaining classes are listed as not run.
+async fn prune_steps(
+    settings: &Settings,
+    daemon: &Daemon,
+    interrupt: &Interrupt,
+) -> (Vec<StepReport>, Option<Halt>) {
+    let mut steps = Vec::new();
+    let mut halt: Option<Halt> = None;
+    for &class in &settings.prune.classes {
+        if halt.is_none() && interrupt.raised() {
+            halt = Some(Halt::Interrupted);
+        }
+        if let Some(h) = &halt {
+            steps.push(StepReport::skipped(class, h.note()));
+            continue;
+        }
+        let (step, stop) = prune_step(class, settings, daemon).await;
+        steps.push(step);
+        halt = stop;
+    }
+    (steps, halt)
+}
+
+/// One step: re-read and re-judge the activity gates right before it, then prune (or skip it
+/// where the engine refuses the class or answers with a known refusal). Its report, and the
+/// halt it ends the run with, if it does.
+async fn prune_step(
+    class: Class,
+    settings: &Settings,
+    daemon: &Daemon,
+) -> (StepReport, Option<Halt>) {
+    let halted = |h: Halt| (StepReport::skipped(class, h.note()), Some(h));
+    let fresh = Snapshot::take(daemon).await;
+    let engine = match &fresh.engine {
+        Ok(engine) => engine,
+        Err(e) => {
+            return halted(Halt::Lost(format!(
+                "lost the Docker daemon before the {} step: {e}",
+                class.as_str()
+            )))
+        }
+    };
+    if let Some(closed) = gates::first_closed(&gates::activity(&settings.gates, &fresh)) {
+        return halted(Halt::Gate(closed.clone()));
+    }
+    if let Some(why) = engine.refuse(class) {
+        return (StepReport::skipped(class, why), None);
+    }
+    let until = settings.prune.until();
+    let result = match class {
+        Class::Containers => daemon.prune_containers(until).await,
+        Class::Images => daemon.prune_images(until).await,
+        Class::BuildCache => {
+            daemon
+                .prune_build_cache(until, settings.prune.describe_build_cache)
+                .await
+        }
+    };
+    match result {
+        Ok(Pruned {
+            objects,
+            reclaimed_bytes,
+        }) => (
+            StepReport::with_objects(class, StepStatus::Done, objects, reclaimed_bytes, None),
+            None,
+        ),
+        Err(e) => match engine::skip_reason(class, &e) {
+            Some(reason) => (StepReport::skipped(class, reason), None),
+            None => {
+                let why = format!("{} prune failed: {e}", class.as_str());
+                (
+                    StepReport::failed(class, why.clone()),
+                    Some(Halt::Failed(why)),
+                )
+            }
+        },
+    }
+}

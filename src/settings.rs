@@ -1,0 +1,233 @@
+//! Settings derived once from the configuration: what each layer needs, in the form it uses it
+//! (the live-runs pattern compiled, durations as `Duration`, the enabled classes in step order,
+//! the address parsed). Runner, planner, gates and sinks take these instead of the whole
+//! [`Config`], so a key reaches exactly the code that acts on it, and nothing is re-derived on
+//! every re-check.
+
+use crate::address::Address;
+use crate::config::{self, Config, Source};
+use crate::duration::GoDuration;
+use crate::model::Class;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The daemon address in force (`--docker-host`, `docker.host`, `DOCKER_HOST`, default).
+    pub address: Address,
+    pub read_timeout: Duration,
+    pub prune_timeout: Duration,
+    pub gates: GateSettings,
+    pub prune: PruneSettings,
+    /// The run lock's path; `None` when `lock.enabled = false`.
+    pub lock: Option<PathBuf>,
+    pub sinks: SinkSettings,
+    pub schedule: ScheduleSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct GateSettings {
+    pub disk: DiskGate,
+    pub live_runs: LiveRunsGate,
+    pub converging: ConvergingGate,
+    pub grace: GraceGate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskGate {
+    pub enabled: bool,
+    /// `gates.disk.path`; `None`: the engine's data root, known only once `/info` is read.
+    pub path: Option<PathBuf>,
+    pub used_percent: u8,
+    pub inodes_used_percent: u8,
+}
+
+impl Default for DiskGate {
+    fn default() -> Self {
+        Self::from(&config::DiskGateConfig::default())
+    }
+}
+
+impl From<&config::DiskGateConfig> for DiskGate {
+    fn from(c: &config::DiskGateConfig) -> Self {
+        Self {
+            enabled: c.enabled,
+            path: c.path.clone(),
+            used_percent: c.used_percent,
+            inodes_used_percent: c.inodes_used_percent,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LiveRunsGate {
+    pub enabled: bool,
+    /// The pattern as written, for evidence and messages.
+    pub pattern: String,
+    /// The same pattern, compiled once.
+    pub regex: regex::Regex,
+}
+
+impl LiveRunsGate {
+    pub fn new(enabled: bool, pattern: &str) -> Result<Self, String> {
+        let regex = regex::Regex::new(pattern).map_err(|e| {
+            format!("key `gates.live_runs.pattern`: not a valid regular expression: {e}")
+        })?;
+        Ok(Self {
+            enabled,
+            pattern: pattern.to_string(),
+            regex,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvergingGate {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraceGate {
+    pub enabled: bool,
+    pub min_uptime: GoDuration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PruneSettings {
+    /// `prune.older_than`: sent verbatim as `until`, and the dry run's cut-off.
+    pub older_than: GoDuration,
+    /// The enabled classes, in step order.
+    pub classes: Vec<Class>,
+    /// Whether the build-cache step lists the records before pruning them, so the audit log
+    /// can describe each one (a `/system/df` read, worth it only when there is an audit log).
+    pub describe_build_cache: bool,
+}
+
+impl PruneSettings {
+    /// The `until` filter every prune call sends.
+    pub fn until(&self) -> &str {
+        self.older_than.as_str()
+    }
+
+    /// Unix seconds at `now` before which an object counts as old enough (the dry run's
+    /// cut-off; computed per run, since `prunegate daemon` keeps one settings for many runs).
+    pub fn cutoff(&self, now: i64) -> i64 {
+        now - self.older_than.as_std().as_secs() as i64
+    }
+}
+
+/// What the sinks need: where each writes, and the threshold the metrics publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkSettings {
+    pub audit: Option<PathBuf>,
+    pub metrics: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub disk_threshold_percent: u8,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScheduleSettings {
+    /// `schedule.cron` as written, for logs.
+    pub cron_text: String,
+    pub cron: cron::Schedule,
+    pub random_delay: GoDuration,
+}
+
+impl Settings {
+    /// Derives the settings from a validated config and the address in force. Errors name the
+    /// key (they cannot happen after [`Config::validate`], but a derivation never panics).
+    pub fn derive(config: &Config, address: Address) -> Result<Settings, String> {
+        let g = &config.gates;
+        let p = &config.prune;
+        let classes = Class::ORDER
+            .into_iter()
+            .filter(|c| match c {
+                Class::Containers => p.containers,
+                Class::Images => p.images,
+                Class::BuildCache => p.build_cache,
+            })
+            .collect();
+        let cron = config.schedule().map_err(|e| {
+            format!(
+                "key `schedule.cron`: {:?} is not a cron expression: {e}",
+                config.schedule.cron
+            )
+        })?;
+        Ok(Settings {
+            address,
+            read_timeout: config.docker.read_timeout.as_std(),
+            prune_timeout: config.docker.prune_timeout.as_std(),
+            gates: GateSettings {
+                disk: DiskGate::from(&g.disk),
+                live_runs: LiveRunsGate::new(g.live_runs.enabled, &g.live_runs.pattern)?,
+                converging: ConvergingGate {
+                    enabled: g.converging.enabled,
+                },
+                grace: GraceGate {
+                    enabled: g.grace.enabled,
+                    min_uptime: g.grace.min_uptime.clone(),
+                },
+            },
+            prune: PruneSettings {
+                older_than: p.older_than.clone(),
+                classes,
+                describe_build_cache: config.audit.path.is_some(),
+            },
+            lock: config.lock.enabled.then(|| config.lock.path.clone()),
+            sinks: SinkSettings {
+                audit: config.audit.path.clone(),
+                metrics: config.metrics.path.clone(),
+                state_dir: config.state.dir.clone(),
+                disk_threshold_percent: g.disk.used_percent,
+            },
+            schedule: ScheduleSettings {
+                cron_text: config.schedule.cron.clone(),
+                cron,
+                random_delay: config.schedule.random_delay.clone(),
+            },
+        })
+    }
+
+    /// Loads the config (`explicit` is `--config`), settles the address (`cli_host` is
+    /// `--docker-host`) and derives the settings: every failure is a usage error naming the
+    /// file, key or flag.
+    pub fn load(
+        explicit: Option<&Path>,
+        cli_host: Option<&str>,
+    ) -> Result<(Settings, Config, Source), String> {
+        let (config, source) = config::load(explicit).map_err(|e| e.to_string())?;
+        let address = Address::resolve(cli_host, config.docker.host.as_deref())?;
+        let settings = Settings::derive(&config, address)?;
+        Ok((settings, config, source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_from_the_defaults() {
+        let address = Address::parse("unix:///run/x.sock").unwrap();
+        let s = Settings::derive(&Config::default(), address).unwrap();
+        assert_eq!(s.prune.classes, Class::ORDER);
+        assert_eq!(s.prune.until(), "24h");
+        assert_eq!(s.prune.cutoff(100_000), 100_000 - 86_400);
+        assert!(!s.prune.describe_build_cache);
+        assert!(s.gates.live_runs.regex.is_match("anything"));
+        assert_eq!(s.lock, Some(PathBuf::from("/run/lock/prunegate.lock")));
+        assert_eq!(s.sinks.disk_threshold_percent, 80);
+    }
+
+    #[test]
+    fn classes_off_and_lock_off_are_left_out() {
+        let config = config::parse(
+            "[prune]\nimages = false\n[lock]\nenabled = false\n[audit]\npath = \"/a\"\n",
+        )
+        .unwrap();
+        let s = Settings::derive(&config, Address::parse("tcp://h:1").unwrap()).unwrap();
+        assert_eq!(s.prune.classes, [Class::Containers, Class::BuildCache]);
+        assert_eq!(s.lock, None);
+        assert!(s.prune.describe_build_cache);
+    }
+}
