@@ -1,0 +1,132 @@
+//! The tests' own view of the daemon, independent of prunegate: raw HTTP on its socket, the
+//! docker CLI pointed at it, and the inventory of everything prunegate could touch.
+
+use super::{PrivateDaemon, DOCKER_CLI};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+impl PrivateDaemon {
+    /// A raw HTTP/1.0 request on the socket: the tests' independent view of the daemon.
+    pub fn try_api(&self, method: &str, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+        self.try_api_body(method, path, "")
+    }
+
+    pub fn try_api_body(
+        &self,
+        method: &str,
+        path: &str,
+        json: &str,
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        let mut s = UnixStream::connect(&self.sock)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{json}",
+            json.len()
+        )?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)?;
+        let split = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(buf.len());
+        let head = String::from_utf8_lossy(&buf[..split]).to_string();
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        Ok((code, buf[(split + 4).min(buf.len())..].to_vec()))
+    }
+
+    pub fn api(&self, path: &str) -> Value {
+        let (code, body) = self.try_api("GET", path).expect("API request");
+        assert_eq!(code, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).expect("JSON answer")
+    }
+
+    /// POSTs JSON to the daemon and returns the decoded answer; panics unless it is a 2xx.
+    pub fn api_post(&self, path: &str, json: &str) -> Value {
+        let (code, body) = self.try_api_body("POST", path, json).expect("API request");
+        assert!(
+            (200..300).contains(&code),
+            "POST {path}: {code} {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    }
+
+    /// Runs Debian's docker CLI against this daemon; panics with its output if it fails.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let out = self.docker_output(args);
+        assert!(
+            out.status.success(),
+            "docker {}: {}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn docker_output(&self, args: &[&str]) -> Output {
+        self.docker_cmd(args)
+            .output()
+            .expect("running /usr/bin/docker")
+    }
+
+    pub(super) fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(DOCKER_CLI);
+        cmd.args(args)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_BUILDKIT", "1")
+            .env("DOCKER_CLI_HINTS", "false");
+        cmd
+    }
+
+    pub fn container_count(&self) -> usize {
+        self.api("/containers/json?all=1").as_array().unwrap().len()
+    }
+
+    /// Ids of everything prunegate could touch, for before/after comparisons.
+    pub fn inventory(&self) -> Inventory {
+        let ids = |v: Value, key: &str| -> Vec<String> {
+            let mut out: Vec<String> = v
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|o| o[key].as_str().map(str::to_string))
+                .collect();
+            out.sort();
+            out
+        };
+        let df = self.api("/system/df");
+        let mut volumes: Vec<String> = df["Volumes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v["Name"].as_str().map(str::to_string))
+            .collect();
+        volumes.sort();
+        Inventory {
+            containers: ids(self.api("/containers/json?all=1"), "Id"),
+            images: ids(self.api("/images/json?all=1"), "Id"),
+            build_cache: ids(df["BuildCache"].clone(), "ID"),
+            volumes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    pub containers: Vec<String>,
+    pub images: Vec<String>,
+    pub build_cache: Vec<String>,
+    pub volumes: Vec<String>,
+}

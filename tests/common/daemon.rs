@@ -1,0 +1,234 @@
+//! The private daemon's life: started on its own data root, exec root, pid file and socket
+//! under a fresh temporary directory, with `--bridge=none --iptables=false --ip-masq=false` so
+//! it leaves the host's networking alone; killed and restarted for the fault tests; stopped,
+//! with every mount it made, when the test ends.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Debian's docker.io client: it can build with BuildKit (`DOCKER_BUILDKIT=1`).
+pub const DOCKER_CLI: &str = "/usr/bin/docker";
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Swarm-mode daemons share the gossip port 7946: only one may exist at a time.
+pub static SWARM_LOCK: Mutex<()> = Mutex::new(());
+
+pub struct PrivateDaemon {
+    pub dir: tempfile::TempDir,
+    pub sock: PathBuf,
+    pub host: String,
+    child: Child,
+    mounts: Vec<PathBuf>,
+}
+
+fn need(path: &str, package: &str) {
+    assert!(
+        Path::new(path).exists(),
+        "{path} is missing: install Debian's {package} (apt-get install {package}); the Docker \
+         tests need it and do not skip"
+    );
+}
+
+impl PrivateDaemon {
+    pub fn start() -> PrivateDaemon {
+        need("/usr/sbin/dockerd", "docker.io");
+        need(DOCKER_CLI, "docker.io");
+        need(BUSYBOX, "busybox-static");
+        assert!(
+            nix_is_root(),
+            "the Docker tests start their own dockerd and must run as root"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("pg-")
+            .tempdir_in("/tmp")
+            .expect("temporary directory");
+        let sock = dir.path().join("docker.sock");
+        let child = spawn_dockerd(dir.path(), &sock);
+        let host = format!("unix://{}", sock.display());
+        let mut d = PrivateDaemon {
+            dir,
+            sock,
+            host,
+            child,
+            mounts: Vec::new(),
+        };
+        d.wait_until_answering();
+        d
+    }
+
+    /// SIGKILLs the daemon (no clean shutdown), waits for it, then starts it again on the same
+    /// data root and socket.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Its supervised containerd outlives it for a while; a new dockerd cannot start its own
+        // until that one is gone.
+        let pidfile = self.dir.path().join("exec/containerd/containerd.pid");
+        let pid = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pid) = pid.filter(|p| *p > 1) {
+            unsafe_kill(pid, 9);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let _ = std::fs::remove_file(&self.sock);
+        self.child = spawn_dockerd(self.dir.path(), &self.sock);
+        self.wait_until_answering();
+    }
+
+    fn wait_until_answering(&mut self) {
+        let d = self;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if d.sock.exists()
+                && d.try_api("GET", "/_ping")
+                    .is_ok_and(|(code, _)| code == 200)
+            {
+                break;
+            }
+            if let Ok(Some(status)) = d.child.try_wait() {
+                panic!(
+                    "private dockerd exited with {status} before answering:\n{}",
+                    d.log_tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "private dockerd did not answer on {} within 60 s:\n{}",
+                d.sock.display(),
+                d.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    pub fn wait_for<F: Fn() -> bool>(&self, what: &str, f: F) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Mounts a tmpfs of `size_mb` at a new directory and fills it to about `fill_percent`.
+    pub fn small_fs(&mut self, size_mb: u64, fill_percent: u64) -> PathBuf {
+        let dir = self.dir.path().join(format!("fs-{}", unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("running mount");
+        assert!(
+            st.success(),
+            "mounting a {size_mb} MB tmpfs at {} failed (needs root)",
+            dir.display()
+        );
+        self.mounts.push(dir.clone());
+        let bytes = size_mb * 1024 * 1024 * fill_percent / 100;
+        std::fs::write(dir.join("fill"), vec![0x5a_u8; bytes as usize]).unwrap();
+        dir
+    }
+}
+
+/// dockerd on `dir`'s data root, exec root and pid file, listening only on `sock`.
+fn spawn_dockerd(dir: &Path, sock: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dockerd.log"))
+        .expect("log file");
+    Command::new("/usr/sbin/dockerd")
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("dockerd.pid"))
+        .arg("-H")
+        .arg(format!("unix://{}", sock.display()))
+        .args([
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--ip6tables=false",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawning /usr/sbin/dockerd")
+}
+
+impl Drop for PrivateDaemon {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        unsafe_kill(pid, 15);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for m in &self.mounts {
+            let _ = Command::new("umount").arg(m).status();
+        }
+        // Leftover overlay mounts under the data root would make removal fail; unmount them.
+        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
+            let root = self.dir.path().to_string_lossy().to_string();
+            let mut points: Vec<&str> = mounts
+                .lines()
+                .filter_map(|l| l.split(' ').nth(1))
+                .filter(|p| p.starts_with(&root))
+                .collect();
+            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for p in points {
+                let _ = Command::new("umount").arg("-l").arg(p).status();
+            }
+        }
+    }
+}
+
+fn unsafe_kill(pid: i32, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+pub fn unique() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}

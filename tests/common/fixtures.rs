@@ -1,0 +1,182 @@
+//! Objects made on a private daemon from `/bin/busybox` (Debian's busybox-static), with no
+//! registry: images built or loaded, containers in each state, swarm services.
+
+use super::{old_image_tarball, settle, unique, PrivateDaemon, BUSYBOX};
+use std::path::Path;
+
+impl PrivateDaemon {
+    /// Builds an image `tag` from a scratch Dockerfile whose build context holds busybox and a
+    /// file with `content`, so each distinct content gives a distinct image.
+    pub fn build(&self, tag: &str, extra_dockerfile: &str, content: &str) -> String {
+        let ctx = self.dir.path().join(format!("ctx-{}", unique()));
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::copy(BUSYBOX, ctx.join("busybox")).unwrap();
+        std::fs::write(ctx.join("content.txt"), content).unwrap();
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!(
+                "FROM scratch\nCOPY busybox /bin/busybox\nCOPY content.txt /content.txt\n{extra_dockerfile}\n\
+                 CMD [\"/bin/busybox\", \"sleep\", \"3600\"]\n"
+            ),
+        )
+        .unwrap();
+        self.build_context(tag, &ctx, true)
+    }
+
+    /// `docker build` of a prepared context, with BuildKit or the classic builder (which
+    /// records parent images); returns the new image id.
+    pub(super) fn build_context(&self, tag: &str, ctx: &Path, buildkit: bool) -> String {
+        let out = self
+            .docker_cmd(&[
+                "build",
+                "-q",
+                "--network",
+                "none",
+                "-t",
+                tag,
+                ctx.to_str().unwrap(),
+            ])
+            .env("DOCKER_BUILDKIT", if buildkit { "1" } else { "0" })
+            .output()
+            .expect("running /usr/bin/docker");
+        assert!(
+            out.status.success(),
+            "docker build: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.image_id(tag)
+    }
+
+    pub fn image_id(&self, reference: &str) -> String {
+        self.docker(&["image", "inspect", "--format", "{{.Id}}", reference])
+    }
+
+    /// Builds `tag` twice with different content: returns the id of the first build, which the
+    /// second leaves dangling.
+    pub fn dangling(&self, tag: &str) -> String {
+        let first = self.build(
+            tag,
+            "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo one > /run.txt\"]",
+            &format!("{tag} one"),
+        );
+        self.build(
+            tag,
+            "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo two > /run.txt\"]",
+            &format!("{tag} two"),
+        );
+        first
+    }
+
+    /// Builds `tag` twice with the classic builder (which records parent images), changing the
+    /// first step: the first build's top image and its intermediate parent are left untagged
+    /// and held by nothing. Returns their ids (top, parent).
+    pub fn classic_dangling_chain(&self, tag: &str, base: &str) -> (String, String) {
+        let ctx = self.dir.path().join(format!("ctx-{}", unique()));
+        std::fs::create_dir_all(&ctx).unwrap();
+        let build = |first: &str| {
+            std::fs::write(
+                ctx.join("Dockerfile"),
+                format!(
+                    "FROM {base}\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo {first} > /a\"]\n\
+                     RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo b > /b\"]\n"
+                ),
+            )
+            .unwrap();
+            self.build_context(tag, &ctx, false)
+        };
+        let top = build(&format!("{tag} one"));
+        let parent = self.docker(&["image", "inspect", "--format", "{{.Parent}}", &top]);
+        build(&format!("{tag} two"));
+        (top, parent)
+    }
+
+    /// Loads an untagged image whose config says it was created on 2000-01-01: a dangling image
+    /// that is old on the classic image store whatever the cut-off.
+    pub fn load_old_dangling(&self, seed: &str) -> String {
+        let tarball = old_image_tarball(seed);
+        let path = self.dir.path().join(format!("old-{}.tar", unique()));
+        std::fs::write(&path, tarball).unwrap();
+        let out = self.docker(&["load", "-i", path.to_str().unwrap()]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("Loaded image ID: "))
+            .unwrap_or_else(|| panic!("docker load said: {out}"))
+            .trim()
+            .to_string()
+    }
+
+    /// A base image, a dangling image (its id is returned) and `n` stopped containers: enough
+    /// that their prune takes seconds, leaving time to act while it is under way.
+    pub fn slow_prune_world(&self, n: usize) -> String {
+        self.build("pg-base:1", "", "base");
+        let junk = self.dangling("pg-junk:1");
+        let create = r#"{"Image":"pg-base:1","HostConfig":{"NetworkMode":"none"}}"#;
+        for _ in 0..n {
+            self.api_post("/containers/create", create);
+        }
+        settle();
+        junk
+    }
+
+    pub fn run_detached(&self, name: &str, image: &str, extra: &[&str]) -> String {
+        let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+        args.extend_from_slice(extra);
+        args.push(image);
+        self.docker(&args)
+    }
+
+    /// A container that has run and exited (with an anonymous volume, which must survive).
+    pub fn exited(&self, name: &str, image: &str) -> String {
+        self.docker(&[
+            "run",
+            "--network",
+            "none",
+            "--name",
+            name,
+            "-v",
+            "/anon",
+            image,
+            "/bin/busybox",
+            "true",
+        ]);
+        self.container_id(name)
+    }
+
+    pub fn created(&self, name: &str, image: &str) -> String {
+        self.docker(&["create", "--network", "none", "--name", name, image])
+    }
+
+    pub fn container_id(&self, name: &str) -> String {
+        self.docker(&["inspect", "--format", "{{.Id}}", name])
+    }
+
+    /// Joins this daemon into a single-node swarm on a free loopback port; hold SWARM_LOCK.
+    pub fn swarm_init(&self) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        self.docker(&[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            "127.0.0.1",
+            "--listen-addr",
+            &format!("127.0.0.1:{port}"),
+        ]);
+    }
+
+    /// `docker service create -d --name NAME ARGS… --no-resolve-image IMAGE`: the image is
+    /// local, and nothing contacts a registry.
+    pub fn service(&self, name: &str, args: &[&str], image: &str) {
+        let mut all = vec!["service", "create", "-d", "--name", name];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--no-resolve-image", image]);
+        self.docker(&all);
+    }
+
+    /// A service swarm can never place (a constraint no node meets): it never converges.
+    pub fn stuck_service(&self, name: &str, image: &str) {
+        self.service(name, &["--constraint", "node.labels.nonexistent==1"], image);
+    }
+}
