@@ -5,7 +5,8 @@
 //!
 //! Tests never touch the machine's own daemon. If the daemon cannot start, the test fails and
 //! says what is missing: these tests never skip.
-#![allow(dead_code)]
+// Each test file uses a different part of these helpers, and its own re-exports.
+#![allow(dead_code, unused_imports)]
 
 mod api;
 mod daemon;
