@@ -1,6 +1,8 @@
 //! Faults and hostile input: each has one expected behaviour — an error that says what
-//! happened, a distinct exit code, nothing removed, no panic. (Part of the fault suite; the
-//! rest — a daemon killed mid-prune, a swarm worker, a daemon without /build/prune — is open.)
+//! happened, a distinct exit code, nothing removed, no panic: a silent daemon, a missing disk
+//! path, odd `DOCKER_HOST` values, a user without access to the socket, unusual names and
+//! labels, a daemon killed mid-prune, a daemon without `/build/prune`, a daemon refusing a
+//! filter. (The swarm worker is in swarm.rs; the lock and SIGTERM cases in operate.rs.)
 
 mod common;
 use common::*;
