@@ -51,7 +51,9 @@ fn ok(out: &Output, what: &str) {
 /// Evaluates a Nix expression (with `data` bound to nix/data.nix) to JSON.
 fn nix_eval(expr: &str) -> Value {
     let mut cmd = tool("nix-instantiate", "apt-get install nix-bin");
-    cmd.args(["--eval", "--strict", "--json", "-E"])
+    // --readonly-mode: these evaluations need no store, and without it parallel tests race on
+    // opening a fresh machine's Nix database ("SQLite database … is busy").
+    cmd.args(["--readonly-mode", "--eval", "--strict", "--json", "-E"])
         .arg(format!("let data = import ./nix/data.nix; in {expr}"));
     let out = run(cmd);
     ok(&out, &format!("nix-instantiate --eval {expr}"));
@@ -83,7 +85,7 @@ fn every_nix_file_parses_and_passes_the_linters() {
     assert!(files.len() >= 5, "{files:?}");
     for f in &files {
         let mut cmd = tool("nix-instantiate", "apt-get install nix-bin");
-        cmd.arg("--parse").arg(f);
+        cmd.args(["--readonly-mode", "--parse"]).arg(f);
         ok(
             &run(cmd),
             &format!("nix-instantiate --parse {}", f.display()),
