@@ -116,9 +116,9 @@ impl Engine {
     }
 }
 
-/// Whether a failed prune is a reason to skip the step rather than a failure of the run.
-/// Known to every engine prunegate speaks to (the answer may come before `/info` could be read
-/// again, so this needs no [`Engine`]).
+/// Whether a failed prune is a reason to skip the step rather than a failure of the run. These
+/// are moby's answers (409 while a prune of the same kind runs, 404 where `/build/prune` does
+/// not exist, 400 for an unknown filter); no engine is known to mean something else by them.
 pub fn skip_reason(class: Class, e: &ReadError) -> Option<String> {
     match e.status {
         // moby's prune endpoints answer 409 while a prune of the same kind runs.
