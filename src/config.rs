@@ -326,9 +326,7 @@ impl Config {
                 ));
             }
         }
-        regex::Regex::new(&self.gates.live_runs.pattern).map_err(|e| {
-            format!("key `gates.live_runs.pattern`: not a valid regular expression: {e}")
-        })?;
+        live_runs_regex(&self.gates.live_runs.pattern)?;
         for (key, value) in [
             ("docker.read_timeout", &self.docker.read_timeout),
             ("docker.prune_timeout", &self.docker.prune_timeout),
@@ -337,8 +335,7 @@ impl Config {
                 return Err(format!("key `{key}`: a timeout must be more than 0"));
             }
         }
-        self.schedule()
-            .map_err(|e| format!("key `schedule.cron`: {:?} is not a cron expression with a seconds field (e.g. \"0 */15 * * * *\"): {e}", self.schedule.cron))?;
+        self.schedule()?;
         for (key, path) in [
             ("lock.path", Some(&self.lock.path)),
             ("metrics.path", self.metrics.path.as_ref()),
@@ -360,14 +357,25 @@ impl Config {
         Ok(())
     }
 
-    /// The daemon schedule. Validated at load.
-    pub fn schedule(&self) -> Result<cron::Schedule, cron::error::Error> {
-        self.schedule.cron.parse()
+    /// The daemon schedule, or an error naming `schedule.cron`.
+    pub fn schedule(&self) -> Result<cron::Schedule, String> {
+        self.schedule.cron.parse().map_err(|e| {
+            format!(
+                "key `schedule.cron`: {:?} is not a cron expression with a seconds field (e.g. \"0 */15 * * * *\"): {e}",
+                self.schedule.cron
+            )
+        })
     }
 
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config always serializes")
     }
+}
+
+/// A `gates.live_runs.pattern` compiled, or an error naming that key.
+pub fn live_runs_regex(pattern: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(pattern)
+        .map_err(|e| format!("key `gates.live_runs.pattern`: not a valid regular expression: {e}"))
 }
 
 #[cfg(test)]

@@ -70,9 +70,7 @@ pub struct LiveRunsGate {
 
 impl LiveRunsGate {
     pub fn new(enabled: bool, pattern: &str) -> Result<Self, String> {
-        let regex = regex::Regex::new(pattern).map_err(|e| {
-            format!("key `gates.live_runs.pattern`: not a valid regular expression: {e}")
-        })?;
+        let regex = config::live_runs_regex(pattern)?;
         Ok(Self {
             enabled,
             pattern: pattern.to_string(),
@@ -147,12 +145,7 @@ impl Settings {
                 Class::BuildCache => p.build_cache,
             })
             .collect();
-        let cron = config.schedule().map_err(|e| {
-            format!(
-                "key `schedule.cron`: {:?} is not a cron expression: {e}",
-                config.schedule.cron
-            )
-        })?;
+        let cron = config.schedule()?;
         Ok(Settings {
             address,
             read_timeout: config.docker.read_timeout.as_std(),
