@@ -29,8 +29,15 @@ pub struct Snapshot {
     pub containers: Read<Vec<ContainerSummary>>,
     /// Services with `status=true`, so running/desired task counts come in the same request.
     pub services: Read<Vec<Service>>,
-    /// Tasks whose desired state is `running` or `ready` (the ones that should be up).
+    /// Tasks whose desired state is `running` or `ready` (the ones that should be up) or
+    /// `remove` (those of a removed service or of a scale-down, still stopping).
     pub tasks: Read<Vec<Task>>,
+    /// Every retained task, in any state, of the replicated services `services` shows running
+    /// fewer tasks than desired ([`short_services`]); empty, without a request, when there are
+    /// none. Only a slot's history tells a service that finished for good (its last task
+    /// complete, or failed with its restart policy used up) from one whose tasks are still to
+    /// be created.
+    pub history: Read<Vec<Task>>,
 }
 
 /// The reads themselves, as the daemon answered them.
@@ -40,6 +47,13 @@ struct Reads {
     containers: Read<Vec<ContainerSummary>>,
     services: Read<Vec<Service>>,
     tasks: Read<Vec<Task>>,
+    /// Absent from snapshots captured before it was read: no service was short there.
+    #[serde(default = "no_history")]
+    history: Read<Vec<Task>>,
+}
+
+fn no_history() -> Read<Vec<Task>> {
+    Ok(Vec::new())
 }
 
 impl From<Reads> for Snapshot {
@@ -50,17 +64,40 @@ impl From<Reads> for Snapshot {
             containers: r.containers,
             services: r.services,
             tasks: r.tasks,
+            history: r.history,
         }
     }
 }
 
-/// Desired states of tasks that are meant to come up: `running`, and `ready` for a task the
-/// orchestrator has prepared but not yet started (mid-update, or retrying an image pull).
-/// Filtering on the daemon keeps the answer to live tasks, not each slot's history.
-const TASK_DESIRED_STATES: &[&str] = &["running", "ready"];
+/// Desired states of the tasks read: `running`, and `ready` for a task the orchestrator has
+/// prepared but not yet started (mid-update, waiting out a restart delay); `remove` for a task
+/// whose service was removed (`docker stack rm`) and whose container may still be stopping —
+/// swarm deletes those tasks once they have stopped. Filtering on the daemon keeps the answer
+/// to live tasks, not each slot's history.
+const TASK_DESIRED_STATES: &[&str] = &["running", "ready", "remove"];
+
+/// The replicated services whose status shows fewer running tasks than desired: the ones whose
+/// task history [`Snapshot::history`] reads. Global services and jobs are judged without it.
+pub fn short_services(services: &[Service]) -> Vec<&Service> {
+    services
+        .iter()
+        .filter(|s| {
+            let replicated = s
+                .spec
+                .as_ref()
+                .and_then(|sp| sp.mode.as_ref())
+                .is_some_and(|m| m.replicated.is_some());
+            let st = s.service_status.as_ref();
+            let running = st.and_then(|st| st.running_tasks).unwrap_or(0);
+            let desired = st.and_then(|st| st.desired_tasks).unwrap_or(0);
+            replicated && running < desired
+        })
+        .collect()
+}
 
 impl Snapshot {
-    /// Reads the daemon: five requests, all in flight at once.
+    /// Reads the daemon: five requests, all in flight at once, then a sixth only when a
+    /// replicated service is short of its desired tasks (its history, see [`Snapshot::history`]).
     pub async fn take(daemon: &Daemon) -> Snapshot {
         let d = &daemon.read;
         // Label filters are ANDed by the daemon: one request per label, run concurrently.
@@ -84,12 +121,37 @@ impl Snapshot {
             d.list_services(Some(services_opts)),
             d.list_tasks(Some(tasks_opts)),
         );
+        let services = services.map_err(|e| daemon.read_err(e));
+        let short: Vec<&str> = match &services {
+            Ok(all) => short_services(all)
+                .into_iter()
+                .filter_map(|s| s.id.as_deref())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let history = if short.is_empty() {
+            no_history()
+        } else {
+            Self::history(daemon, &short).await
+        };
         Snapshot::from(Reads {
             info: info.map_err(|e| daemon.read_err(e)),
             containers: merge(compose, stacks).map_err(|e| daemon.read_err(e)),
-            services: services.map_err(|e| daemon.read_err(e)),
+            services,
             tasks: tasks.map_err(|e| daemon.read_err(e)),
+            history,
         })
+    }
+
+    /// All retained tasks of `services` (the `service` filter's values are ORed): one request.
+    async fn history(daemon: &Daemon, services: &[&str]) -> Read<Vec<Task>> {
+        let filters: HashMap<&str, Vec<&str>> = HashMap::from([("service", services.to_vec())]);
+        let opts = ListTasksOptionsBuilder::default().filters(&filters).build();
+        daemon
+            .read
+            .list_tasks(Some(opts))
+            .await
+            .map_err(|e| daemon.read_err(e))
     }
 }
 
