@@ -10,10 +10,10 @@ use crate::docker::snapshot::Snapshot;
 use crate::engine::SwarmRole;
 use crate::model::{COMPOSE_LABEL, STACK_LABEL};
 use crate::settings::LiveRunsGate;
-use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum, Task, TaskState};
 use serde::Serialize;
 use serde_json::json;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,16 +26,36 @@ pub enum Kind {
 pub struct LiveName {
     pub kind: Kind,
     pub name: String,
-    /// `services` or `containers`: which listing showed it.
-    pub seen_on: &'static str,
+    /// `services`, `tasks`, `containers`: the listings that showed it.
+    pub seen_on: BTreeSet<&'static str>,
 }
 
-/// A container that has finished (`exited`, `dead`) does not make its project live.
+/// A container makes its stack or project live while it runs, is paused, or is restarting. One
+/// that was only created, or has finished (`exited`, `dead`), or is being removed does not —
+/// the prune steps never take anything younger than the cut-off, so a project starting up is
+/// not at risk from that.
 fn is_live(c: &ContainerSummary) -> bool {
-    !matches!(
+    matches!(
         c.state,
-        Some(ContainerSummaryStateEnum::EXITED) | Some(ContainerSummaryStateEnum::DEAD)
+        Some(ContainerSummaryStateEnum::RUNNING)
+            | Some(ContainerSummaryStateEnum::PAUSED)
+            | Some(ContainerSummaryStateEnum::RESTARTING)
     )
+}
+
+/// A task of a removed service (`docker stack rm`) whose container has not stopped yet: swarm
+/// marks it desired `remove` and deletes it once it has. Seen by a manager for every node.
+fn is_being_removed(t: &Task) -> bool {
+    t.desired_state == Some(TaskState::REMOVE)
+        && !matches!(
+            t.status.as_ref().and_then(|s| s.state),
+            Some(TaskState::COMPLETE)
+                | Some(TaskState::SHUTDOWN)
+                | Some(TaskState::FAILED)
+                | Some(TaskState::REJECTED)
+                | Some(TaskState::REMOVE)
+                | Some(TaskState::ORPHANED)
+        )
 }
 
 fn label<'a>(labels: Option<&'a HashMap<String, String>>, key: &str) -> Option<&'a str> {
@@ -51,21 +71,19 @@ pub fn evaluate(cfg: &LiveRunsGate, snapshot: &Snapshot) -> GateResult {
         Ok(e) => e,
         Err(closed) => return closed,
     };
-    // Stacks: a manager lists them from services (even with 0 replicas running); other nodes see
-    // only the task containers placed on them.
-    let stacks_from_services = engine.swarm == SwarmRole::Manager;
-    match live_names(snapshot, stacks_from_services) {
-        Ok(live) => verdict(cfg, &live, stacks_from_services),
+    // Stacks: a manager also lists them from services (even with 0 replicas running) and from
+    // the tasks of removed services still stopping on any node; every node sees the task
+    // containers placed on it.
+    let manager = engine.swarm == SwarmRole::Manager;
+    match live_names(snapshot, manager) {
+        Ok(live) => verdict(cfg, &live, manager),
         Err(closed) => closed,
     }
 }
 
 /// Every live stack and compose project the snapshot shows, or the gate closed because a
 /// listing it needs could not be read.
-fn live_names(
-    snapshot: &Snapshot,
-    stacks_from_services: bool,
-) -> Result<BTreeSet<LiveName>, GateResult> {
+fn live_names(snapshot: &Snapshot, manager: bool) -> Result<BTreeSet<LiveName>, GateResult> {
     let closed = |what: &str, e: &crate::model::ReadError| {
         GateResult::closed(
             GateName::LiveRuns,
@@ -77,23 +95,35 @@ fn live_names(
         .containers
         .as_ref()
         .map_err(|e| closed("containers", e))?;
-    let mut live: BTreeSet<LiveName> = BTreeSet::new();
+    let mut live: BTreeMap<(Kind, String), BTreeSet<&'static str>> = BTreeMap::new();
     let mut add = |kind, name: &str, seen_on| {
-        live.insert(LiveName {
-            kind,
-            name: name.to_string(),
-            seen_on,
-        });
+        live.entry((kind, name.to_string()))
+            .or_default()
+            .insert(seen_on);
     };
-    if stacks_from_services {
+    if manager {
         let services = snapshot
             .services
             .as_ref()
             .map_err(|e| closed("swarm services", e))?;
+        let tasks = snapshot
+            .tasks
+            .as_ref()
+            .map_err(|e| closed("swarm tasks", e))?;
         for s in services {
             let labels = s.spec.as_ref().and_then(|sp| sp.labels.as_ref());
             if let Some(stack) = label(labels, STACK_LABEL) {
                 add(Kind::Stack, stack, "services");
+            }
+        }
+        for t in tasks.iter().filter(|t| is_being_removed(t)) {
+            let labels = t
+                .spec
+                .as_ref()
+                .and_then(|sp| sp.container_spec.as_ref())
+                .and_then(|c| c.labels.as_ref());
+            if let Some(stack) = label(labels, STACK_LABEL) {
+                add(Kind::Stack, stack, "tasks");
             }
         }
     }
@@ -102,21 +132,22 @@ fn live_names(
         if let Some(project) = label(labels, COMPOSE_LABEL) {
             add(Kind::ComposeProject, project, "containers");
         }
-        if !stacks_from_services {
-            if let Some(stack) = label(labels, STACK_LABEL) {
-                add(Kind::Stack, stack, "containers");
-            }
+        if let Some(stack) = label(labels, STACK_LABEL) {
+            add(Kind::Stack, stack, "containers");
         }
     }
-    Ok(live)
+    Ok(live
+        .into_iter()
+        .map(|((kind, name), seen_on)| LiveName {
+            kind,
+            name,
+            seen_on,
+        })
+        .collect())
 }
 
 /// Closed when any live name matches the pattern, naming the first.
-fn verdict(
-    cfg: &LiveRunsGate,
-    live: &BTreeSet<LiveName>,
-    stacks_from_services: bool,
-) -> GateResult {
+fn verdict(cfg: &LiveRunsGate, live: &BTreeSet<LiveName>, manager: bool) -> GateResult {
     let name = GateName::LiveRuns;
     let matched: Vec<&LiveName> = live
         .iter()
@@ -124,7 +155,11 @@ fn verdict(
         .collect();
     let evidence = json!({
         "pattern": cfg.pattern,
-        "stacks_from": if stacks_from_services { "services" } else { "containers" },
+        "stacks_from": if manager {
+            vec!["services", "tasks", "containers"]
+        } else {
+            vec!["containers"]
+        },
         "live": live,
         "matched": matched,
     });
@@ -208,6 +243,48 @@ mod tests {
         });
         let g = eval("^ci-", &snap);
         assert!(!g.open && g.reason.contains("no answer within 30s"));
+    }
+
+    #[test]
+    fn a_stack_being_torn_down_is_live_until_its_containers_stop() {
+        // `docker service rm ci-7_web` with a 60 s stop grace period: the service is gone, its
+        // task is desired `remove` and still running, and so is its container.
+        let snap = fixtures::load("swarm_stack_teardown");
+        assert!(snap.services.as_ref().unwrap().is_empty());
+        let g = eval("^ci-", &snap);
+        assert!(!g.open);
+        assert!(g.reason.contains("live stack \"ci-7\""), "{}", g.reason);
+        assert_eq!(
+            g.evidence["live"][0]["seen_on"],
+            json!(["containers", "tasks"])
+        );
+        // On a manager the task alone says so (its container may run on another node)…
+        let mut other_node = snap.clone();
+        other_node.containers = Ok(Vec::new());
+        let g = eval("^ci-", &other_node);
+        assert!(!g.open && g.reason.contains("\"ci-7\""), "{}", g.reason);
+        // …and the container alone too.
+        let mut container_only = snap.clone();
+        container_only.tasks = Ok(Vec::new());
+        assert!(!eval("^ci-", &container_only).open);
+        // Once the container has stopped the stack is gone.
+        let mut stopped = snap;
+        stopped.tasks = Ok(Vec::new());
+        for c in stopped.containers.as_mut().unwrap() {
+            c.state = Some(ContainerSummaryStateEnum::EXITED);
+        }
+        assert!(eval("^ci-", &stopped).open);
+    }
+
+    #[test]
+    fn only_created_containers_do_not_make_a_project_live() {
+        let mut snap = fixtures::load("standalone_compose");
+        for c in snap.containers.as_mut().unwrap() {
+            if c.state == Some(ContainerSummaryStateEnum::RUNNING) {
+                c.state = Some(ContainerSummaryStateEnum::CREATED);
+            }
+        }
+        assert!(eval("^build-", &snap).open);
     }
 
     #[test]
