@@ -284,3 +284,20 @@ fn man_page_and_completions_come_from_the_cli_definition() {
         );
     }
 }
+
+/// The shipped alert rules load, and their unit test passes: the blocked alert fires after 6 h
+/// of a closed gate on a full disk, names the gate, and clears once a run has pruned.
+#[test]
+fn alert_rules_load_and_their_promtool_test_passes() {
+    let how = "apt-get install prometheus";
+    let mut check = tool("promtool", how);
+    check.args(["check", "rules", "config/prometheus/prunegate.rules.yml"]);
+    ok(&run(check), "promtool check rules");
+    let mut test = tool("promtool", how);
+    test.args(["test", "rules", "prunegate.rules.test.yml"]);
+    let out = test
+        .current_dir(root().join("config/prometheus"))
+        .output()
+        .expect("running promtool");
+    ok(&out, "promtool test rules");
+}
