@@ -204,6 +204,8 @@ fn unusual_names_and_labels_do_not_break_matching_or_the_report() {
             &format!("/containers/create?name=odd{i}"),
             &body.to_string(),
         );
+        // Running: a project is live while a container of it runs (created ones do not count).
+        d.docker(&["start", &format!("odd{i}")]);
     }
     // The pattern is matched against the names, never built from them.
     let report = d.expect_closed(OPEN_NOW, "run", "live_runs", "compose project");

@@ -339,11 +339,18 @@ fn a_gate_that_closes_between_steps_stops_the_run() {
     let d = PrivateDaemon::start();
     let junk = d.slow_prune_world(600);
     let child = d.spawn_run_until_container_prune(OPEN_NOW);
-    // A compose project appears (a created container counts as live) during the first step.
-    d.api_post(
-        "/containers/create?name=ci-late-web",
-        r#"{"Image":"pg-base:1","Labels":{"com.docker.compose.project":"ci-late"},"HostConfig":{"NetworkMode":"none"}}"#,
-    );
+    // A compose project starts (a running container makes it live) during the first step.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "ci-late-web",
+        "--network",
+        "none",
+        "--label",
+        "com.docker.compose.project=ci-late",
+        "pg-base:1",
+    ]);
     let run = Run::from(child.wait_with_output().unwrap());
     let left = d.container_count();
     assert_eq!(left, 1, "the container step ran to the end");
