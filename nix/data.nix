@@ -1,6 +1,7 @@
 # The data of prunegate's NixOS module, written with nothing but `builtins` so that CI can
 # evaluate it for real (nixpkgs is not available there): timer defaults, the prunegate config
-# defaults, the settings -> TOML mapping, and the unit sections including their hardening.
+# defaults, the unit sections including their hardening, and the network a configured daemon
+# address needs. (The settings are rendered to TOML by nixpkgs' `formats.toml`.)
 # nix/module.nix uses it for the NixOS units, and config/systemd/*.{service,timer} are rendered
 # from it (scripts/render-units), so both kinds of units share one hardening.
 let
@@ -15,34 +16,6 @@ let
       else
         value
     ) b;
-
-  # TOML for the subset prunegate's config uses: nested tables of strings, integers, booleans.
-  # Strings are quoted with JSON escapes, which TOML basic strings accept.
-  toTOML =
-    let
-      scalar =
-        v:
-        if builtins.isBool v then
-          (if v then "true" else "false")
-        else if builtins.isInt v then
-          toString v
-        else if builtins.isString v || builtins.isPath v then
-          builtins.toJSON (toString v)
-        else
-          throw "prunegate settings: only strings, integers and booleans are supported, got ${builtins.typeOf v}";
-      table =
-        prefix: attrs:
-        let
-          names = builtins.attrNames attrs;
-          scalars = builtins.filter (n: !builtins.isAttrs attrs.${n} && attrs.${n} != null) names;
-          tables = builtins.filter (n: builtins.isAttrs attrs.${n}) names;
-          header = if prefix == "" || scalars == [ ] then "" else "[${prefix}]\n";
-          body = builtins.concatStringsSep "" (map (n: "${n} = ${scalar attrs.${n}}\n") scalars);
-          sub = map (n: table (if prefix == "" then n else "${prefix}.${n}") attrs.${n}) tables;
-        in
-        header + body + builtins.concatStringsSep "" sub;
-    in
-    table "";
 
   # systemd unit text from [ { name = "Section"; value = { Key = value or [ values ]; }; } ].
   toUnit =
@@ -62,7 +35,7 @@ let
     builtins.concatStringsSep "\n" (map (s: section s.name s.value) sections);
 in
 rec {
-  inherit merge toTOML toUnit;
+  inherit merge toUnit;
 
   # Timer options, named as in nix.gc and virtualisation.docker.autoPrune.
   # Every 15 minutes: a run whose gates are closed costs a statvfs and a few API requests, so
@@ -180,6 +153,34 @@ rec {
       Persistent = persistent;
     };
 
+  # What the sandbox must open for the daemon address in the settings (`docker.host`): nothing
+  # for a Unix socket (the default); for `tcp://HOST:PORT`, IPv4/IPv6 sockets and, when HOST is
+  # an IP address, that address only (IPAddressAllow takes addresses, not names: a host name
+  # allows any address, and /etc/resolv.conf is readable under ProtectSystem=strict).
+  network =
+    settings:
+    let
+      host = settings.docker.host or "";
+      bracketed = builtins.match "(tcp|http)://[[]([^]]+)[]](:[0-9]+)?/?" host;
+      plain = builtins.match "(tcp|http)://([^]/:[]+)(:[0-9]+)?/?" host;
+      tcp = if bracketed != null then bracketed else plain;
+      address = if tcp == null then null else builtins.elemAt tcp 1;
+      isIP = a: builtins.match "[0-9.]+|[0-9a-fA-F:]*:[0-9a-fA-F:.]*" a != null;
+    in
+    if tcp == null then
+      { }
+    else
+      {
+        PrivateNetwork = false;
+        RestrictAddressFamilies = [
+          "AF_UNIX"
+          "AF_INET"
+          "AF_INET6"
+        ];
+        IPAddressDeny = "any";
+        IPAddressAllow = if isIP address then address else "any";
+      };
+
   unitSection = {
     Description = "Prune Docker's stopped containers, dangling images and build cache when gated open";
     Documentation = "man:prunegate(1)";
@@ -188,10 +189,12 @@ rec {
   };
 
   # The plain units for any distribution (config/systemd/), rendered from the same data.
+  # `settings`: the prunegate settings the unit runs with, for the network its docker.host needs.
   plainService =
     {
       prunegate ? "/usr/local/bin/prunegate",
       configFile ? "/etc/prunegate/config.toml",
+      settings ? { },
     }:
     toUnit [
       {
@@ -200,19 +203,21 @@ rec {
       }
       {
         name = "Service";
-        value = serviceConfig { inherit prunegate configFile; };
+        value = serviceConfig { inherit prunegate configFile; } // network settings;
       }
     ];
+
+  timerUnitSection = {
+    Description = "Run prunegate periodically";
+    Documentation = "man:prunegate(1)";
+  };
 
   plainTimer =
     args:
     toUnit [
       {
         name = "Unit";
-        value = {
-          Description = "Run prunegate periodically";
-          Documentation = "man:prunegate(1)";
-        };
+        value = timerUnitSection;
       }
       {
         name = "Timer";

@@ -62,10 +62,12 @@ fn nix_eval(expr: &str) -> Value {
 
 fn nix_files() -> Vec<PathBuf> {
     let mut files = vec![root().join("flake.nix")];
-    for e in std::fs::read_dir(root().join("nix")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "nix") {
-            files.push(p);
+    for dir in ["nix", "tests/nix"] {
+        for e in std::fs::read_dir(root().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "nix") {
+                files.push(p);
+            }
         }
     }
     files
@@ -99,20 +101,42 @@ fn every_nix_file_parses_and_passes_the_linters() {
     ok(&run(nixfmt), "nixfmt --check");
 }
 
+/// Where scripts/setup installs remarshal, pinned: its `json2toml` is what nixpkgs'
+/// `formats.toml` runs to render the module's settings (`json2toml "$valuePath" "$out"` on the
+/// settings' `builtins.toJSON`).
+const JSON2TOML: &str = "/var/cache/prunegate-test/remarshal-1.3.0/bin/json2toml";
+
+/// Renders a Nix settings value to TOML exactly as the NixOS module does: `builtins.toJSON`,
+/// then json2toml. Returns the file, in `dir`.
+fn render_settings(dir: &Path, expr: &str) -> PathBuf {
+    assert!(
+        Path::new(JSON2TOML).is_file(),
+        "{JSON2TOML} is missing: run scripts/setup (it installs remarshal 1.3.0 from PyPI)"
+    );
+    let json = nix_eval(expr);
+    let json_file = dir.join("settings.json");
+    std::fs::write(&json_file, json.to_string()).unwrap();
+    let toml_file = dir.join("prunegate.toml");
+    let out = Command::new(JSON2TOML)
+        .arg(&json_file)
+        .arg(&toml_file)
+        .output()
+        .expect("running json2toml");
+    ok(&out, "json2toml");
+    toml_file
+}
+
 #[test]
 fn module_defaults_are_prunegates_defaults() {
     let timer = nix_eval("data.timerDefaults");
     assert_eq!(timer["dates"], "*:0/15");
     assert_eq!(timer["randomizedDelaySec"], "2min");
     assert_eq!(timer["persistent"], true);
-    // The module's settings defaults, rendered to TOML by the module's own mapping, equal what
+    // The module's settings defaults, rendered to TOML as the module renders them, equal what
     // prunegate itself shows as its defaults.
-    let module: toml::Value = toml::from_str(
-        nix_eval("data.toTOML data.settingsDefaults")
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = render_settings(dir.path(), "data.settingsDefaults");
+    let module: toml::Value = toml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
     let shown = prunegate(&["config", "show", "--config", "/dev/null"]);
     ok(&shown, "prunegate config show");
     let mut binary: toml::Value = toml::from_str(&String::from_utf8_lossy(&shown.stdout)).unwrap();
@@ -127,17 +151,16 @@ fn module_defaults_are_prunegates_defaults() {
 
 #[test]
 fn module_settings_round_trip_through_prunegate_config_check() {
-    let text = nix_eval(
-        r#"data.toTOML (data.merge data.settingsDefaults {
+    let dir = tempfile::tempdir().unwrap();
+    let file = render_settings(
+        dir.path(),
+        r#"data.merge data.settingsDefaults {
              gates.live_runs.pattern = "^(ci|pr)-[0-9]+$ \"quoted\" \\ back";
              gates.disk.path = "/var/lib/docker";
              prune.older_than = "48h";
              prune.build_cache = false;
-           })"#,
+           }"#,
     );
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("prunegate.toml");
-    std::fs::write(&file, text.as_str().unwrap()).unwrap();
     let check = prunegate(&["config", "check", "--config", file.to_str().unwrap()]);
     ok(&check, "prunegate config check on the module's TOML");
     let shown = prunegate(&["config", "show", "--config", file.to_str().unwrap()]);
@@ -153,13 +176,33 @@ fn module_settings_round_trip_through_prunegate_config_check() {
     assert_eq!(shown["prune"]["older_than"].as_str(), Some("48h"));
     assert_eq!(shown["prune"]["build_cache"].as_bool(), Some(false));
     // A bad value is refused the way the module's build-time check refuses it: naming the key.
-    let bad = nix_eval(
-        r#"data.toTOML (data.merge data.settingsDefaults { gates.disk.used_percent = 120; })"#,
+    let bad = render_settings(
+        dir.path(),
+        "data.merge data.settingsDefaults { gates.disk.used_percent = 120; }",
     );
-    std::fs::write(&file, bad.as_str().unwrap()).unwrap();
-    let check = prunegate(&["config", "check", "--config", file.to_str().unwrap()]);
+    let check = prunegate(&["config", "check", "--config", bad.to_str().unwrap()]);
     assert_eq!(check.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&check.stderr).contains("gates.disk.used_percent"));
+}
+
+/// Finding 5 of the NixOS issue: the module's settings type is nixpkgs' TOML value (lists,
+/// floats, nested tables, lists of tables), so what the module renders must be read back by
+/// prunegate's TOML parser exactly (the hand-written writer threw on a list).
+#[test]
+fn lists_floats_and_nested_tables_render_and_read_back_exactly() {
+    let expr = r#"{
+        retention = { keep = [ "^registry.example/base/" "^postgres:" ]; ratio = 0.75; };
+        swarm = { managers = [ "tcp://10.0.0.1:2376" "tcp://[fd00::2]:2376" ]; cert_path = "/etc/prunegate/tls"; };
+        deep = { a = { b = { c = [ 1 2.5 "x" true ]; }; }; };
+        table_list = [ { name = "one"; n = 1; } { name = "two"; n = 2; } ];
+      }"#;
+    let dir = tempfile::tempdir().unwrap();
+    let file = render_settings(dir.path(), expr);
+    // The toml crate, at the version Cargo.lock pins, is prunegate's own config parser.
+    let read: toml::Value = toml::from_str(&std::fs::read_to_string(&file).unwrap())
+        .unwrap_or_else(|e| panic!("prunegate cannot parse the module's TOML: {e}"));
+    let as_json = serde_json::to_value(&read).unwrap();
+    assert_eq!(as_json, nix_eval(expr));
 }
 
 const HEADER: &str =
@@ -240,6 +283,68 @@ fn units_verify_cleanly_and_score_at_most_2_0() {
         let score = exposure(&security);
         assert!(score <= 2.0, "exposure {score} > 2.0");
     }
+}
+
+/// Finding 6 of the NixOS issue: a `tcp://` docker.host opens exactly the address families and
+/// the address it needs (a Unix socket opens nothing), and the unit still verifies; the exposure
+/// score of each is printed (`cargo test --test packaging tcp -- --nocapture`).
+#[test]
+fn a_tcp_docker_host_opens_that_address_only_and_the_unit_still_verifies() {
+    let binary = env!("CARGO_BIN_EXE_prunegate");
+    let timer = nix_eval("data.plainTimer { }");
+    let unit = |host: &str| {
+        nix_eval(&format!(
+            "data.plainService {{ prunegate = \"{binary}\"; settings.docker.host = \"{host}\"; }}"
+        ))
+        .as_str()
+        .unwrap()
+        .to_string()
+    };
+    let socket = unit("unix:///var/run/docker.sock");
+    assert_eq!(
+        socket,
+        nix_eval(&format!(
+            "data.plainService {{ prunegate = \"{binary}\"; }}"
+        ))
+    );
+    assert!(
+        socket.contains("PrivateNetwork=yes\n")
+            && socket.contains("RestrictAddressFamilies=AF_UNIX\n")
+    );
+    assert!(!socket.contains("IPAddressAllow"));
+    for (host, allow) in [
+        ("tcp://10.0.0.1:2376", "10.0.0.1"),
+        ("tcp://[fd00::1]:2376", "fd00::1"),
+        ("tcp://docker.internal:2375", "any"),
+    ] {
+        let service = unit(host);
+        assert!(service.contains("PrivateNetwork=no\n"), "{service}");
+        assert!(
+            service.contains(&format!("IPAddressAllow={allow}\n")),
+            "{service}"
+        );
+        assert!(service.contains("IPAddressDeny=any\n"), "{service}");
+        for family in ["AF_UNIX", "AF_INET", "AF_INET6"] {
+            assert!(
+                service.contains(&format!("RestrictAddressFamilies={family}\n")),
+                "{service}"
+            );
+        }
+        let (verify, security) = analyze(&service, timer.as_str().unwrap());
+        ok(&verify, "systemd-analyze verify");
+        assert!(
+            verify.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        ok(&security, "systemd-analyze security --threshold=20");
+        println!(
+            "exposure with docker.host = {host}: {}",
+            exposure(&security)
+        );
+    }
+    let (_, security) = analyze(&socket, timer.as_str().unwrap());
+    println!("exposure with a Unix socket: {}", exposure(&security));
 }
 
 #[test]
