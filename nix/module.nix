@@ -1,6 +1,11 @@
-# NixOS module: services.prunegate. The unit data (timer defaults, service settings, hardening)
-# and the settings -> TOML mapping live in ./data.nix, which needs only builtins and is
+# NixOS module: services.prunegate. The unit data (timer defaults, service settings, hardening,
+# the network a daemon address needs) lives in ./data.nix, which needs only builtins and is
 # evaluated for real by the test suite; this file declares options and wires them to systemd.
+#
+# Imported from the flake (`prunegate.nixosModules.default`) the package defaults to the flake's
+# own build; imported as a plain file it defaults to `pkgs.prunegate` when the system's pkgs has
+# one, else to ./package.nix built with those pkgs. It never sets `nixpkgs.*`, so it works with
+# a read-only `nixpkgs.pkgs` (and in `testers.runNixOSTest`).
 {
   config,
   lib,
@@ -12,35 +17,57 @@ let
   data = import ./data.nix;
   settingsFormat = pkgs.formats.toml { };
 
-  # The generated file is checked by prunegate itself at build time: a bad key or value fails
-  # the system build, naming the key, instead of failing on the host at 3 a.m.
+  # prunegate runs on the build machine to validate the file: in a cross build the host's binary
+  # cannot run there, so the build platform's own build of the same package checks it.
+  checker =
+    if pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform then
+      cfg.package
+    else
+      pkgs.buildPackages.callPackage ./package.nix { };
+
+  # The settings rendered by nixpkgs' TOML format (RFC 42), then checked by prunegate itself at
+  # build time: a bad key or value fails the system build naming the option, instead of failing
+  # on the host at 3 a.m. The unit and /etc/prunegate/config.toml use this same file.
   configFile =
     pkgs.runCommand "prunegate.toml"
       {
-        nativeBuildInputs = [ cfg.package ];
-        text = data.toTOML cfg.settings;
-        passAsFile = [ "text" ];
+        nativeBuildInputs = [ checker ];
+        rendered = settingsFormat.generate "prunegate-settings.toml" cfg.settings;
+        preferLocalBuild = true;
       }
       ''
-        prunegate config check --config "$textPath"
-        cp "$textPath" "$out"
+        cp "$rendered" prunegate.toml
+        if ! report=$(prunegate config check --config prunegate.toml 2>&1); then
+          echo "services.prunegate.settings is not a valid prunegate configuration:" >&2
+          echo "$report" | sed 's|prunegate.toml|services.prunegate.settings|g' >&2
+          exit 1
+        fi
+        cp prunegate.toml "$out"
       '';
 
   mkSetting =
     type: default: description:
     lib.mkOption { inherit type default description; };
+
+  # A Docker daemon on this host: the unit joins its group to reach the socket.
+  localDocker = config.virtualisation.docker.enable or false;
+  remoteHost = (cfg.settings.docker.host or "") != "" && data.network cfg.settings != { };
 in
 {
   options.services.prunegate = {
     enable = lib.mkEnableOption "prunegate, gated pruning of Docker's stopped containers, dangling images and build cache";
 
-    package = lib.mkPackageOption pkgs "prunegate" { };
+    package = lib.mkPackageOption pkgs "prunegate" { } // {
+      default = pkgs.prunegate or (pkgs.callPackage ./package.nix { });
+      defaultText = lib.literalExpression "pkgs.prunegate or (pkgs.callPackage ./nix/package.nix { })";
+    };
 
     settings = lib.mkOption {
       description = ''
-        prunegate configuration (see docs/config.md); any key of the TOML file may be set,
-        the main ones are declared here. The file is validated with `prunegate config check`
-        when the system is built.
+        prunegate configuration (see docs/config.md); any key of the TOML file may be set
+        (lists, floats and nested tables included), the main ones are declared here. The file is
+        validated with `prunegate config check` when the system is built, and installed as
+        /etc/prunegate/config.toml, so `prunegate check` by hand sees what the timer uses.
       '';
       default = { };
       type = lib.types.submodule {
@@ -87,25 +114,43 @@ in
   };
 
   config = lib.mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = localDocker || remoteHost;
+        message = ''
+          services.prunegate needs a Docker daemon: set virtualisation.docker.enable = true, or
+          point services.prunegate.settings.docker.host at one elsewhere ("tcp://HOST:PORT").
+        '';
+      }
+    ];
+
     warnings = lib.optional (config.virtualisation.docker.autoPrune.enable or false) ''
       services.prunegate and virtualisation.docker.autoPrune are both enabled: autoPrune runs
       `docker system prune` without any gate and will evict the cache prunegate protects.
       Set virtualisation.docker.autoPrune.enable = false.
     '';
 
+    # The operator's tools: `prunegate check`, `reclaim`, the man page and shell completions.
+    environment.systemPackages = [ cfg.package ];
+    environment.etc."prunegate/config.toml".source = configFile;
+
     systemd.services.prunegate = {
       description = data.unitSection.Description;
-      documentation = [ "man:prunegate(1)" ];
-      wants = [ "docker.service" ];
-      after = [ "docker.service" ];
+      documentation = [ data.unitSection.Documentation ];
+      wants = lib.optional localDocker "docker.service";
+      after = lib.optional localDocker "docker.service";
       startAt = cfg.dates;
+      # A switch must neither restart nor stop a prune in progress (as nixpkgs' docker-prune).
       restartIfChanged = false;
+      unitConfig.X-StopOnRemoval = false;
       serviceConfig =
         data.serviceConfig {
           prunegate = lib.getExe cfg.package;
           inherit configFile;
         }
         // {
+          # The group exists only with a local Docker; a remote daemon is reached over TCP.
+          SupplementaryGroups = lib.optionals localDocker data.hardening.SupplementaryGroups;
           # The directories of a configured metrics file or audit log must be writable too.
           ReadWritePaths =
             data.hardening.ReadWritePaths
@@ -115,12 +160,18 @@ in
                 (cfg.settings.audit.path or null)
               ]
             );
-        };
+        }
+        # Exactly what a tcp:// docker.host needs, and nothing for a Unix socket.
+        // data.network cfg.settings;
     };
 
-    systemd.timers.prunegate.timerConfig = {
-      RandomizedDelaySec = cfg.randomizedDelaySec;
-      Persistent = cfg.persistent;
+    systemd.timers.prunegate = {
+      description = data.timerUnitSection.Description;
+      documentation = [ data.timerUnitSection.Documentation ];
+      timerConfig = {
+        RandomizedDelaySec = cfg.randomizedDelaySec;
+        Persistent = cfg.persistent;
+      };
     };
   };
 }

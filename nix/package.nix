@@ -1,8 +1,17 @@
 {
   lib,
+  stdenv,
+  buildPackages,
   rustPlatform,
   installShellFiles,
 }:
+let
+  # The man page and completions come from running the built binary. In a cross build it runs
+  # under the build platform's emulator for the host (qemu-user, say); with none, they are left
+  # out rather than failing the build.
+  canRun = stdenv.hostPlatform.emulatorAvailable buildPackages;
+  run = stdenv.hostPlatform.emulator buildPackages;
+in
 rustPlatform.buildRustPackage {
   pname = "prunegate";
   version = "0.1.0";
@@ -26,13 +35,13 @@ rustPlatform.buildRustPackage {
     "prunegate"
   ];
 
-  postInstall = ''
-    $out/bin/prunegate man > prunegate.1
+  postInstall = lib.optionalString canRun ''
+    ${run} $out/bin/prunegate man > prunegate.1
     installManPage prunegate.1
     installShellCompletion --cmd prunegate \
-      --bash <($out/bin/prunegate completions bash) \
-      --zsh <($out/bin/prunegate completions zsh) \
-      --fish <($out/bin/prunegate completions fish)
+      --bash <(${run} $out/bin/prunegate completions bash) \
+      --zsh <(${run} $out/bin/prunegate completions zsh) \
+      --fish <(${run} $out/bin/prunegate completions fish)
   '';
 
   meta = {
