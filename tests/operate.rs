@@ -557,3 +557,27 @@ fn sigterm_during_a_run_stops_after_the_current_step() {
     assert_eq!(report["outcome"], "interrupted");
     d.assert_stopped_after_containers(&report, 600, "interrupted", &junk);
 }
+
+/// A healthy host's daemon log gets no error line from prunegate: off-swarm it does not ask for
+/// services and tasks (the daemon answers those 503 and logs an error each time).
+#[test]
+fn a_standalone_daemon_logs_no_error_for_prunegates_requests() {
+    let d = PrivateDaemon::start();
+    world(&d);
+    let log = d.dir.path().join("dockerd.log");
+    let before = std::fs::read_to_string(&log).unwrap().len();
+    d.prunegate(OPEN_NOW, &["check", "--json"]).expect(0);
+    let r = d.prunegate(OPEN_NOW, &["run", "--json"]);
+    r.expect(0);
+    assert_eq!(r.json()["outcome"], "pruned");
+    assert_eq!(
+        gate(&r.json(), "converging")["reason"],
+        "not in a swarm: no services to converge"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let errors: Vec<&str> = text[before..]
+        .lines()
+        .filter(|l| l.contains("level=error"))
+        .collect();
+    assert!(errors.is_empty(), "the daemon logged:\n{}", errors.join("\n"));
+}

@@ -1,10 +1,10 @@
-//! One consistent read of everything the gates need, taken with a fixed number of concurrent
-//! requests however many services, tasks or containers the host has, each filtered on the
-//! daemon to what the gates look at.
+//! One consistent read of everything the gates need, taken with a fixed number of requests
+//! (three to six, concurrent where they can be) however many services, tasks or containers the
+//! host has, each filtered on the daemon to what the gates look at.
 
 use super::Daemon;
-use crate::engine::Engine;
-use crate::model::{Read, COMPOSE_LABEL, STACK_LABEL};
+use crate::engine::{Engine, SwarmRole};
+use crate::model::{Read, ReadError, COMPOSE_LABEL, STACK_LABEL};
 use bollard::models::{ContainerSummary, Service, SystemInfo, Task};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
@@ -39,6 +39,9 @@ pub struct Snapshot {
     /// be created.
     pub history: Read<Vec<Task>>,
 }
+
+/// Services, live tasks and the history of short services, as read on a manager.
+type SwarmReads = (Read<Vec<Service>>, Read<Vec<Task>>, Read<Vec<Task>>);
 
 /// The reads themselves, as the daemon answered them.
 #[derive(Deserialize)]
@@ -96,8 +99,11 @@ pub fn short_services(services: &[Service]) -> Vec<&Service> {
 }
 
 impl Snapshot {
-    /// Reads the daemon: five requests, all in flight at once, then a sixth only when a
-    /// replicated service is short of its desired tasks (its history, see [`Snapshot::history`]).
+    /// Reads the daemon: `/info` and the two labelled container listings at once; then, only on
+    /// a swarm manager, services and tasks at once (asking any other node for them is answered
+    /// 503 and leaves an error line in the daemon's log on every run); then the task history
+    /// only when a replicated service is short of its desired tasks ([`Snapshot::history`]).
+    /// Three requests off-swarm, five on a manager, six at most.
     pub async fn take(daemon: &Daemon) -> Snapshot {
         let d = &daemon.read;
         // Label filters are ANDed by the daemon: one request per label, run concurrently.
@@ -108,16 +114,55 @@ impl Snapshot {
                 .filters(&filters)
                 .build()
         };
+        // The swarm reads wait for `/info` (they depend on the role); the container listings
+        // run alongside both.
+        let info_then_swarm = async {
+            let info = d.info().await.map_err(|e| daemon.read_err(e));
+            let swarm = Self::swarm_if_manager(daemon, &info).await;
+            (info, swarm)
+        };
+        let ((info, (services, tasks, history)), compose, stacks) = tokio::join!(
+            info_then_swarm,
+            d.list_containers(Some(labelled(COMPOSE_LABEL))),
+            d.list_containers(Some(labelled(STACK_LABEL))),
+        );
+        Snapshot::from(Reads {
+            info,
+            containers: merge(compose, stacks).map_err(|e| daemon.read_err(e)),
+            services,
+            tasks,
+            history,
+        })
+    }
+
+    /// On a swarm manager, [`Snapshot::swarm`]; on any other node (or without its info) the
+    /// swarm reads are not made, and say why.
+    async fn swarm_if_manager(daemon: &Daemon, info: &Read<SystemInfo>) -> SwarmReads {
+        let not_read = |why: String| {
+            let skipped = ReadError::local(format!("not read: {why}"));
+            (Err(skipped.clone()), Err(skipped), no_history())
+        };
+        match info.as_ref().map(|i| Engine::from_info(i).swarm) {
+            Ok(SwarmRole::Manager) => Self::swarm(daemon).await,
+            Ok(SwarmRole::NotInSwarm) => not_read("this node is not in a swarm".into()),
+            Ok(SwarmRole::Worker) => not_read("this node is a swarm worker".into()),
+            Ok(SwarmRole::Unavailable(state)) => {
+                not_read(format!("this node's swarm state is {state:?}"))
+            }
+            Err(_) => not_read("the daemon's info could not be read".into()),
+        }
+    }
+
+    /// A manager's services (with their status) and live tasks, then the history of short ones.
+    async fn swarm(daemon: &Daemon) -> SwarmReads {
+        let d = &daemon.read;
         let services_opts = ListServicesOptionsBuilder::default().status(true).build();
         let task_filters: HashMap<&str, Vec<&str>> =
             HashMap::from([("desired-state", TASK_DESIRED_STATES.to_vec())]);
         let tasks_opts = ListTasksOptionsBuilder::default()
             .filters(&task_filters)
             .build();
-        let (info, compose, stacks, services, tasks) = tokio::join!(
-            d.info(),
-            d.list_containers(Some(labelled(COMPOSE_LABEL))),
-            d.list_containers(Some(labelled(STACK_LABEL))),
+        let (services, tasks) = tokio::join!(
             d.list_services(Some(services_opts)),
             d.list_tasks(Some(tasks_opts)),
         );
@@ -134,13 +179,7 @@ impl Snapshot {
         } else {
             Self::history(daemon, &short).await
         };
-        Snapshot::from(Reads {
-            info: info.map_err(|e| daemon.read_err(e)),
-            containers: merge(compose, stacks).map_err(|e| daemon.read_err(e)),
-            services,
-            tasks: tasks.map_err(|e| daemon.read_err(e)),
-            history,
-        })
+        (services, tasks.map_err(|e| daemon.read_err(e)), history)
     }
 
     /// All retained tasks of `services` (the `service` filter's values are ORed): one request.
