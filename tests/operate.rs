@@ -579,5 +579,9 @@ fn a_standalone_daemon_logs_no_error_for_prunegates_requests() {
         .lines()
         .filter(|l| l.contains("level=error"))
         .collect();
-    assert!(errors.is_empty(), "the daemon logged:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "the daemon logged:\n{}",
+        errors.join("\n")
+    );
 }

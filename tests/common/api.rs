@@ -1,7 +1,7 @@
 //! The tests' own view of the daemon, independent of prunegate: raw HTTP on its socket, the
 //! docker CLI pointed at it, and the inventory of everything prunegate could touch.
 
-use super::{PrivateDaemon, DOCKER_CLI};
+use super::{engine, PrivateDaemon};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -60,7 +60,8 @@ impl PrivateDaemon {
         serde_json::from_slice(&body).unwrap_or(Value::Null)
     }
 
-    /// Runs Debian's docker CLI against this daemon; panics with its output if it fails.
+    /// Runs the test engine's own docker CLI against this daemon; panics with its output if it
+    /// fails.
     pub fn docker(&self, args: &[&str]) -> String {
         let out = self.docker_output(args);
         assert!(
@@ -76,15 +77,18 @@ impl PrivateDaemon {
     pub fn docker_output(&self, args: &[&str]) -> Output {
         self.docker_cmd(args)
             .output()
-            .expect("running /usr/bin/docker")
+            .unwrap_or_else(|e| panic!("running {}: {e}", engine().cli.display()))
     }
 
     pub(super) fn docker_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(DOCKER_CLI);
+        let mut cmd = Command::new(&engine().cli);
         cmd.args(args)
             .env("DOCKER_HOST", &self.host)
             .env("DOCKER_BUILDKIT", "1")
             .env("DOCKER_CLI_HINTS", "false");
+        if let Some(config) = engine().client_config(self.dir.path()) {
+            cmd.env("DOCKER_CONFIG", config);
+        }
         cmd
     }
 

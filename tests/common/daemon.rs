@@ -3,13 +3,12 @@
 //! it leaves the host's networking alone; killed and restarted for the fault tests; stopped,
 //! with every mount it made, when the test ends.
 
+use super::engine;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Debian's docker.io client: it can build with BuildKit (`DOCKER_BUILDKIT=1`).
-pub const DOCKER_CLI: &str = "/usr/bin/docker";
 pub const BUSYBOX: &str = "/bin/busybox";
 
 /// Swarm-mode daemons share the gossip port 7946: only one may exist at a time.
@@ -33,9 +32,11 @@ fn need(path: &str, package: &str) {
 
 impl PrivateDaemon {
     pub fn start() -> PrivateDaemon {
-        need("/usr/sbin/dockerd", "docker.io");
-        need(DOCKER_CLI, "docker.io");
+        need("/usr/sbin/runc", "runc");
         need(BUSYBOX, "busybox-static");
+        // The engine's own daemon and CLI (Debian 12's docker.io unless PRUNEGATE_TEST_ENGINE
+        // names another; engine() fails naming what is missing).
+        let _ = engine();
         assert!(
             nix_is_root(),
             "the Docker tests start their own dockerd and must run as root"
@@ -142,14 +143,20 @@ impl PrivateDaemon {
     }
 }
 
-/// dockerd on `dir`'s data root, exec root and pid file, listening only on `sock`.
+/// The test engine's dockerd on `dir`'s data root, exec root, pid file and own config file
+/// (never the host's /etc/docker/daemon.json), listening only on `sock`.
 fn spawn_dockerd(dir: &Path, sock: &Path) -> Child {
+    let engine = engine();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("dockerd.log"))
         .expect("log file");
-    Command::new("/usr/sbin/dockerd")
+    let config = dir.join("daemon.json");
+    std::fs::write(&config, engine.daemon_json()).expect("daemon.json");
+    Command::new(&engine.dockerd)
+        .arg("--config-file")
+        .arg(&config)
         .arg("--data-root")
         .arg(dir.join("data"))
         .arg("--exec-root")
@@ -164,11 +171,12 @@ fn spawn_dockerd(dir: &Path, sock: &Path) -> Child {
             "--ip-masq=false",
             "--ip6tables=false",
         ])
+        .env("PATH", engine.daemon_path())
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
-        .expect("spawning /usr/sbin/dockerd")
+        .unwrap_or_else(|e| panic!("spawning {}: {e}", engine.dockerd.display()))
 }
 
 impl Drop for PrivateDaemon {

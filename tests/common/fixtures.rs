@@ -38,7 +38,7 @@ impl PrivateDaemon {
             ])
             .env("DOCKER_BUILDKIT", if buildkit { "1" } else { "0" })
             .output()
-            .expect("running /usr/bin/docker");
+            .expect("running the docker CLI");
         assert!(
             out.status.success(),
             "docker build: {}",

@@ -10,11 +10,13 @@
 
 mod api;
 mod daemon;
+mod engine;
 mod fixtures;
 mod prunegate;
 mod tarball;
 
 pub use api::*;
 pub use daemon::*;
+pub use engine::*;
 pub use prunegate::*;
 pub use tarball::*;

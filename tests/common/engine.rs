@@ -1,0 +1,112 @@
+//! Which engine the private daemons run: `PRUNEGATE_TEST_ENGINE` (default `docker-20.10`,
+//! Debian 12's docker.io). Any other engine comes from Debian's packages unpacked into a cache
+//! by `scripts/engines` (fetched on first use); its manifest says where the daemon, its CLI and
+//! their helpers are, and whether the daemon runs the containerd image store.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone)]
+pub struct TestEngine {
+    /// As in the matrix: `docker-20.10`, `docker-26-containerd`…
+    pub name: String,
+    /// The package version actually unpacked (scripts/engines may fall back when a pin is gone).
+    pub version: String,
+    pub dockerd: PathBuf,
+    /// That engine's own docker CLI: the right client for its fixtures.
+    pub cli: PathBuf,
+    /// Prepended to PATH for the daemon: where its containerd and shims are.
+    pub path_prefix: String,
+    /// The CLI plugins directory (docker-buildx), linked into the client's config directory.
+    pub cli_plugins: Option<PathBuf>,
+    /// `{"features": {"containerd-snapshotter": true}}` in the daemon's config.
+    pub containerd_store: bool,
+}
+
+/// The engine of this test run, read once.
+pub fn engine() -> &'static TestEngine {
+    static ENGINE: OnceLock<TestEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let name =
+            std::env::var("PRUNEGATE_TEST_ENGINE").unwrap_or_else(|_| "docker-20.10".to_string());
+        load(&name)
+    })
+}
+
+fn load(name: &str) -> TestEngine {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/engines");
+    let out = Command::new(&script)
+        .args(["path", name])
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "PRUNEGATE_TEST_ENGINE={name}: `scripts/engines path {name}` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let kv: HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    let get = |key: &str| -> String {
+        kv.get(key)
+            .unwrap_or_else(|| panic!("{}: no {key}", manifest.display()))
+            .to_string()
+    };
+    let engine = TestEngine {
+        name: name.to_string(),
+        version: get("VERSION"),
+        dockerd: get("DOCKERD").into(),
+        cli: get("CLI").into(),
+        path_prefix: get("PATH_PREFIX"),
+        cli_plugins: Some(get("CLI_PLUGINS"))
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+        containerd_store: get("CONTAINERD_STORE") == "1",
+    };
+    for (what, path) in [("dockerd", &engine.dockerd), ("docker CLI", &engine.cli)] {
+        assert!(
+            path.exists(),
+            "{name}: {what} {} is missing: run scripts/engines fetch {name}",
+            path.display()
+        );
+    }
+    eprintln!("test engine: {name} {}", engine.version);
+    engine
+}
+
+impl TestEngine {
+    /// PATH for the daemon: the engine's own containerd first.
+    pub fn daemon_path(&self) -> String {
+        let system = std::env::var("PATH").unwrap_or_default();
+        if self.path_prefix.is_empty() {
+            system
+        } else {
+            format!("{}:{system}", self.path_prefix)
+        }
+    }
+
+    /// The daemon's config file contents.
+    pub fn daemon_json(&self) -> &'static str {
+        if self.containerd_store {
+            r#"{"features": {"containerd-snapshotter": true}}"#
+        } else {
+            "{}"
+        }
+    }
+
+    /// A client config directory under `dir` whose `cli-plugins` holds the engine's buildx, so
+    /// that `DOCKER_BUILDKIT=1 docker build` finds it; `None` for a CLI with BuildKit built in.
+    pub fn client_config(&self, dir: &Path) -> Option<PathBuf> {
+        let plugins = self.cli_plugins.as_ref()?;
+        let config = dir.join("docker-config");
+        let linked = config.join("cli-plugins");
+        if !linked.exists() {
+            std::fs::create_dir_all(&config).unwrap();
+            std::os::unix::fs::symlink(plugins, &linked).unwrap();
+        }
+        Some(config)
+    }
+}
