@@ -104,6 +104,17 @@ impl Engine {
         !(self.product == Product::Docker && release.is_some_and(|r| r < (18, 9)))
     }
 
+    /// Whether the image prune's `until` compares when the image *record* was made rather than
+    /// the `Created` that `/images/json` shows. On the containerd image store it does: moby's
+    /// `daemon/containerd` `setupFilters` (the same for the image list and the prune, Docker 26
+    /// and 28) compares containerd's `image.CreatedAt`, and a dangling image's record
+    /// (`moby-dangling@…`) is made when it became dangling — while `Created` is the config's
+    /// build date. Checked on Docker 26.1 and 28.5 with the containerd store: an image built
+    /// with a 2000 date and untagged 20 s earlier is listed by `until=1s` and not by `until=60s`.
+    pub fn image_until_is_record_time(&self) -> bool {
+        self.image_store == ImageStore::Containerd
+    }
+
     /// Why `class` must not be sent to this engine at all, if it must not.
     pub fn refuse(&self, class: Class) -> Option<String> {
         (class == Class::BuildCache && !self.build_cache_filters_honoured()).then(|| {

@@ -147,7 +147,12 @@ fn debug_snapshot(common: &Common) -> ExitCode {
         )?;
         let snapshot = docker::snapshot::Snapshot::take(&daemon).await;
         let disk = run::inputs::disk_reading(&settings.gates.disk, &snapshot.engine);
-        let inventory = docker::inventory::Inventory::take(&daemon, true).await;
+        let until = snapshot
+            .engine
+            .as_ref()
+            .is_ok_and(|e| e.image_until_is_record_time())
+            .then(|| settings.prune.until());
+        let inventory = docker::inventory::Inventory::take(&daemon, true, until).await;
         let doc = serde_json::json!({
             "snapshot": snapshot,
             "disk": disk,

@@ -1,7 +1,9 @@
 //! What a prune would remove, predicted from an [`Inventory`] by the daemon's own rules.
 //!
-//! Used by `--dry-run`, which must list the very objects the real run would remove. The rules
-//! mirror the Engine's prune code for the classic (graphdriver) image store:
+//! Used by `--dry-run`, which must list the very objects the real run would remove. On the
+//! containerd image store the images are the daemon's own answer to the prune's filters
+//! ([`images_by_record_time`]); otherwise the rules mirror the Engine's prune code for the
+//! classic (graphdriver) image store:
 //! - containers: not running (paused and restarting count as running), created at or before the
 //!   cut-off;
 //! - images: untagged, with no child image, created at or before the cut-off, used by no
@@ -102,6 +104,29 @@ pub fn images(
     removed.values().map(|i| objects::image(i)).collect()
 }
 
+/// Images a prune would remove where the daemon itself has already applied `dangling` and
+/// `until` by its own rule (the containerd image store: the list in
+/// [`Inventory::dangling_until`]): those that no container remaining after the container step
+/// uses. That store keeps no parent chains (no classic-builder parents to follow), and its
+/// prune spares a dangling image whose digest is any container's image id (moby
+/// `daemon/containerd/image_prune.go`).
+pub fn images_by_record_time(
+    dangling_old: &[ImageSummary],
+    all_containers: &[ContainerSummary],
+    policy: &Policy,
+) -> Vec<Candidate> {
+    let in_use: HashSet<&str> = all_containers
+        .iter()
+        .filter(|c| !(policy.containers && removable_container(c, policy.cutoff)))
+        .filter_map(|c| c.image_id.as_deref())
+        .collect();
+    dangling_old
+        .iter()
+        .filter(|i| !is_tagged(i) && !in_use.contains(i.id.as_str()))
+        .map(objects::image)
+        .collect()
+}
+
 fn timestamp(s: &Option<String>) -> Option<i64> {
     s.as_deref()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
@@ -172,11 +197,18 @@ pub fn predict(
     };
     Ok(match class {
         Class::Containers => certain(containers(containers_list, policy)),
-        Class::Images => certain(images(
-            inv.images.as_ref().map_err(Clone::clone)?,
-            containers_list,
-            policy,
-        )),
+        Class::Images => certain(match &inv.dangling_until {
+            Some(dangling) => images_by_record_time(
+                dangling.as_ref().map_err(Clone::clone)?,
+                containers_list,
+                policy,
+            ),
+            None => images(
+                inv.images.as_ref().map_err(Clone::clone)?,
+                containers_list,
+                policy,
+            ),
+        }),
         Class::BuildCache => build_cache(
             inv.build_cache.as_ref().map_err(Clone::clone)?,
             policy,

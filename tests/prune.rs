@@ -22,8 +22,7 @@ fn build_world(d: &PrivateDaemon) -> World {
     d.build("pg-held:1", "", "held one");
     let running_held = d.run_detached("held", "pg-held:1", &[]);
     let held_dangling = d.image_id("pg-held:1");
-    d.build("pg-held:1", "", "held two");
-    let held_current = d.image_id("pg-held:1");
+    let held_current = d.retag("pg-held:1", "", "held two");
     let old_dangling = d.load_old_dangling("world");
     let (classic_top, classic_parent) = d.classic_dangling_chain("pg-classic:1", "pg-base:1");
     let classic_current = d.image_id("pg-classic:1");
@@ -170,16 +169,46 @@ fn objects_younger_than_the_cut_off_survive() {
         after.images.contains(&young_dangling),
         "a dangling image built now must stay"
     );
-    assert!(
+    // The classic store ages an image by its config's date; the containerd store by when its
+    // record was made — for an image loaded untagged, now (moby daemon/containerd setupFilters).
+    let old_goes = !engine().containerd_store;
+    assert_eq!(
         !after.images.contains(&old_dangling),
-        "a dangling image created in 2000 should go"
+        old_goes,
+        "a dangling image created in 2000 and loaded now: removed on the classic store only"
     );
     assert_eq!(
         after.build_cache, cache_before,
         "build cache used just now must stay"
     );
-    assert_eq!(items(&report, "images"), vec![old_dangling]);
+    let expected: Vec<String> = if old_goes { vec![old_dangling] } else { vec![] };
+    assert_eq!(items(&report, "images"), expected);
     assert_eq!(report["older_than"], "1h");
+}
+
+/// The dry run ages images by the same rule as the daemon's prune on each image store: on the
+/// containerd store an image built in 2000 and untagged a moment ago is young (its dangling
+/// record is), and the dry run keeps it as the prune does.
+#[test]
+fn the_dry_run_ages_a_freshly_untagged_old_image_as_the_daemon_does() {
+    let d = PrivateDaemon::start();
+    d.build("pg-base:1", "", "base");
+    let old = d.load_old_dangling("untagged-now");
+    d.docker(&["tag", &old, "pg-old:1"]);
+    d.retag("pg-old:1", "", "newer");
+    settle();
+    let config = "[gates.disk]\nused_percent = 1\n[prune]\nolder_than = \"1h\"\ncontainers = false\nbuild_cache = false\n";
+    let dry = d.prunegate(config, &["run", "--dry-run", "--json"]);
+    dry.expect(0);
+    let real = d.prunegate(config, &["run", "--json"]);
+    real.expect(0);
+    assert_eq!(items(&dry.json(), "images"), items(&real.json(), "images"));
+    let gone = !d.inventory().images.contains(&old);
+    assert_eq!(
+        gone,
+        !engine().containerd_store,
+        "built in 2000, untagged now: the classic store removes it, the containerd store keeps it"
+    );
 }
 
 #[test]

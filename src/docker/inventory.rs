@@ -13,6 +13,12 @@ pub struct Inventory {
     pub containers: Read<Vec<ContainerSummary>>,
     pub images: Read<Vec<ImageSummary>>,
     pub build_cache: Read<Vec<BuildCacheRecord>>,
+    /// Only where the image prune's `until` applies to the image record's own time (the
+    /// containerd image store, [`crate::engine::Engine::image_until_is_record_time`]): the
+    /// images `/images/json?all=1` lists with the image prune's own filters (`dangling=true`, the
+    /// same `until`), which that store applies exactly as its prune does. `None` elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dangling_until: Option<Read<Vec<ImageSummary>>>,
 }
 
 /// One build-cache record, decoded from either the API ≤ 1.51 shape or the 1.52 one.
@@ -75,9 +81,15 @@ impl Daemon {
 }
 
 impl Inventory {
-    /// Three reads, concurrently. The container list asks for sizes, which makes the daemon walk
-    /// each container's writable layer: acceptable for a dry run, which is why only it does this.
-    pub async fn take(daemon: &Daemon, want_build_cache: bool) -> Inventory {
+    /// Three reads, concurrently (four with `dangling_until`, the image prune's `until` value,
+    /// given only for the containerd image store). The container list asks for sizes, which
+    /// makes the daemon walk each container's writable layer: acceptable for a dry run, which
+    /// is why only it does this.
+    pub async fn take(
+        daemon: &Daemon,
+        want_build_cache: bool,
+        dangling_until: Option<&str>,
+    ) -> Inventory {
         let d = &daemon.read;
         let containers_opts = ListContainersOptionsBuilder::default()
             .all(true)
@@ -90,15 +102,31 @@ impl Inventory {
             }
             daemon.build_cache_records().await
         };
-        let (containers, images, build_cache) = tokio::join!(
+        let dangling = async {
+            let until = dangling_until?;
+            // `all`: that store's prune takes every dangling record, intermediate images of the
+            // classic builder included (checked on Docker 26.1), which the list hides without it.
+            let opts = ListImagesOptionsBuilder::default()
+                .all(true)
+                .filters(&super::prune::image_filters(until))
+                .build();
+            Some(
+                d.list_images(Some(opts))
+                    .await
+                    .map_err(|e| daemon.read_err(e)),
+            )
+        };
+        let (containers, images, build_cache, dangling_until) = tokio::join!(
             d.list_containers(Some(containers_opts)),
             d.list_images(Some(images_opts)),
             build_cache,
+            dangling,
         );
         Inventory {
             containers: containers.map_err(|e| daemon.read_err(e)),
             images: images.map_err(|e| daemon.read_err(e)),
             build_cache,
+            dangling_until,
         }
     }
 }

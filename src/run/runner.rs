@@ -109,7 +109,10 @@ async fn dry_run_steps(
     engine: &Engine,
 ) -> (Vec<StepReport>, Option<String>) {
     let classes = &settings.prune.classes;
-    let inventory = Inventory::take(daemon, classes.contains(&Class::BuildCache)).await;
+    let until = engine
+        .image_until_is_record_time()
+        .then(|| settings.prune.until());
+    let inventory = Inventory::take(daemon, classes.contains(&Class::BuildCache), until).await;
     let policy = Policy::at(&settings.prune, chrono::Utc::now().timestamp());
     let mut failed = None;
     let mut images_step_removes = false;

@@ -51,20 +51,33 @@ impl PrivateDaemon {
         self.docker(&["image", "inspect", "--format", "{{.Id}}", reference])
     }
 
-    /// Builds `tag` twice with different content: returns the id of the first build, which the
-    /// second leaves dangling.
+    /// Builds `tag`, then moves `tag` to a second build: returns the id of the first build,
+    /// left dangling on either image store (see [`PrivateDaemon::retag`]).
     pub fn dangling(&self, tag: &str) -> String {
         let first = self.build(
             tag,
             "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo one > /run.txt\"]",
             &format!("{tag} one"),
         );
-        self.build(
+        self.retag(
             tag,
             "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo two > /run.txt\"]",
             &format!("{tag} two"),
         );
         first
+    }
+
+    /// Moves `tag` to a new build of `content`, as a deploy moves a tag: the image it named is
+    /// left untagged on either image store — the classic store untags it, the containerd store
+    /// keeps it as a `moby-dangling@` record made at that moment. (Rebuilding under the same tag
+    /// would not do on the containerd store: the old image's record goes with the tag, even
+    /// while a container uses it, and only build cache remains.) Returns the new image's id.
+    pub fn retag(&self, tag: &str, extra_dockerfile: &str, content: &str) -> String {
+        let next = format!("pg-next-{}:1", unique());
+        let id = self.build(&next, extra_dockerfile, content);
+        self.docker(&["tag", &next, tag]);
+        self.docker(&["rmi", &next]);
+        id
     }
 
     /// Builds `tag` twice with the classic builder (which records parent images), changing the
