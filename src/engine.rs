@@ -115,15 +115,35 @@ impl Engine {
         self.image_store == ImageStore::Containerd
     }
 
-    /// Why `class` must not be sent to this engine at all, if it must not.
+    /// Why `class` must not be sent to this engine at all, if it must not: the dry run then
+    /// says the same as the run, and no request is wasted on a known refusal.
     pub fn refuse(&self, class: Class) -> Option<String> {
-        (class == Class::BuildCache && !self.build_cache_filters_honoured()).then(|| {
+        if class != Class::BuildCache {
+            return None;
+        }
+        if self.product == Product::Podman {
+            // Its compat API answers 404 to POST /build/prune (checked on Podman 4.3.1).
+            return Some("Podman has no build-cache prune endpoint".to_string());
+        }
+        (!self.build_cache_filters_honoured()).then(|| {
             format!(
                 "Docker {} ignores filters on build-cache prune (before 18.09, API 1.39): \
                  it would remove build cache younger than the cut-off",
                 self.server_version.as_deref().unwrap_or("?")
             )
         })
+    }
+}
+
+/// An image id as Docker writes it, `sha256:<64 hex>`. Podman's compat API answers some ids
+/// bare — `ParentId` in `/images/json` and `Deleted` in `/images/prune` (checked on Podman
+/// 4.3.1) — which then match no listed image: parents look childless, removed images go
+/// unreported. Every image id read is passed through this.
+pub fn image_id(id: &str) -> String {
+    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        format!("sha256:{id}")
+    } else {
+        id.to_string()
     }
 }
 
@@ -220,6 +240,22 @@ mod tests {
     }
 
     #[test]
+    fn image_ids_are_normalised_to_dockers_form() {
+        let bare = "e9fb1a1d6371bcb9145e7b7ee2697b6c406bb37e651585d091057e91c277abec";
+        assert_eq!(image_id(bare), format!("sha256:{bare}"));
+        assert_eq!(
+            image_id(&format!("sha256:{bare}")),
+            format!("sha256:{bare}")
+        );
+        // Not an id: left alone (a containerd-store `Untagged` name, a short prefix).
+        assert_eq!(
+            image_id("moby-dangling@sha256:ab"),
+            "moby-dangling@sha256:ab"
+        );
+        assert_eq!(image_id("e9fb1a1d6371"), "e9fb1a1d6371");
+    }
+
+    #[test]
     fn product_and_store_from_info() {
         assert_eq!(engine("20.10.24").product, Product::Docker);
         let podman = Engine::from_info(&SystemInfo {
@@ -228,6 +264,11 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(podman.product, Product::Podman);
+        // Podman answers 404 to the build-cache prune: skipped before it is sent.
+        assert!(podman
+            .refuse(Class::BuildCache)
+            .is_some_and(|w| w.contains("Podman")));
+        assert_eq!(podman.refuse(Class::Images), None);
         let containerd = Engine::from_info(&SystemInfo {
             server_version: Some("28.5.2".into()),
             driver: Some("overlayfs".into()),

@@ -252,6 +252,29 @@ mod tests {
         v
     }
 
+    /// Captured from Podman 4.3.1's compat API (tests/fixtures/README.md): `ParentId` comes
+    /// without `sha256:`. Read as the docker layer reads it (ids normalised), the prediction is
+    /// what Podman's own prune then removed: the one dangling image, not the untagged parent
+    /// that tagged images share.
+    #[test]
+    fn podman_listing_predicts_podmans_own_prune() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/podman_4.3_inventory.json"
+        );
+        let inv: Inventory = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let images = crate::docker::objects::normalized_images(inv.images.unwrap());
+        let ids: Vec<String> =
+            super::images(&images, &inv.containers.unwrap(), &policy(i64::MAX, false))
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+        assert_eq!(
+            ids,
+            ["sha256:e9fb1a1d6371bcb9145e7b7ee2697b6c406bb37e651585d091057e91c277abec"]
+        );
+    }
+
     #[test]
     fn stopped_containers_go_running_and_paused_stay() {
         let inv = world();

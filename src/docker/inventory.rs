@@ -113,6 +113,7 @@ impl Inventory {
             Some(
                 d.list_images(Some(opts))
                     .await
+                    .map(super::objects::normalized_images)
                     .map_err(|e| daemon.read_err(e)),
             )
         };
@@ -124,7 +125,9 @@ impl Inventory {
         );
         Inventory {
             containers: containers.map_err(|e| daemon.read_err(e)),
-            images: images.map_err(|e| daemon.read_err(e)),
+            images: images
+                .map(super::objects::normalized_images)
+                .map_err(|e| daemon.read_err(e)),
             build_cache,
             dangling_until,
         }

@@ -4,6 +4,7 @@
 
 use super::objects;
 use super::Daemon;
+use crate::engine;
 use crate::model::{Candidate, ReadError};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListImagesOptionsBuilder, PruneBuildOptionsBuilder,
@@ -86,11 +87,12 @@ impl Daemon {
     /// and only those ids are reported as removed images.
     pub async fn prune_images(&self, until: &str) -> Result<Pruned, ReadError> {
         let list_opts = ListImagesOptionsBuilder::default().all(true).build();
-        let images: HashMap<String, Candidate> = self
+        let listed = self
             .read
             .list_images(Some(list_opts))
             .await
-            .map_err(|e| self.read_err(e))?
+            .map_err(|e| self.read_err(e))?;
+        let images: HashMap<String, Candidate> = objects::normalized_images(listed)
             .iter()
             .map(|i| (i.id.clone(), objects::image(i)))
             .collect();
@@ -107,6 +109,7 @@ impl Daemon {
             .unwrap_or_default()
             .into_iter()
             .filter_map(|item| item.deleted)
+            .map(|id| engine::image_id(&id))
             .filter(|id| images.contains_key(id))
             .collect();
         Ok(Pruned {
