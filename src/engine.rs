@@ -135,6 +135,16 @@ impl Engine {
     }
 }
 
+/// A container state in Docker's words. Podman 4.3's compat API says `stopped` for a container
+/// that has exited (`docker run` of a command that ends: `State` "stopped", `Status` "Exited (0)
+/// …"), where Docker says `exited`.
+pub fn container_state(state: &str) -> &str {
+    match state {
+        "stopped" => "exited",
+        other => other,
+    }
+}
+
 /// An image id as Docker writes it, `sha256:<64 hex>`. Podman's compat API answers some ids
 /// bare — `ParentId` in `/images/json` and `Deleted` in `/images/prune` (checked on Podman
 /// 4.3.1) — which then match no listed image: parents look childless, removed images go

@@ -57,7 +57,11 @@ fn all_gates_open_prunes_exactly_the_safe_classes() {
     let d = PrivateDaemon::start();
     let w = build_world(&d);
     let cache_before = d.inventory().build_cache.len();
-    assert!(cache_before > 0, "the builds left build cache");
+    assert_eq!(
+        cache_before > 0,
+        engine().has_build_cache(),
+        "the builds left build cache (Podman keeps none)"
+    );
     settle();
     let r = d.prunegate(OPEN_NOW, &["run", "--json"]);
     r.expect(0);
@@ -90,7 +94,7 @@ fn all_gates_open_prunes_exactly_the_safe_classes() {
     }
     assert_eq!(after.volumes, w.volumes, "volumes must never be touched");
     assert!(
-        after.build_cache.len() < cache_before,
+        !engine().has_build_cache() || after.build_cache.len() < cache_before,
         "unused build cache should be pruned ({cache_before} records before, {} after)",
         after.build_cache.len()
     );
@@ -127,8 +131,14 @@ fn dry_run_removes_nothing_and_lists_what_the_real_run_removes() {
     assert_eq!(dry["outcome"], "dry_run");
     assert_eq!(d.inventory(), before, "a dry run must remove nothing");
     for step in dry["steps"].as_array().unwrap() {
-        assert_eq!(step["status"], "would_remove");
-        for o in step["objects"].as_array().unwrap() {
+        // Podman has no build-cache prune: the dry run skips it as the run does.
+        let expected = if step["class"] == "build_cache" && !engine().has_build_cache() {
+            "skipped"
+        } else {
+            "would_remove"
+        };
+        assert_eq!(step["status"], expected, "{step}");
+        for o in step["objects"].as_array().into_iter().flatten() {
             assert!(o["size_bytes"].is_u64(), "each object has a size: {o}");
         }
     }
@@ -260,7 +270,8 @@ fn df(path: &std::path::Path, field: &str) -> u64 {
 fn disk_percent_equals_df() {
     let mut d = PrivateDaemon::start();
     let small = d.small_fs(16, 63);
-    let data_root = d.dir.path().join("data");
+    // The engine's own data root, as its info gives it (dockerd's --data-root, Podman's graphroot).
+    let data_root = std::path::PathBuf::from(d.api("/info")["DockerRootDir"].as_str().unwrap());
     for (path, configured) in [(small, true), (data_root, false)] {
         let config = if configured {
             format!("[gates.disk]\npath = \"{}\"\n", path.display())

@@ -2,10 +2,11 @@
 //! (intermediate ones too, to follow parent chains) and every build-cache record. Read only for
 //! `--dry-run`: the real run learns what went from the prune answers themselves.
 
+use super::containers::Listing;
 use super::Daemon;
 use crate::model::{Read, ReadError};
 use bollard::models::{ContainerSummary, ImageSummary};
-use bollard::query_parameters::{ListContainersOptionsBuilder, ListImagesOptionsBuilder};
+use bollard::query_parameters::ListImagesOptionsBuilder;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,10 +92,6 @@ impl Inventory {
         dangling_until: Option<&str>,
     ) -> Inventory {
         let d = &daemon.read;
-        let containers_opts = ListContainersOptionsBuilder::default()
-            .all(true)
-            .size(true)
-            .build();
         let images_opts = ListImagesOptionsBuilder::default().all(true).build();
         let build_cache = async {
             if !want_build_cache {
@@ -118,13 +115,17 @@ impl Inventory {
             )
         };
         let (containers, images, build_cache, dangling_until) = tokio::join!(
-            d.list_containers(Some(containers_opts)),
+            daemon.containers(Listing {
+                all: true,
+                size: true,
+                label: None,
+            }),
             d.list_images(Some(images_opts)),
             build_cache,
             dangling,
         );
         Inventory {
-            containers: containers.map_err(|e| daemon.read_err(e)),
+            containers,
             images: images
                 .map(super::objects::normalized_images)
                 .map_err(|e| daemon.read_err(e)),

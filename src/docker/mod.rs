@@ -2,6 +2,7 @@
 //! plain data ([`snapshot`], [`inventory`], [`usage`]) or carries out a prune the runner already
 //! decided on ([`prune`]).
 
+pub mod containers;
 pub mod inventory;
 pub mod objects;
 pub mod prune;

@@ -2,13 +2,14 @@
 //! images always) so the daemon's defaults can never widen what is removed; none can remove a
 //! volume or a tagged image, because none of these endpoints is ever asked to.
 
+use super::containers::Listing;
 use super::objects;
 use super::Daemon;
 use crate::engine;
 use crate::model::{Candidate, ReadError};
 use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, PruneBuildOptionsBuilder,
-    PruneContainersOptionsBuilder, PruneImagesOptionsBuilder,
+    ListImagesOptionsBuilder, PruneBuildOptionsBuilder, PruneContainersOptionsBuilder,
+    PruneImagesOptionsBuilder,
 };
 use std::collections::HashMap;
 
@@ -55,12 +56,12 @@ impl Daemon {
     /// `POST /containers/prune`: every non-running container created before `until`. The
     /// containers are listed just before, to describe the removed ones in the report and audit.
     pub async fn prune_containers(&self, until: &str) -> Result<Pruned, ReadError> {
-        let list_opts = ListContainersOptionsBuilder::default().all(true).build();
         let listed = self
-            .read
-            .list_containers(Some(list_opts))
-            .await
-            .map_err(|e| self.read_err(e))?;
+            .containers(Listing {
+                all: true,
+                ..Listing::default()
+            })
+            .await?;
         let opts = PruneContainersOptionsBuilder::default()
             .filters(&container_filters(until))
             .build();

@@ -1,9 +1,10 @@
-//! A bare GET for the one read bollard cannot decode here.
+//! A bare GET for the reads bollard cannot decode on every engine.
 //!
 //! bollard 0.21 models `/system/df` in the API 1.52 shape (`BuildCacheUsage.Items`) and sends
 //! requests without a version prefix, so against an older daemon (Debian's 20.10 speaks 1.41 and
 //! answers with a top-level `BuildCache` list) its decoded reply is empty. The dry run needs the
-//! build-cache records themselves, so it fetches the JSON and decodes either shape itself.
+//! build-cache records themselves, so it fetches the JSON and decodes either shape itself. The
+//! container listings are read the same way (docker/containers.rs: Podman's `stopped` state).
 
 use super::Daemon;
 use crate::model::{humanize, ReadError};
@@ -44,9 +45,14 @@ impl Daemon {
             if status.is_success() {
                 Ok(body)
             } else {
+                // The daemon's error body is `{"message": "…"}`; say the message, as bollard does.
+                let message = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+                    .unwrap_or_else(|| String::from_utf8_lossy(&body).to_string());
                 Err(ReadError {
                     status: Some(status.as_u16()),
-                    message: String::from_utf8_lossy(&body).trim().to_string(),
+                    message: message.trim().to_string(),
                 })
             }
         };

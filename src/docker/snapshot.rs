@@ -2,13 +2,12 @@
 //! (three to six, concurrent where they can be) however many services, tasks or containers the
 //! host has, each filtered on the daemon to what the gates look at.
 
+use super::containers::Listing;
 use super::Daemon;
 use crate::engine::{Engine, SwarmRole};
 use crate::model::{Read, ReadError, COMPOSE_LABEL, STACK_LABEL};
 use bollard::models::{ContainerSummary, Service, SystemInfo, Task};
-use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
-};
+use bollard::query_parameters::{ListServicesOptionsBuilder, ListTasksOptionsBuilder};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -107,12 +106,10 @@ impl Snapshot {
     pub async fn take(daemon: &Daemon) -> Snapshot {
         let d = &daemon.read;
         // Label filters are ANDed by the daemon: one request per label, run concurrently.
-        let labelled = |label: &str| {
-            let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![label])]);
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build()
+        let labelled = |label| Listing {
+            all: true,
+            size: false,
+            label: Some(label),
         };
         // The swarm reads wait for `/info` (they depend on the role); the container listings
         // run alongside both.
@@ -123,12 +120,12 @@ impl Snapshot {
         };
         let ((info, (services, tasks, history)), compose, stacks) = tokio::join!(
             info_then_swarm,
-            d.list_containers(Some(labelled(COMPOSE_LABEL))),
-            d.list_containers(Some(labelled(STACK_LABEL))),
+            daemon.containers(labelled(COMPOSE_LABEL)),
+            daemon.containers(labelled(STACK_LABEL)),
         );
         Snapshot::from(Reads {
             info,
-            containers: merge(compose, stacks).map_err(|e| daemon.read_err(e)),
+            containers: merge(compose, stacks),
             services,
             tasks,
             history,

@@ -84,7 +84,10 @@ impl PrivateDaemon {
         let mut cmd = Command::new(&engine().cli);
         cmd.args(args)
             .env("DOCKER_HOST", &self.host)
-            .env("DOCKER_BUILDKIT", "1")
+            .env(
+                "DOCKER_BUILDKIT",
+                if engine().buildkit() { "1" } else { "0" },
+            )
             .env("DOCKER_CLI_HINTS", "false");
         if let Some(config) = engine().client_config(self.dir.path()) {
             cmd.env("DOCKER_CONFIG", config);

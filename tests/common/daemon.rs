@@ -3,7 +3,7 @@
 //! it leaves the host's networking alone; killed and restarted for the fault tests; stopped,
 //! with every mount it made, when the test ends.
 
-use super::engine;
+use super::{engine, Kind};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -144,7 +144,8 @@ impl PrivateDaemon {
 }
 
 /// The test engine's dockerd on `dir`'s data root, exec root, pid file and own config file
-/// (never the host's /etc/docker/daemon.json), listening only on `sock`.
+/// (never the host's /etc/docker/daemon.json), listening only on `sock`; or Podman's service,
+/// with its storage and configuration under `dir`, in a mount namespace of its own.
 fn spawn_dockerd(dir: &Path, sock: &Path) -> Child {
     let engine = engine();
     let log = std::fs::OpenOptions::new()
@@ -152,6 +153,18 @@ fn spawn_dockerd(dir: &Path, sock: &Path) -> Child {
         .append(true)
         .open(dir.join("dockerd.log"))
         .expect("log file");
+    if engine.kind == Kind::Podman {
+        return Command::new("unshare")
+            .args(["--mount", "--propagation", "private"])
+            .arg(&engine.dockerd)
+            .arg(dir.join("podman"))
+            .arg(sock)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", engine.dockerd.display()));
+    }
     let config = dir.join("daemon.json");
     std::fs::write(&config, engine.daemon_json()).expect("daemon.json");
     Command::new(&engine.dockerd)
@@ -181,6 +194,23 @@ fn spawn_dockerd(dir: &Path, sock: &Path) -> Child {
 
 impl Drop for PrivateDaemon {
     fn drop(&mut self) {
+        // Podman's containers (their conmon monitors) outlive its service: remove them first.
+        if engine().kind == Kind::Podman {
+            let _ = self
+                .docker_cmd(&["container", "prune", "-f"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if let Ok(out) = self.docker_cmd(&["ps", "-aq"]).output() {
+                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = self
+                        .docker_cmd(&["rm", "-f", id])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
         let pid = self.child.id() as i32;
         unsafe_kill(pid, 15);
         let deadline = Instant::now() + Duration::from_secs(20);

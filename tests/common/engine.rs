@@ -8,12 +8,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Docker,
+    /// Podman's compat API, served by `podman system service` (started by the engine's `start`
+    /// script in a private mount namespace).
+    Podman,
+}
+
 #[derive(Debug, Clone)]
 pub struct TestEngine {
-    /// As in the matrix: `docker-20.10`, `docker-26-containerd`…
+    /// As in the matrix: `docker-20.10`, `docker-26-containerd`, `podman-4`…
     pub name: String,
+    pub kind: Kind,
     /// The package version actually unpacked (scripts/engines may fall back when a pin is gone).
     pub version: String,
+    /// dockerd, or for Podman the script that starts its service (`start DIR SOCK`).
     pub dockerd: PathBuf,
     /// That engine's own docker CLI: the right client for its fixtures.
     pub cli: PathBuf,
@@ -57,6 +67,11 @@ fn load(name: &str) -> TestEngine {
     };
     let engine = TestEngine {
         name: name.to_string(),
+        kind: if get("KIND") == "podman" {
+            Kind::Podman
+        } else {
+            Kind::Docker
+        },
         version: get("VERSION"),
         dockerd: get("DOCKERD").into(),
         cli: get("CLI").into(),
@@ -86,6 +101,17 @@ impl TestEngine {
         } else {
             format!("{}:{system}", self.path_prefix)
         }
+    }
+
+    /// Whether the engine's builds can use BuildKit (`DOCKER_BUILDKIT=1`): Podman's compat API
+    /// builds with Buildah, the classic way.
+    pub fn buildkit(&self) -> bool {
+        self.kind == Kind::Docker
+    }
+
+    /// Whether the engine keeps a build cache it can prune (`/build/prune`): Podman does not.
+    pub fn has_build_cache(&self) -> bool {
+        self.kind == Kind::Docker
     }
 
     /// The daemon's config file contents.

@@ -1,7 +1,7 @@
 //! Objects made on a private daemon from `/bin/busybox` (Debian's busybox-static), with no
 //! registry: images built or loaded, containers in each state, swarm services.
 
-use super::{old_image_tarball, settle, unique, PrivateDaemon, BUSYBOX};
+use super::{engine, old_image_tarball, settle, unique, PrivateDaemon, BUSYBOX};
 use std::path::Path;
 
 impl PrivateDaemon {
@@ -36,7 +36,14 @@ impl PrivateDaemon {
                 tag,
                 ctx.to_str().unwrap(),
             ])
-            .env("DOCKER_BUILDKIT", if buildkit { "1" } else { "0" })
+            .env(
+                "DOCKER_BUILDKIT",
+                if buildkit && engine().buildkit() {
+                    "1"
+                } else {
+                    "0"
+                },
+            )
             .output()
             .expect("running the docker CLI");
         assert!(
@@ -47,8 +54,14 @@ impl PrivateDaemon {
         self.image_id(tag)
     }
 
+    /// In Docker's form, `sha256:…`, on every engine (Podman's inspect gives the bare hex).
     pub fn image_id(&self, reference: &str) -> String {
-        self.docker(&["image", "inspect", "--format", "{{.Id}}", reference])
+        let id = self.docker(&["image", "inspect", "--format", "{{.Id}}", reference]);
+        if id.starts_with("sha256:") {
+            id
+        } else {
+            format!("sha256:{id}")
+        }
     }
 
     /// Builds `tag`, then moves `tag` to a second build: returns the id of the first build,
@@ -98,7 +111,8 @@ impl PrivateDaemon {
             self.build_context(tag, &ctx, false)
         };
         let top = build(&format!("{tag} one"));
-        let parent = self.docker(&["image", "inspect", "--format", "{{.Parent}}", &top]);
+        let parent =
+            self.image_id(&self.docker(&["image", "inspect", "--format", "{{.Parent}}", &top]));
         build(&format!("{tag} two"));
         (top, parent)
     }
@@ -110,8 +124,14 @@ impl PrivateDaemon {
         let path = self.dir.path().join(format!("old-{}.tar", unique()));
         std::fs::write(&path, tarball).unwrap();
         let out = self.docker(&["load", "-i", path.to_str().unwrap()]);
+        // dockerd says "Loaded image ID: sha256:…", Podman "Loaded image: sha256:…".
         out.lines()
-            .find_map(|l| l.strip_prefix("Loaded image ID: "))
+            .find_map(|l| {
+                l.strip_prefix("Loaded image ID: ").or_else(|| {
+                    l.strip_prefix("Loaded image: ")
+                        .filter(|id| id.starts_with("sha256:"))
+                })
+            })
             .unwrap_or_else(|| panic!("docker load said: {out}"))
             .trim()
             .to_string()
@@ -138,9 +158,12 @@ impl PrivateDaemon {
     }
 
     /// A container that has run and exited (with an anonymous volume, which must survive).
+    /// Started detached and waited for by polling: Podman 4.3's compat API never answers the
+    /// docker CLI's attach or `wait` for a container that has already exited.
     pub fn exited(&self, name: &str, image: &str) -> String {
-        self.docker(&[
+        let id = self.docker(&[
             "run",
+            "-d",
             "--network",
             "none",
             "--name",
@@ -151,7 +174,10 @@ impl PrivateDaemon {
             "/bin/busybox",
             "true",
         ]);
-        self.container_id(name)
+        self.wait_for(&format!("{name} to exit"), || {
+            self.docker(&["inspect", "--format", "{{.State.Running}}", name]) == "false"
+        });
+        id
     }
 
     pub fn created(&self, name: &str, image: &str) -> String {
