@@ -9,7 +9,7 @@
 //! build-cache step is refused before it is sent.
 
 use crate::model::{Class, ReadError};
-use bollard::models::{ContainerSummaryStateEnum, LocalNodeState, SystemInfo};
+use bollard::models::{ContainerSummaryStateEnum, ImageSummary, LocalNodeState, SystemInfo};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -155,6 +155,19 @@ pub fn image_id(id: &str) -> String {
     } else {
         id.to_string()
     }
+}
+
+/// An image listing with its ids in Docker's form on every engine ([`image_id`]).
+pub fn normalized_images(list: Vec<ImageSummary>) -> Vec<ImageSummary> {
+    list.into_iter()
+        .map(|mut i| {
+            i.id = image_id(&i.id);
+            if !i.parent_id.is_empty() {
+                i.parent_id = image_id(&i.parent_id);
+            }
+            i
+        })
+        .collect()
 }
 
 /// Whether a failed prune is a reason to skip the step rather than a failure of the run. These

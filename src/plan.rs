@@ -57,17 +57,21 @@ fn is_tagged(img: &ImageSummary) -> bool {
     img.repo_tags.iter().any(|t| t != "<none>:<none>")
 }
 
+/// The images held by containers that will still exist once the container step has run.
+fn held_images<'a>(all_containers: &'a [ContainerSummary], policy: &Policy) -> HashSet<&'a str> {
+    all_containers
+        .iter()
+        .filter(|c| !(policy.containers && removable_container(c, policy.cutoff)))
+        .filter_map(|c| c.image_id.as_deref())
+        .collect()
+}
+
 pub fn images(
     list: &[ImageSummary],
     all_containers: &[ContainerSummary],
     policy: &Policy,
 ) -> Vec<Candidate> {
-    // Containers that will still exist once the container step has run hold their images.
-    let in_use: HashSet<&str> = all_containers
-        .iter()
-        .filter(|c| !(policy.containers && removable_container(c, policy.cutoff)))
-        .filter_map(|c| c.image_id.as_deref())
-        .collect();
+    let in_use = held_images(all_containers, policy);
     let by_id: HashMap<&str, &ImageSummary> = list.iter().map(|i| (i.id.as_str(), i)).collect();
     let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
     for img in list {
@@ -115,11 +119,7 @@ pub fn images_by_record_time(
     all_containers: &[ContainerSummary],
     policy: &Policy,
 ) -> Vec<Candidate> {
-    let in_use: HashSet<&str> = all_containers
-        .iter()
-        .filter(|c| !(policy.containers && removable_container(c, policy.cutoff)))
-        .filter_map(|c| c.image_id.as_deref())
-        .collect();
+    let in_use = held_images(all_containers, policy);
     dangling_old
         .iter()
         .filter(|i| !is_tagged(i) && !in_use.contains(i.id.as_str()))
@@ -263,7 +263,7 @@ mod tests {
             "/tests/fixtures/podman_4.3_inventory.json"
         );
         let inv: Inventory = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let images = crate::docker::objects::normalized_images(inv.images.unwrap());
+        let images = crate::engine::normalized_images(inv.images.unwrap());
         let ids: Vec<String> =
             super::images(&images, &inv.containers.unwrap(), &policy(i64::MAX, false))
                 .into_iter()

@@ -105,12 +105,12 @@ impl Inventory {
             // classic builder included (checked on Docker 26.1), which the list hides without it.
             let opts = ListImagesOptionsBuilder::default()
                 .all(true)
-                .filters(&super::prune::image_filters(until))
+                .filters(&super::filters::image_filters(until))
                 .build();
             Some(
                 d.list_images(Some(opts))
                     .await
-                    .map(super::objects::normalized_images)
+                    .map(crate::engine::normalized_images)
                     .map_err(|e| daemon.read_err(e)),
             )
         };
@@ -127,7 +127,7 @@ impl Inventory {
         Inventory {
             containers,
             images: images
-                .map(super::objects::normalized_images)
+                .map(crate::engine::normalized_images)
                 .map_err(|e| daemon.read_err(e)),
             build_cache,
             dangling_until,

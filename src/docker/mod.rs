@@ -3,6 +3,7 @@
 //! decided on ([`prune`]).
 
 pub mod containers;
+pub mod filters;
 pub mod inventory;
 pub mod objects;
 pub mod prune;

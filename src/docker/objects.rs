@@ -2,7 +2,6 @@
 //! the real run's report and the audit log, so the three describe an object alike.
 
 use super::inventory::BuildCacheRecord;
-use crate::engine;
 use crate::model::Candidate;
 use bollard::models::{ContainerSummary, ImageSummary};
 use serde_json::json;
@@ -33,19 +32,6 @@ pub fn container(c: &ContainerSummary, sized: bool) -> Candidate {
             "created": c.created,
         }),
     }
-}
-
-/// An image listing with its ids in Docker's form on every engine ([`engine::image_id`]).
-pub fn normalized_images(list: Vec<ImageSummary>) -> Vec<ImageSummary> {
-    list.into_iter()
-        .map(|mut i| {
-            i.id = engine::image_id(&i.id);
-            if !i.parent_id.is_empty() {
-                i.parent_id = engine::image_id(&i.parent_id);
-            }
-            i
-        })
-        .collect()
 }
 
 pub fn image(i: &ImageSummary) -> Candidate {

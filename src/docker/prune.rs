@@ -1,8 +1,9 @@
-//! The three prune calls. Each sends explicit filters (`until` always, `dangling=true` on
-//! images always) so the daemon's defaults can never widen what is removed; none can remove a
-//! volume or a tagged image, because none of these endpoints is ever asked to.
+//! The three prune calls. Each sends explicit filters ([`super::filters`]) so the daemon's
+//! defaults can never widen what is removed; none can remove a volume or a tagged image,
+//! because none of these endpoints is ever asked to.
 
 use super::containers::Listing;
+use super::filters::{build_cache_filters, container_filters, image_filters};
 use super::objects;
 use super::Daemon;
 use crate::engine;
@@ -32,22 +33,7 @@ fn describe(ids: Vec<String>, mut known: HashMap<String, Candidate>, kind: &str)
         .collect()
 }
 
-/// The filters for each class. Public so tests and the docs can show exactly what is sent.
-pub fn container_filters(until: &str) -> HashMap<String, Vec<String>> {
-    HashMap::from([("until".to_string(), vec![until.to_string()])])
-}
-
-pub fn image_filters(until: &str) -> HashMap<String, Vec<String>> {
-    HashMap::from([
-        ("dangling".to_string(), vec!["true".to_string()]),
-        ("until".to_string(), vec![until.to_string()]),
-    ])
-}
-
-pub fn build_cache_filters(until: &str) -> HashMap<String, Vec<String>> {
-    HashMap::from([("until".to_string(), vec![until.to_string()])])
-}
-
+/// A reclaimed-bytes figure; absent or negative counts as 0.
 fn bytes(n: Option<i64>) -> u64 {
     n.unwrap_or(0).max(0) as u64
 }
@@ -93,7 +79,7 @@ impl Daemon {
             .list_images(Some(list_opts))
             .await
             .map_err(|e| self.read_err(e))?;
-        let images: HashMap<String, Candidate> = objects::normalized_images(listed)
+        let images: HashMap<String, Candidate> = engine::normalized_images(listed)
             .iter()
             .map(|i| (i.id.clone(), objects::image(i)))
             .collect();
@@ -154,19 +140,5 @@ impl Daemon {
             ),
             reclaimed_bytes: bytes(r.space_reclaimed),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn images_are_always_dangling_only() {
-        let f = image_filters("24h");
-        assert_eq!(f["dangling"], vec!["true"]);
-        assert_eq!(f["until"], vec!["24h"]);
-        assert!(!container_filters("1h").contains_key("dangling"));
-        assert!(!build_cache_filters("1h").contains_key("label"));
     }
 }
