@@ -300,7 +300,7 @@ fn a_tcp_docker_host_opens_that_address_only_and_the_unit_still_verifies() {
         .unwrap()
         .to_string()
     };
-    let socket = unit("unix:///var/run/docker.sock");
+    let socket = unit("unix:///run/docker.sock");
     assert_eq!(
         socket,
         nix_eval(&format!(
