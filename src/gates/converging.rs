@@ -17,7 +17,7 @@
 //! delay (`ready`) and not in the moments its task runs. Both can keep a full disk unpruned;
 //! the blocked-since metric and its alert say so.
 
-use super::{engine_or_closed, GateName, GateResult};
+use super::{engine_or_closed, unreadable, GateName, GateResult};
 use crate::docker::snapshot::{short_services, Snapshot};
 use crate::engine::SwarmRole;
 use crate::settings::ConvergingGate;
@@ -45,13 +45,7 @@ pub fn evaluate(cfg: &ConvergingGate, snapshot: &Snapshot) -> GateResult {
     if let Some(not_a_manager) = role_verdict(&engine.swarm) {
         return not_a_manager;
     }
-    let closed = |what: &str, e: &crate::model::ReadError| {
-        GateResult::closed(
-            name,
-            format!("cannot list {what}: {e}"),
-            json!({ "error": e }),
-        )
-    };
+    let closed = |what: &str, e| unreadable(name, what, e);
     let services = match &snapshot.services {
         Ok(s) => s,
         Err(e) => return closed("swarm services", e),

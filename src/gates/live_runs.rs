@@ -5,7 +5,7 @@
 //! test container inspected after it exits, an image about to be tagged); pruning under it is how
 //! pruners break builds. The default pattern matches every name, so an untuned host is safe.
 
-use super::{engine_or_closed, GateName, GateResult};
+use super::{engine_or_closed, unreadable, GateName, GateResult};
 use crate::docker::snapshot::Snapshot;
 use crate::engine::SwarmRole;
 use crate::model::{COMPOSE_LABEL, STACK_LABEL};
@@ -84,13 +84,7 @@ pub fn evaluate(cfg: &LiveRunsGate, snapshot: &Snapshot) -> GateResult {
 /// Every live stack and compose project the snapshot shows, or the gate closed because a
 /// listing it needs could not be read.
 fn live_names(snapshot: &Snapshot, manager: bool) -> Result<BTreeSet<LiveName>, GateResult> {
-    let closed = |what: &str, e: &crate::model::ReadError| {
-        GateResult::closed(
-            GateName::LiveRuns,
-            format!("cannot list {what}: {e}"),
-            json!({ "error": e }),
-        )
-    };
+    let closed = |what: &str, e| unreadable(GateName::LiveRuns, what, e);
     let containers = snapshot
         .containers
         .as_ref()

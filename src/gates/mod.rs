@@ -126,6 +126,16 @@ pub fn activity(settings: &GateSettings, snapshot: &Snapshot) -> [GateResult; 2]
     ]
 }
 
+/// Shared by the gates that read the daemon: a listing `what` that could not be read closes
+/// `name`, with the error as its reason and evidence.
+fn unreadable(name: GateName, what: &str, e: &crate::model::ReadError) -> GateResult {
+    GateResult::closed(
+        name,
+        format!("cannot list {what}: {e}"),
+        serde_json::json!({ "error": e }),
+    )
+}
+
 /// Shared by the gates that read the daemon: a daemon whose info cannot be read closes them.
 fn engine_or_closed(name: GateName, snapshot: &Snapshot) -> Result<&Engine, GateResult> {
     snapshot.engine.as_ref().map_err(|e| {
