@@ -11,7 +11,7 @@ mod world;
 
 use common::*;
 use std::collections::BTreeSet;
-use world::oracle::{self, Inventories, Window};
+use world::oracle::{self, Inventories, Run, Window};
 use world::{Detail, Settings};
 
 /// Chosen so that CI sees worlds with every gate open and every class enabled, with classes
@@ -86,16 +86,23 @@ fn verdict(
 ) -> oracle::Verdict {
     let gates = settings.expected_gates(&w.live_names);
     let older = w.older_than_ms as f64 / 1000.0;
+    let mut images = before.images.clone();
+    for i in &mut images {
+        i.dangling_since = w.dangling_since.get(&i.id).copied();
+    }
     let e = oracle::expect(
         &before.containers,
-        &before.images,
+        &images,
         &before.build_cache,
         &before.volumes,
         settings.classes,
-        gates.values().all(|o| *o),
-        Window {
-            lo: t0 - older,
-            hi: t1 - older,
+        Run {
+            all_open: gates.values().all(|o| *o),
+            window: Window {
+                lo: t0 - older,
+                hi: t1 - older,
+            },
+            rules: oracle::Rules::of_test_engine(),
         },
     );
     let after_sets = kinds(after).map(|v| v.into_iter().collect::<BTreeSet<_>>());
@@ -181,6 +188,7 @@ fn randomized_worlds_lose_nothing() {
     assert!(!seeds.is_empty(), "no seeds to run");
     let (mut worlds, mut open_worlds, mut examined, mut removed, mut must_go) = (0, 0, 0, 0, 0);
     let (mut wrongful, mut missed, mut unsure, mut problems) = (0, 0, 0, 0);
+    let mut mismatches = 0;
     let mut failures = Vec::new();
     for &seed in &seeds {
         let replay = format!(
@@ -207,7 +215,8 @@ fn randomized_worlds_lose_nothing() {
         wrongful += v.wrongful.len();
         missed += v.missed.len();
         unsure += v.unsure;
-        problems += v.problems.len();
+        problems += v.problems.len() - v.dry_run_mismatches;
+        mismatches += v.dry_run_mismatches;
         let found: Vec<&String> = v
             .wrongful
             .iter()
@@ -220,9 +229,10 @@ fn randomized_worlds_lose_nothing() {
         }
     }
     println!(
-        "totals: worlds {worlds} (every gate open in {open_worlds}), objects examined {examined}, \
-         must go {must_go}, removed {removed}, wrongful {wrongful}, missed {missed}, unsure {unsure}, \
-         other problems {problems}"
+        "totals: engine {}, worlds {worlds} (every gate open in {open_worlds}), objects examined \
+         {examined}, must go {must_go}, removed {removed}, wrongful {wrongful}, missed {missed}, \
+         dry-run mismatches {mismatches}, unsure {unsure}, other problems {problems}",
+        engine().name
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     if fixed {
@@ -242,10 +252,8 @@ fn seeds_parse_as_lists_and_ranges() {
 #[test]
 fn the_fixed_seeds_cover_every_gate() {
     use world::Toggle;
-    let s: Vec<Settings> = CI_SEEDS
-        .iter()
-        .map(|&n| Settings::from_seed(n, 1))
-        .collect();
+    // What the seeds draw: Podman, which has no swarm mode, runs them without their swarms.
+    let s: Vec<Settings> = CI_SEEDS.iter().map(|&n| Settings::drawn(n, 1)).collect();
     let summaries: Vec<String> = s.iter().map(Settings::summary).collect();
     let covered = |what: &str, f: &dyn Fn(&Settings) -> bool| {
         assert!(
@@ -294,7 +302,19 @@ fn the_oracle_catches_a_blanket_prune() {
         &settings.config(w.older_than_ms),
         &["run", "--dry-run", "--json"],
     );
-    d.docker(&["system", "prune", "--all", "--volumes", "--force"]);
+    if engine().kind == Kind::Podman {
+        // The CLI's system prune ends in a build-cache prune, which Podman answers 404, and
+        // Podman 4.3 refuses `image prune --all` ("dangling" filter given twice): the same
+        // blanket removal, by hand.
+        d.docker(&["container", "prune", "--force"]);
+        let images = d.docker(&["image", "ls", "--all", "--quiet"]);
+        let mut rmi = vec!["rmi", "--force"];
+        rmi.extend(images.split_whitespace());
+        d.docker(&rmi);
+        d.docker(&["volume", "prune", "--force"]);
+    } else {
+        d.docker(&["system", "prune", "--all", "--volumes", "--force"]);
+    }
     let t1 = world::unix_now();
     let after = Detail::read(&d);
     let v = verdict(

@@ -99,6 +99,12 @@ impl PrivateDaemon {
         self.api("/containers/json?all=1").as_array().unwrap().len()
     }
 
+    /// `/system/df` with `verbose=1`, which API 1.52+ needs to list items (older daemons
+    /// ignore it).
+    pub fn df(&self) -> Value {
+        self.api("/system/df?verbose=1")
+    }
+
     /// Ids of everything prunegate could touch, for before/after comparisons.
     pub fn inventory(&self) -> Inventory {
         let ids = |v: Value, key: &str| -> Vec<String> {
@@ -112,11 +118,8 @@ impl PrivateDaemon {
             out.sort();
             out
         };
-        let df = self.api("/system/df");
-        let mut volumes: Vec<String> = df["Volumes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        let df = self.df();
+        let mut volumes: Vec<String> = df_list(&df, "Volumes")
             .iter()
             .filter_map(|v| v["Name"].as_str().map(str::to_string))
             .collect();
@@ -124,7 +127,7 @@ impl PrivateDaemon {
         Inventory {
             containers: ids(self.api("/containers/json?all=1"), "Id"),
             images: ids(self.api("/images/json?all=1"), "Id"),
-            build_cache: ids(df["BuildCache"].clone(), "ID"),
+            build_cache: ids(Value::Array(df_list(&df, "BuildCache")), "ID"),
             volumes,
         }
     }
@@ -136,4 +139,21 @@ pub struct Inventory {
     pub images: Vec<String>,
     pub build_cache: Vec<String>,
     pub volumes: Vec<String>,
+}
+
+/// One list of a `/system/df` answer in either shape: the legacy `Images`, `Volumes`,
+/// `BuildCache` (API 1.41 to 1.52) or the same under `ImageUsage.Items`, `VolumeUsage.Items`,
+/// `BuildCacheUsage.Items` (1.52 on; 1.53 drops the legacy ones).
+pub fn df_list(df: &Value, legacy: &str) -> Vec<Value> {
+    let usage = match legacy {
+        "Images" => "ImageUsage",
+        "Volumes" => "VolumeUsage",
+        "Containers" => "ContainerUsage",
+        _ => "BuildCacheUsage",
+    };
+    df[legacy]
+        .as_array()
+        .or_else(|| df[usage]["Items"].as_array())
+        .cloned()
+        .unwrap_or_default()
 }

@@ -58,7 +58,19 @@ fn toggle(rng: &mut fastrand::Rng, off: u8, closed: u8) -> Toggle {
 }
 
 impl Settings {
+    /// The settings of world `seed` on the test's engine: the draws are the same on every
+    /// engine; Podman, which has no swarm mode, gets the same world without the swarm.
     pub fn from_seed(seed: u64, scale: usize) -> Settings {
+        let mut s = Settings::drawn(seed, scale);
+        if engine().kind == Kind::Podman {
+            s.swarm = false;
+            s.pending_service = false;
+        }
+        s
+    }
+
+    /// The settings the seed draws, whatever the engine.
+    pub fn drawn(seed: u64, scale: usize) -> Settings {
         let mut rng = fastrand::Rng::with_seed(seed);
         let swarm = rng.u8(0..100) < 40;
         Settings {
@@ -186,12 +198,19 @@ const STATES: [(&str, u8); 7] = [
     ("running_anon", 8),
 ];
 
+/// A state drawn by weight. On Podman a `restarting` container is made `running` instead:
+/// Podman has no such state; between restarts its container is `exited` for a moment, and
+/// libpod's container prune takes exited containers, so whether it stays depends on the instant
+/// (a world cannot say what must happen to it).
 fn pick_state(rng: &mut fastrand::Rng) -> &'static str {
     let total: u8 = STATES.iter().map(|s| s.1).sum();
     let mut n = rng.u8(0..total);
     for (state, weight) in STATES {
         if n < weight {
-            return state;
+            return match state {
+                "restarting" if engine().kind == Kind::Podman => "running",
+                _ => state,
+            };
         }
         n -= weight;
     }
@@ -213,6 +232,10 @@ pub struct World {
     pub ready: f64,
     /// Seconds the runs may take before the boundary leaves the gap.
     pub slack: f64,
+    /// For each image left untagged by a step of the build: when that step ran (Unix seconds,
+    /// before and after). On the containerd image store a dangling image's record is made at
+    /// that moment, and its age is that record's ([`oracle::Rules`]).
+    pub dangling_since: BTreeMap<String, (f64, f64)>,
 }
 
 pub fn unix_now() -> f64 {
@@ -284,7 +307,10 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
             label: format!("w{}-{i}", settings.seed),
         });
     }
-    load(d, &image_tarball(&layers, &images));
+    let mut dangling_since = BTreeMap::new();
+    track(d, &mut dangling_since, || {
+        load(d, &image_tarball(&layers, &images))
+    });
     let ids = image_ids_by_label(d);
     let image_ids: Vec<String> = images.iter().map(|i| ids[&i.label].clone()).collect();
 
@@ -338,7 +364,10 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
         phase_a.push(Plan {
             name: "pgw-ci-run".into(),
             image: image_ids[0].clone(),
-            state: ["running", "paused", "restarting"][rng.usize(0..3)],
+            state: match ["running", "paused", "restarting"][rng.usize(0..3)] {
+                "restarting" if engine().kind == Kind::Podman => "running",
+                state => state,
+            },
             labels: BTreeMap::from([("com.docker.compose.project".to_string(), name)]),
             anon_volume: false,
             named_volume: None,
@@ -349,10 +378,15 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
     create_all(d, &phase_a);
     let builds_a = rng.usize(1..=2);
     for b in 0..builds_a {
-        d.dangling(&format!("pgw/built-a{b}:1"));
+        track(d, &mut dangling_since, || {
+            d.dangling(&format!("pgw/built-a{b}:1"));
+        });
     }
-    if rng.u8(0..10) < 4 {
-        d.classic_dangling_chain("pgw/classic:1", "pgw/base:1");
+    // Podman's builds make no chain of parent images the way Docker's classic builder does.
+    if rng.u8(0..10) < 4 && engine().kind == Kind::Docker {
+        track(d, &mut dangling_since, || {
+            d.classic_dangling_chain("pgw/classic:1", "pgw/base:1");
+        });
     }
     let phase_a_end = Instant::now();
 
@@ -379,7 +413,9 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
         });
     }
     if !moved.is_empty() {
-        load(d, &image_tarball(&layers[..1], &moved));
+        track(d, &mut dangling_since, || {
+            load(d, &image_tarball(&layers[..1], &moved))
+        });
     }
     for v in &volumes {
         d.api_post("/volumes/create", &json!({ "Name": v }).to_string());
@@ -429,7 +465,9 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
     // Phase B: young containers and builds.
     create_all(d, &phase_b);
     if rng.bool() {
-        d.dangling("pgw/built-b:1");
+        track(d, &mut dangling_since, || {
+            d.dangling("pgw/built-b:1");
+        });
     }
     let ready_at = Instant::now();
     World {
@@ -437,6 +475,43 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
         older_than_ms: (ready_at - boundary).as_millis() as u64,
         ready: unix_now(),
         slack: (gap / 2).as_secs_f64() - 1.0,
+        dangling_since,
+    }
+}
+
+/// Ids of the untagged images `/images/json?all=1` lists.
+fn untagged(d: &PrivateDaemon) -> BTreeSet<String> {
+    d.api("/images/json?all=1")
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| {
+            i["RepoTags"]
+                .as_array()
+                .is_none_or(|t| t.iter().all(|t| t == "<none>:<none>"))
+        })
+        .map(|i| normalized_id(i["Id"].as_str().unwrap_or_default()))
+        .collect()
+}
+
+/// Runs `step` and notes, for every image it left untagged, when it ran: the image's dangling
+/// record was made then.
+fn track(d: &PrivateDaemon, since: &mut BTreeMap<String, (f64, f64)>, step: impl FnOnce()) {
+    let before = untagged(d);
+    let t0 = unix_now();
+    step();
+    let t1 = unix_now();
+    for id in untagged(d).difference(&before) {
+        since.insert(id.clone(), (t0, t1));
+    }
+}
+
+/// Docker's form of an image id, `sha256:…`, on every engine (Podman lists bare hex ids).
+pub fn normalized_id(id: &str) -> String {
+    if id.is_empty() || id.starts_with("sha256:") {
+        id.to_string()
+    } else {
+        format!("sha256:{id}")
     }
 }
 
@@ -505,8 +580,12 @@ fn create_one(d: &PrivateDaemon, p: &Plan) {
     }
     d.api_post(&format!("/containers/{id}/start"), "");
     match p.state {
+        // Polled, not `POST /wait`: Podman 4.3 never answers a wait for a container that has
+        // already exited.
         "exited" | "exited_error" => {
-            d.api_post(&format!("/containers/{id}/wait"), "");
+            d.wait_for(&format!("{} to exit", p.name), || {
+                d.api(&format!("/containers/{id}/json"))["State"]["Running"] == false
+            });
         }
         "paused" => {
             d.api_post(&format!("/containers/{id}/pause"), "");
@@ -537,7 +616,7 @@ impl Detail {
                 name: str_of(&c["Names"][0]),
                 state: str_of(&c["State"]),
                 created: c["Created"].as_i64().unwrap_or_default(),
-                image_id: str_of(&c["ImageID"]),
+                image_id: normalized_id(&str_of(&c["ImageID"])),
             })
             .collect();
         let images = d
@@ -546,8 +625,8 @@ impl Detail {
             .unwrap()
             .iter()
             .map(|i| oracle::Image {
-                id: str_of(&i["Id"]),
-                parent: str_of(&i["ParentId"]),
+                id: normalized_id(&str_of(&i["Id"])),
+                parent: normalized_id(&str_of(&i["ParentId"])),
                 tags: i["RepoTags"]
                     .as_array()
                     .cloned()
@@ -557,18 +636,16 @@ impl Detail {
                     .filter(|t| t != "<none>:<none>")
                     .collect(),
                 created: i["Created"].as_i64().unwrap_or_default(),
+                dangling_since: None,
             })
             .collect();
-        let df = d.api("/system/df");
+        let df = d.df();
         let time = |v: &Value| {
             v.as_str()
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.timestamp_micros() as f64 / 1e6)
         };
-        let build_cache = df["BuildCache"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        let build_cache = df_list(&df, "BuildCache")
             .iter()
             .map(|r| oracle::CacheRecord {
                 id: str_of(&r["ID"]),
@@ -580,10 +657,7 @@ impl Detail {
                     .unwrap_or(f64::MAX),
             })
             .collect();
-        let volumes = df["Volumes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        let volumes = df_list(&df, "Volumes")
             .iter()
             .map(|v| str_of(&v["Name"]))
             .collect();

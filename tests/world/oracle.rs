@@ -32,6 +32,50 @@ pub struct Image {
     pub tags: Vec<String>,
     /// Unix seconds of the image config's `created`.
     pub created: i64,
+    /// When the image was left untagged, if the world's builder saw it happen (Unix seconds,
+    /// from..until): when its dangling record was made on the containerd store.
+    pub dangling_since: Option<(f64, f64)>,
+}
+
+/// Each engine's image-prune rules, as its own source states them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rules {
+    /// moby `daemon/images/image_prune.go`: `until` compares the image config's `Created`;
+    /// the dangling heads (untagged, no child) go, each `ImageDelete(…, prune=true)` taking its
+    /// untagged parents along when no container uses them and no other child remains — whatever
+    /// the parents' own age.
+    DockerClassic,
+    /// moby `daemon/containerd/image_prune.go` and `image_list.go` (`setupFilters`): `until`
+    /// compares the image record's `CreatedAt`; a dangling image's record (`moby-dangling@…`)
+    /// is made when it lost its last name. No parent images on this store.
+    DockerContainerd,
+    /// Podman 4.3 `pkg/domain/infra/abi/images.go` `Prune`: libimage `RemoveImages` with the
+    /// filters `dangling=true` (no name and no child), `containers=false` and `until`
+    /// (the image's `Created`), repeated until a pass removes nothing — so a parent goes only
+    /// when, after its children went, it passes every filter itself, its own age included.
+    Podman,
+}
+
+impl Rules {
+    /// The rules of the test's engine.
+    pub fn of_test_engine() -> Rules {
+        use crate::common::{engine, Kind};
+        match (engine().kind, engine().containerd_store) {
+            (Kind::Podman, _) => Rules::Podman,
+            (Kind::Docker, true) => Rules::DockerContainerd,
+            (Kind::Docker, false) => Rules::DockerClassic,
+        }
+    }
+
+    /// The image's age as `until` sees it.
+    fn image_age(self, w: &Window, i: &Image) -> Age {
+        match (self, i.dangling_since) {
+            (Rules::DockerContainerd, Some((from, until))) => w.age(from, until),
+            // Untagged before the builder looked: cannot be judged.
+            (Rules::DockerContainerd, None) => Age::Unsure,
+            _ => w.age_secs(i.created),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -102,16 +146,28 @@ fn running(state: &str) -> bool {
     matches!(state, "running" | "paused" | "restarting")
 }
 
-/// The expectation for a run over `before`. `all_open`: every gate was open.
+/// How a run took place: whether every gate was open, when, and on which engine's rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub all_open: bool,
+    pub window: Window,
+    pub rules: Rules,
+}
+
+/// The expectation for a run over what the daemon held before it.
 pub fn expect(
     containers: &[Container],
     images: &[Image],
     cache: &[CacheRecord],
     volumes: &[String],
     classes: Classes,
-    all_open: bool,
-    w: Window,
+    run: Run,
 ) -> Expect {
+    let Run {
+        all_open,
+        window: w,
+        rules,
+    } = run;
     let mut e = Expect::default();
     for v in volumes {
         e.stay(v, "a volume");
@@ -176,7 +232,7 @@ pub fn expect(
             continue; // decided below, from its children
         } else {
             let held_unsure = holders.contains_key(i.id.as_str());
-            match w.age_secs(i.created) {
+            match rules.image_age(&w, i) {
                 Age::Young => {
                     e.stay(&i.id, "dangling but younger than the cut-off");
                     None
@@ -203,10 +259,21 @@ pub fn expect(
                 continue;
             };
             let held_unsure = holders.contains_key(i.id.as_str());
+            // Docker's parents follow their children; Podman judges each on its own age.
+            let own_age = match rules {
+                Rules::Podman => rules.image_age(&w, i),
+                _ => Age::Old,
+            };
             let verdict = if kid_fates.iter().any(Option::is_none) {
                 e.stay(&i.id, "untagged parent of an image that stays");
                 None
-            } else if kid_fates.iter().all(|f| *f == Some(true)) && !held_unsure {
+            } else if own_age == Age::Young {
+                e.stay(&i.id, "untagged parent younger than the cut-off");
+                None
+            } else if kid_fates.iter().all(|f| *f == Some(true))
+                && !held_unsure
+                && own_age == Age::Old
+            {
                 Some(true)
             } else {
                 Some(false)
@@ -262,6 +329,8 @@ pub struct Verdict {
     pub unsure: usize,
     /// Dry run, report or gates disagreeing with what happened.
     pub problems: Vec<String>,
+    /// How many of those are the dry run's list disagreeing with what the run removed.
+    pub dry_run_mismatches: usize,
 }
 
 /// Ids present before and gone after.
@@ -361,16 +430,16 @@ pub fn judge(
             ));
         }
         if &items(dry, class) != removed {
+            v.dry_run_mismatches += 1;
             v.problems.push(format!(
                 "{class}: the dry run predicted {:?}, the run removed {removed:?}",
                 items(dry, class)
             ));
         }
     }
-    v.problems.extend(build_cache_outside_prediction(
-        dry,
-        &removed_by_kind["build_cache"],
-    ));
+    let outside = build_cache_outside_prediction(dry, &removed_by_kind["build_cache"]);
+    v.dry_run_mismatches += outside.len();
+    v.problems.extend(outside);
     v
 }
 
@@ -399,6 +468,7 @@ mod tests {
             parent: parent.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             created,
+            dangling_since: None,
         }
     }
 
@@ -417,7 +487,18 @@ mod tests {
             ctr("edge", "created", 999, "i"),
             ctr("moving", "exited", 1002, "i"),
         ];
-        let e = expect(&cs, &[], &[], &[], ALL, true, W);
+        let e = expect(
+            &cs,
+            &[],
+            &[],
+            &[],
+            ALL,
+            Run {
+                all_open: true,
+                window: W,
+                rules: Rules::DockerClassic,
+            },
+        );
         assert!(e.go.contains_key("old-exited") && e.go.contains_key("edge"));
         assert!(e.stay.contains_key("old-paused") && e.stay.contains_key("young-created"));
         assert!(e.unsure.contains("moving"));
@@ -439,7 +520,18 @@ mod tests {
             img("young-top", "mid2", &[], 2000),
             img("future", "", &[], 99_999),
         ];
-        let e = expect(&cs, &is, &[], &[], ALL, true, W);
+        let e = expect(
+            &cs,
+            &is,
+            &[],
+            &[],
+            ALL,
+            Run {
+                all_open: true,
+                window: W,
+                rules: Rules::DockerClassic,
+            },
+        );
         for id in ["held-by-gone", "mid", "top"] {
             assert!(e.go.contains_key(id), "{id}: {e:?}");
         }
@@ -450,8 +542,80 @@ mod tests {
             containers: false,
             ..ALL
         };
-        let e = expect(&cs, &is, &[], &[], no_containers, true, W);
+        let e = expect(
+            &cs,
+            &is,
+            &[],
+            &[],
+            no_containers,
+            Run {
+                all_open: true,
+                window: W,
+                rules: Rules::DockerClassic,
+            },
+        );
         assert!(e.stay.contains_key("held-by-gone"));
+    }
+
+    #[test]
+    fn each_engine_ages_images_its_own_way() {
+        let since = |mut i: Image, from: f64| {
+            i.dangling_since = Some((from, from + 0.5));
+            i
+        };
+        let is = [
+            // Built in 2000, untagged after the boundary.
+            since(img("old-built-new-record", "", &[], 1), 1010.0),
+            // Built in the future, untagged long before.
+            since(img("new-built-old-record", "", &[], 99_999), 10.0),
+            // A young untagged parent of an old dangling image.
+            img("young-parent", "", &[], 2000),
+            img("old-kid", "young-parent", &[], 1),
+        ];
+        let e = expect(
+            &[],
+            &is,
+            &[],
+            &[],
+            ALL,
+            Run {
+                all_open: true,
+                window: W,
+                rules: Rules::DockerContainerd,
+            },
+        );
+        assert!(e.stay.contains_key("old-built-new-record"), "{e:?}");
+        assert!(e.go.contains_key("new-built-old-record"), "{e:?}");
+        let e = expect(
+            &[],
+            &is,
+            &[],
+            &[],
+            ALL,
+            Run {
+                all_open: true,
+                window: W,
+                rules: Rules::DockerClassic,
+            },
+        );
+        assert!(e.go.contains_key("old-built-new-record"), "{e:?}");
+        assert!(e.stay.contains_key("new-built-old-record"), "{e:?}");
+        // Docker's image delete takes the parent along; Podman's next pass judges its age.
+        assert!(e.go.contains_key("young-parent"), "{e:?}");
+        let e = expect(
+            &[],
+            &is,
+            &[],
+            &[],
+            ALL,
+            Run {
+                all_open: true,
+                window: W,
+                rules: Rules::Podman,
+            },
+        );
+        assert!(e.go.contains_key("old-kid"), "{e:?}");
+        assert!(e.stay.contains_key("young-parent"), "{e:?}");
     }
 
     #[test]
@@ -462,8 +626,11 @@ mod tests {
             &[],
             &["v".into()],
             ALL,
-            false,
-            W,
+            Run {
+                all_open: false,
+                window: W,
+                rules: Rules::DockerClassic,
+            },
         );
         assert!(e.go.is_empty() && e.stay.len() == 3);
     }
@@ -487,8 +654,11 @@ mod tests {
             ],
             &[],
             ALL,
-            true,
-            W,
+            Run {
+                all_open: true,
+                window: W,
+                rules: Rules::DockerClassic,
+            },
         );
         assert!(e.go.contains_key("old") && e.stay.contains_key("new"));
         assert!(!e.go.contains_key("shared") && !e.stay.contains_key("shared"));
