@@ -59,9 +59,14 @@ pub struct GatesConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DiskGateConfig {
     pub enabled: bool,
-    /// Any path on the filesystem to watch. Unset: the daemon's `DockerRootDir`.
+    /// A directory on the one filesystem to watch; the same as `paths = [path]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// Directories on every filesystem to watch; the fullest decides. Unset (and `path`
+    /// unset): the daemon's `DockerRootDir`, plus a system containerd's root on the
+    /// containerd image store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<PathBuf>>,
     /// Open when blocks used (as `df` shows it) is at or above this percentage.
     pub used_percent: u8,
     /// Open when inodes used (as `df -i` shows it) is at or above this percentage.
@@ -73,6 +78,7 @@ impl Default for DiskGateConfig {
         Self {
             enabled: true,
             path: None,
+            paths: None,
             used_percent: 80,
             inodes_used_percent: 80,
         }
@@ -318,10 +324,24 @@ impl Config {
                 ));
             }
         }
-        if let Some(path) = &d.path {
+        if d.path.is_some() && d.paths.is_some() {
+            return Err(
+                "key `gates.disk.path`: set `gates.disk.path` or `gates.disk.paths`, not both"
+                    .to_string(),
+            );
+        }
+        if d.paths.as_ref().is_some_and(Vec::is_empty) {
+            return Err(
+                "key `gates.disk.paths`: an empty list watches nothing (leave it unset for the \
+                 daemon's own paths, or set gates.disk.enabled = false)"
+                    .to_string(),
+            );
+        }
+        let one = d.path.iter().map(|p| ("gates.disk.path", p));
+        for (key, path) in one.chain(d.paths.iter().flatten().map(|p| ("gates.disk.paths", p))) {
             if !path.is_absolute() {
                 return Err(format!(
-                    "key `gates.disk.path`: {:?} must be an absolute path",
+                    "key `{key}`: {:?} must be an absolute path",
                     path.display().to_string()
                 ));
             }
@@ -409,6 +429,11 @@ mod tests {
         assert!(err("[gates.disk]\nused_percent = 101\n").contains("gates.disk.used_percent"));
         assert!(err("[gates.disk]\nused_percent = 300\n").contains("gates.disk.used_percent"));
         assert!(err("[gates.disk]\npath = \"rel/dir\"\n").contains("gates.disk.path"));
+        assert!(
+            err("[gates.disk]\npaths = [\"/a\", \"b\"]\n").contains("`gates.disk.paths`: \"b\"")
+        );
+        assert!(err("[gates.disk]\npaths = []\n").contains("gates.disk.paths"));
+        assert!(err("[gates.disk]\npath = \"/a\"\npaths = [\"/b\"]\n").contains("not both"));
         assert!(err("[gates.live_runs]\npattern = \"(ci\"\n").contains("gates.live_runs.pattern"));
         assert!(err("[prune]\nolder_than = \"2d\"\n").contains("prune.older_than"));
         assert!(err("[docker]\nread_timeout = \"0s\"\n").contains("docker.read_timeout"));

@@ -12,10 +12,13 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum DiskPathSource {
-    /// `gates.disk.path`.
+    /// `gates.disk.paths` (or `gates.disk.path`).
     Config,
     /// The daemon's `DockerRootDir`, from `/info`.
     DockerRootDir,
+    /// A system containerd's root, `/var/lib/containerd`, on the containerd image store
+    /// (`/info` `Containerd.Address` is containerd's default socket).
+    ContainerdRoot,
 }
 
 /// The raw counters of `statvfs(2)`, in fragment-size units for blocks.

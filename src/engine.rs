@@ -8,6 +8,7 @@
 //! remove every unused build-cache record, young ones too (moby PR #37651), so there the
 //! build-cache step is refused before it is sent.
 
+use crate::disk::DiskPathSource;
 use crate::model::{Class, ReadError};
 use bollard::models::{ContainerSummaryStateEnum, ImageSummary, LocalNodeState, SystemInfo};
 use serde::Serialize;
@@ -58,7 +59,18 @@ pub struct Engine {
     pub swarm: SwarmRole,
     /// `DockerRootDir`: where the engine keeps images, containers and build cache.
     pub data_root: Option<PathBuf>,
+    /// `/info` `Containerd.Address` (API 1.46 on): the containerd the daemon uses.
+    pub containerd_address: Option<String>,
 }
+
+/// Where a system containerd listens and keeps its data (containerd's defaults,
+/// `defaults.DefaultAddress` and `defaults.DefaultRootDir`; Debian's docker.io runs dockerd
+/// against it).
+const SYSTEM_CONTAINERD_SOCKETS: [&str; 2] = [
+    "/run/containerd/containerd.sock",
+    "/var/run/containerd/containerd.sock",
+];
+const SYSTEM_CONTAINERD_ROOT: &str = "/var/lib/containerd";
 
 /// The value of `DriverStatus` key `driver-type` that marks the containerd image store.
 const CONTAINERD_SNAPSHOTTER: &str = "io.containerd.snapshotter.v1";
@@ -87,7 +99,30 @@ impl Engine {
             },
             swarm: swarm_role(info),
             data_root: info.docker_root_dir.as_ref().map(PathBuf::from),
+            containerd_address: info.containerd.as_ref().and_then(|c| c.address.clone()),
         }
+    }
+
+    /// Directories on the filesystems that hold this engine's data, each with where it came
+    /// from: `DockerRootDir` always; on the containerd image store, image content lives in
+    /// containerd's root instead. A containerd that dockerd starts itself keeps it under
+    /// `DockerRootDir/containerd` (seen on Docker 28.5: `Containerd.Address` under its exec
+    /// root); a system containerd (its default socket) under `/var/lib/containerd`, its
+    /// default root, which may be another filesystem. A containerd elsewhere, or a daemon too
+    /// old to say (before API 1.46), adds nothing: `gates.disk.paths` names such a root.
+    pub fn data_paths(&self) -> Result<Vec<(PathBuf, DiskPathSource)>, ReadError> {
+        let mut paths = vec![(self.data_root()?, DiskPathSource::DockerRootDir)];
+        let system_containerd = self
+            .containerd_address
+            .as_deref()
+            .is_some_and(|a| SYSTEM_CONTAINERD_SOCKETS.contains(&a.trim_start_matches("unix://")));
+        if self.image_store == ImageStore::Containerd && system_containerd {
+            paths.push((
+                SYSTEM_CONTAINERD_ROOT.into(),
+                DiskPathSource::ContainerdRoot,
+            ));
+        }
+        Ok(paths)
     }
 
     /// The data root, or why there is none to measure.
@@ -97,11 +132,45 @@ impl Engine {
             .ok_or_else(|| ReadError::local("the daemon's info has no DockerRootDir"))
     }
 
-    /// Whether `POST /build/prune` honours the `until` filter (Docker 18.09, API 1.39, on).
-    /// Unknown versions (Podman, others) are taken to: they refuse a filter they do not know.
-    pub fn build_cache_filters_honoured(&self) -> bool {
-        let release = self.server_version.as_deref().and_then(docker_release);
-        !(self.product == Product::Docker && release.is_some_and(|r| r < (18, 9)))
+    /// Why prunegate will not prune on this engine at all, if it will not: every run then
+    /// fails before its first step (`check` too), saying so, rather than guess what the
+    /// engine's prune endpoints would do.
+    ///
+    /// - Docker before 18.09 (API 1.39): its `POST /build/prune` takes no filters and would
+    ///   remove every unused build-cache record, young ones too (moby PR #37651); the other
+    ///   prune endpoints' filters date from 17.x releases out of support since 2019. The oldest
+    ///   Docker tested here is 20.10.
+    /// - Podman before 4.0: its compat API's prune answers and id forms differ from 4.x
+    ///   (tested: 4.3.1), and no test daemon of it exists here.
+    /// - Anything else that speaks the API (no Docker version, not Podman's license): nothing
+    ///   says what "dangling" or `until` mean to it.
+    pub fn unsupported(&self) -> Option<String> {
+        let version = self.server_version.as_deref().unwrap_or("");
+        match self.product {
+            Product::Docker => docker_release(version).filter(|r| *r < (18, 9)).map(|_| {
+                format!(
+                    "Docker {version} is too old for prunegate (it needs 18.09, API 1.39, or \
+                         later): before 18.09 the build-cache prune ignores its filters and would \
+                         remove build cache younger than the cut-off"
+                )
+            }),
+            Product::Podman => {
+                let major = version
+                    .split('.')
+                    .next()
+                    .and_then(|m| m.parse::<u32>().ok());
+                major.is_none_or(|m| m < 4).then(|| {
+                    format!(
+                        "Podman {version} is too old for prunegate (it needs 4.0 or later; tested \
+                         on 4.3): its compat API's prune answers differ"
+                    )
+                })
+            }
+            Product::Unknown => Some(format!(
+                "unknown engine (/info ServerVersion {version:?}, neither a Docker release nor \
+                 Podman): prunegate cannot tell what its prune endpoints would remove"
+            )),
+        }
     }
 
     /// Whether the image prune's `until` compares when the image *record* was made rather than
@@ -115,23 +184,12 @@ impl Engine {
         self.image_store == ImageStore::Containerd
     }
 
-    /// Why `class` must not be sent to this engine at all, if it must not: the dry run then
-    /// says the same as the run, and no request is wasted on a known refusal.
+    /// Why `class` must not be sent to this engine, if it must not: the dry run then says the
+    /// same as the run, and no request is wasted on a known refusal.
     pub fn refuse(&self, class: Class) -> Option<String> {
-        if class != Class::BuildCache {
-            return None;
-        }
-        if self.product == Product::Podman {
-            // Its compat API answers 404 to POST /build/prune (checked on Podman 4.3.1).
-            return Some("Podman has no build-cache prune endpoint".to_string());
-        }
-        (!self.build_cache_filters_honoured()).then(|| {
-            format!(
-                "Docker {} ignores filters on build-cache prune (before 18.09, API 1.39): \
-                 it would remove build cache younger than the cut-off",
-                self.server_version.as_deref().unwrap_or("?")
-            )
-        })
+        // Its compat API answers 404 to POST /build/prune (checked on Podman 4.3.1).
+        (class == Class::BuildCache && self.product == Product::Podman)
+            .then(|| "Podman has no build-cache prune endpoint".to_string())
     }
 }
 
@@ -246,20 +304,46 @@ mod tests {
     }
 
     #[test]
-    fn build_cache_is_refused_only_before_18_09() {
+    fn too_old_and_unknown_engines_are_refused() {
         assert!(engine("18.06.3-ce")
-            .refuse(Class::BuildCache)
+            .unsupported()
             .unwrap()
-            .contains("18.06.3-ce"));
-        assert!(engine("17.12.1-ce").refuse(Class::BuildCache).is_some());
-        for ok in ["18.09.0", "20.10.24", "29.0.1", "4.3.1", "weird", ""] {
-            assert_eq!(engine(ok).refuse(Class::BuildCache), None, "{ok}");
+            .contains("Docker 18.06.3-ce is too old"));
+        assert!(engine("17.12.1-ce").unsupported().is_some());
+        for ok in [
+            "18.09.0",
+            "20.10.24+dfsg1",
+            "26.1.5+dfsg1",
+            "28.5.2+dfsg4",
+            "29.0.1",
+        ] {
+            assert_eq!(engine(ok).unsupported(), None, "{ok}");
         }
-        assert_eq!(
-            Engine::from_info(&SystemInfo::default()).refuse(Class::BuildCache),
-            None
-        );
-        assert_eq!(engine("17.03.0-ce").refuse(Class::Containers), None);
+        let podman = |v: &str| {
+            Engine::from_info(&SystemInfo {
+                server_version: Some(v.into()),
+                product_license: Some("Apache-2.0".into()),
+                ..Default::default()
+            })
+        };
+        assert_eq!(podman("4.3.1").unsupported(), None);
+        assert_eq!(podman("5.4.2").unsupported(), None);
+        assert!(podman("3.4.4")
+            .unsupported()
+            .unwrap()
+            .contains("Podman 3.4.4"));
+        // Docker 1.13 predates year versions; no version at all; something else entirely.
+        for unknown in ["1.13.1", "weird", ""] {
+            assert!(
+                engine(unknown)
+                    .unsupported()
+                    .is_some_and(|w| w.contains("unknown engine")),
+                "{unknown}"
+            );
+        }
+        assert!(Engine::from_info(&SystemInfo::default())
+            .unsupported()
+            .is_some());
     }
 
     #[test]
@@ -306,6 +390,40 @@ mod tests {
             engine("20.10.24").image_store,
             ImageStore::Graphdriver(String::new())
         );
+    }
+
+    #[test]
+    fn the_disk_gate_watches_a_system_containerds_root_on_the_containerd_store() {
+        let info = |store: &str, address: &str| {
+            Engine::from_info(&SystemInfo {
+                server_version: Some("28.5.2".into()),
+                docker_root_dir: Some("/var/lib/docker".into()),
+                driver_status: Some(vec![vec!["driver-type".into(), store.into()]]),
+                containerd: Some(bollard::models::ContainerdInfo {
+                    address: Some(address.into()),
+                    namespaces: None,
+                }),
+                ..Default::default()
+            })
+        };
+        let paths = |e: Engine| e.data_paths().unwrap();
+        let root = ("/var/lib/docker".into(), DiskPathSource::DockerRootDir);
+        let system = "/run/containerd/containerd.sock";
+        assert_eq!(
+            paths(info(CONTAINERD_SNAPSHOTTER, system)),
+            vec![
+                root.clone(),
+                ("/var/lib/containerd".into(), DiskPathSource::ContainerdRoot)
+            ]
+        );
+        // dockerd's own containerd (under its exec root) keeps its data under DockerRootDir.
+        let managed = "/var/run/docker/containerd/containerd.sock";
+        assert_eq!(
+            paths(info(CONTAINERD_SNAPSHOTTER, managed)),
+            vec![root.clone()]
+        );
+        // The classic store keeps no image content in containerd.
+        assert_eq!(paths(info("overlay2", system)), vec![root]);
     }
 
     #[test]

@@ -123,8 +123,11 @@ fn config_show(common: &Common) -> ExitCode {
                     source.path.display()
                 );
             }
-            if config.gates.disk.path.is_none() {
-                println!("# gates.disk.path is unset: the daemon's DockerRootDir is measured");
+            if config.gates.disk.path.is_none() && config.gates.disk.paths.is_none() {
+                println!(
+                    "# gates.disk.paths is unset: the daemon's DockerRootDir is measured \
+                     (and a system containerd's root on the containerd image store)"
+                );
             }
             print!("{}", config.to_toml());
             ExitCode::SUCCESS

@@ -36,8 +36,9 @@ pub struct GateSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiskGate {
     pub enabled: bool,
-    /// `gates.disk.path`; `None`: the engine's data root, known only once `/info` is read.
-    pub path: Option<PathBuf>,
+    /// `gates.disk.paths` (or `path`); empty: the engine's own paths, known only once `/info`
+    /// is read (`Engine::data_paths`).
+    pub paths: Vec<PathBuf>,
     pub used_percent: u8,
     pub inodes_used_percent: u8,
 }
@@ -52,7 +53,13 @@ impl From<&config::DiskGateConfig> for DiskGate {
     fn from(c: &config::DiskGateConfig) -> Self {
         Self {
             enabled: c.enabled,
-            path: c.path.clone(),
+            paths: c
+                .paths
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .chain(c.path.clone())
+                .collect(),
             used_percent: c.used_percent,
             inodes_used_percent: c.inodes_used_percent,
         }

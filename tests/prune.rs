@@ -296,6 +296,53 @@ fn disk_percent_equals_df() {
     }
 }
 
+/// Every watched filesystem is measured and the fullest decides; unset, the engine's own paths
+/// are watched — here `DockerRootDir` alone, on every engine of the matrix: a private dockerd
+/// runs its own containerd, whose root lies under its data root (`Containerd.Address` is not a
+/// system containerd's socket).
+#[test]
+fn the_fullest_watched_filesystem_decides() {
+    let mut d = PrivateDaemon::start();
+    let roomy = d.small_fs(8, 30);
+    let full = d.small_fs(8, 92);
+    let paths = |ps: &[&std::path::Path]| {
+        let list: Vec<String> = ps.iter().map(|p| format!("\"{}\"", p.display())).collect();
+        format!("[gates.disk]\npaths = [{}]\n", list.join(", "))
+    };
+    let report = d
+        .prunegate(&paths(&[&roomy, &full]), &["check", "--json"])
+        .json();
+    let g = gate(&report, "disk");
+    assert_eq!(g["open"], true, "{g}");
+    assert_eq!(g["evidence"]["path"], full.display().to_string(), "{g}");
+    let listed = g["evidence"]["filesystems"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{g}");
+    assert_eq!(listed[0]["path"], roomy.display().to_string());
+    assert_eq!(listed[0]["path_source"], "config");
+    assert!(
+        g["reason"].as_str().unwrap().contains("fullest of 2"),
+        "{g}"
+    );
+
+    let report = d.prunegate(&paths(&[&roomy]), &["check", "--json"]).json();
+    assert_eq!(gate(&report, "disk")["open"], false);
+
+    let report = d.prunegate("", &["check", "--json"]).json();
+    let listed = gate(&report, "disk")["evidence"]["filesystems"].clone();
+    let data_root = d.api("/info")["DockerRootDir"].clone();
+    assert_eq!(
+        listed,
+        serde_json::json!([{
+            "path": data_root,
+            "path_source": "docker_root_dir",
+            "used_percent": listed[0]["used_percent"],
+            "inodes_used_percent": listed[0]["inodes_used_percent"],
+        }]),
+        "containerd address: {}",
+        d.api("/info")["Containerd"]
+    );
+}
+
 #[test]
 fn live_compose_project_closes_the_gate() {
     let d = PrivateDaemon::start();

@@ -92,9 +92,9 @@ pub fn first_closed(gates: &[GateResult]) -> Option<&GateResult> {
 #[derive(Debug, Clone)]
 pub struct GateInputs {
     pub snapshot: Snapshot,
-    /// The filesystem the disk gate watches; an error when it could not be read, or was not
-    /// (the gate is off, or the command does not judge it).
-    pub disk: Read<DiskReading>,
+    /// The filesystems the disk gate watches; an error when they could not be known, or were
+    /// not read (the gate is off, or the command does not judge it).
+    pub disk: Read<Vec<DiskReading>>,
     pub uptime: Uptime,
 }
 

@@ -1,6 +1,6 @@
-//! Everything the gates judge, read once per check: one snapshot of the daemon, the disk the
-//! disk gate watches, the uptimes. The only place that decides which filesystem is measured:
-//! `gates.disk.path` when set, else the engine's data root.
+//! Everything the gates judge, read once per check: one snapshot of the daemon, the disks the
+//! disk gate watches, the uptimes. The only place that decides which filesystems are measured:
+//! `gates.disk.paths` (or `path`) when set, else the engine's own (`Engine::data_paths`).
 
 use crate::disk::{self, DiskPathSource, DiskReading};
 use crate::docker::snapshot::Snapshot;
@@ -11,28 +11,35 @@ use crate::model::{Command, Read, ReadError};
 use crate::settings::{DiskGate, Settings};
 use crate::uptime::{self, Uptime};
 
-/// Reads the filesystem the disk gate watches: the configured path, else the engine's data
-/// root (an error when neither is known: no path set and no `/info`).
-pub fn disk_reading(gate: &DiskGate, engine: &Read<Engine>) -> Read<DiskReading> {
-    let (path, source) = match &gate.path {
-        Some(p) => (p.clone(), DiskPathSource::Config),
-        None => (
-            engine.as_ref().map_err(Clone::clone)?.data_root()?,
-            DiskPathSource::DockerRootDir,
-        ),
+/// Reads every filesystem the disk gate watches: the configured paths, else the engine's own
+/// (an error when neither is known: no path set and no `/info`).
+pub fn disk_reading(gate: &DiskGate, engine: &Read<Engine>) -> Read<Vec<DiskReading>> {
+    let paths = if gate.paths.is_empty() {
+        engine.as_ref().map_err(Clone::clone)?.data_paths()?
+    } else {
+        configured(gate)
     };
-    Ok(disk::read(path, source))
+    Ok(paths
+        .into_iter()
+        .map(|(path, source)| disk::read(path, source))
+        .collect())
 }
 
-/// The disk reading a `run` can take before it contacts the daemon: when the gate is on and
-/// its path is configured. A healthy host then costs one statvfs (no lock, no connection).
-pub fn disk_before_daemon(settings: &Settings, command: Command) -> Option<DiskReading> {
+fn configured(gate: &DiskGate) -> Vec<(std::path::PathBuf, DiskPathSource)> {
+    let paths = gate.paths.iter().cloned();
+    paths.map(|p| (p, DiskPathSource::Config)).collect()
+}
+
+/// The disk readings a `run` can take before it contacts the daemon: when the gate is on and
+/// its paths are configured. A healthy host then costs a statvfs per path (no lock, no
+/// connection).
+pub fn disk_before_daemon(settings: &Settings, command: Command) -> Option<Vec<DiskReading>> {
     let gate = &settings.gates.disk;
-    let path = gate
-        .path
-        .as_ref()
-        .filter(|_| command == Command::Run && gate.enabled)?;
-    Some(disk::read(path.clone(), DiskPathSource::Config))
+    if command != Command::Run || !gate.enabled || gate.paths.is_empty() {
+        return None;
+    }
+    let paths = configured(gate).into_iter();
+    Some(paths.map(|(p, s)| disk::read(p, s)).collect())
 }
 
 /// Reads every gate input once. `early` is a disk reading already taken for this run (see
@@ -41,7 +48,7 @@ pub async fn read(
     settings: &Settings,
     command: Command,
     daemon: &Daemon,
-    early: Option<DiskReading>,
+    early: Option<Vec<DiskReading>>,
 ) -> GateInputs {
     let snapshot = Snapshot::take(daemon).await;
     let disk = match early {

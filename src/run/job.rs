@@ -27,10 +27,10 @@ pub async fn run(
         report.finish(started);
         finish(settings, report, prunes)
     };
-    // A configured disk path is judged first: on a healthy host that is the whole run.
+    // Configured disk paths are judged first: on a healthy host that is the whole run.
     let early = disk_before_daemon(settings, command);
-    if let Some(reading) = &early {
-        let gate = gates::disk::evaluate(&settings.gates.disk, &Ok(reading.clone()));
+    if let Some(readings) = &early {
+        let gate = gates::disk::evaluate(&settings.gates.disk, &Ok(readings.clone()));
         if !gate.open {
             return done(Report::skipped_by(command, host, until, gate));
         }

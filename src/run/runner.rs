@@ -10,7 +10,11 @@ use crate::docker::prune::Pruned;
 use crate::docker::snapshot::Snapshot;
 use crate::docker::Daemon;
 use crate::engine::{self, Engine};
-use crate::gates::{self, disk::over_thresholds, GateResult};
+use crate::gates::{
+    self,
+    disk::{fullest, over_thresholds},
+    GateResult,
+};
 use crate::model::{Class, Command};
 use crate::plan::{self, Policy};
 use crate::report::{Advisory, Outcome, Report, StepReport, StepStatus};
@@ -25,7 +29,7 @@ pub async fn execute(
     daemon: &Daemon,
     dry_run: bool,
     interrupt: &Interrupt,
-    early: Option<DiskReading>,
+    early: Option<Vec<DiskReading>>,
 ) -> Report {
     let started = Instant::now();
     let mut report = Report::new(
@@ -43,6 +47,10 @@ pub async fn execute(
                 "cannot reach the Docker daemon at {}: {e}",
                 daemon.address
             ));
+            Outcome::Error
+        }
+        Ok(engine) if engine.unsupported().is_some() => {
+            report.error = engine.unsupported();
             Outcome::Error
         }
         Ok(_) if command == Command::Check => {
@@ -86,8 +94,8 @@ pub async fn execute(
 /// After a full pass: if the disk is still over a threshold, how much space the policy keeps.
 /// The disk is read again on purpose: the question is how full it is after the prune.
 async fn advisory(settings: &Settings, daemon: &Daemon, snapshot: &Snapshot) -> Option<Advisory> {
-    let reading = disk_reading(&settings.gates.disk, &snapshot.engine).ok()?;
-    let stat = reading.stat.ok()?;
+    let readings = disk_reading(&settings.gates.disk, &snapshot.engine).ok()?;
+    let (_, stat) = fullest(&settings.gates.disk, &readings)?;
     let (blocks, inodes) = over_thresholds(&settings.gates.disk, &stat);
     if !(blocks || inodes) {
         return None;
