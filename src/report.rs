@@ -396,8 +396,8 @@ mod tests {
 
     #[test]
     fn counts_only_unused_tagged_images_and_unreferenced_volumes() {
-        let du: DiskUsage = serde_json::from_str(
-            r#"{"Images":[
+        let du: DiskUsage = crate::docker::usage::decode(
+            br#"{"Images":[
                 {"RepoTags":["base:1"],"Containers":1,"Size":100,"SharedSize":0},
                 {"RepoTags":["cache:1"],"Containers":0,"Size":100,"SharedSize":40},
                 {"RepoTags":["<none>:<none>"],"Containers":0,"Size":7,"SharedSize":0}],

@@ -62,7 +62,9 @@ struct BuildCacheUsage {
     items: Option<Vec<BuildCacheRecord>>,
 }
 
-/// Decodes `/system/df` in either shape; no list at all means no build cache.
+/// Decodes `/system/df` in either shape — `BuildCache` (API 1.41 to 1.52) or
+/// `BuildCacheUsage.Items` (1.52 on, with `verbose=1`; 1.53 drops the legacy field); no list at
+/// all means no build cache.
 pub fn decode_build_cache(body: &[u8]) -> Result<Vec<BuildCacheRecord>, String> {
     let du: DiskUsage =
         serde_json::from_slice(body).map_err(|e| format!("decoding /system/df: {e}"))?;
@@ -76,7 +78,10 @@ impl Daemon {
     /// Every build-cache record, from `/system/df` (raw: bollard 0.21 cannot decode the API
     /// 1.41 shape; see docker/raw.rs).
     pub async fn build_cache_records(&self) -> Result<Vec<BuildCacheRecord>, ReadError> {
-        let body = self.raw_get("/system/df?type=build-cache").await?;
+        // `verbose=1`: API 1.52+ lists the records only then; older daemons ignore it.
+        let body = self
+            .raw_get("/system/df?type=build-cache&verbose=1")
+            .await?;
         decode_build_cache(&body).map_err(ReadError::local)
     }
 }

@@ -7,12 +7,41 @@ use super::Daemon;
 use crate::model::ReadError;
 use serde::Deserialize;
 
-#[derive(Debug, Default, Deserialize)]
+/// Tagged images and volumes as `/system/df` lists them, whichever shape the daemon answers in.
+#[derive(Debug, Default)]
 pub struct DiskUsage {
-    #[serde(rename = "Images", default)]
     pub images: Option<Vec<ImageUsage>>,
-    #[serde(rename = "Volumes", default)]
     pub volumes: Option<Vec<VolumeUsage>>,
+}
+
+/// Both shapes: the legacy lists `Images` and `Volumes` (API 1.41 to 1.52), and
+/// `ImageUsage.Items` and `VolumeUsage.Items` (1.52 on, listed only with `verbose=1`; 1.53
+/// drops the legacy ones — moby's API version history).
+#[derive(Debug, Default, Deserialize)]
+struct Raw {
+    #[serde(rename = "Images", default)]
+    images: Option<Vec<ImageUsage>>,
+    #[serde(rename = "Volumes", default)]
+    volumes: Option<Vec<VolumeUsage>>,
+    #[serde(rename = "ImageUsage", default)]
+    image_usage: Option<Items<ImageUsage>>,
+    #[serde(rename = "VolumeUsage", default)]
+    volume_usage: Option<Items<VolumeUsage>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Items<T> {
+    #[serde(rename = "Items", default = "Option::default")]
+    items: Option<Vec<T>>,
+}
+
+/// Decodes a `/system/df` answer of any API version from 1.41 to 1.53.
+pub fn decode(body: &[u8]) -> Result<DiskUsage, String> {
+    let raw: Raw = serde_json::from_slice(body).map_err(|e| format!("decoding /system/df: {e}"))?;
+    Ok(DiskUsage {
+        images: raw.images.or(raw.image_usage.and_then(|u| u.items)),
+        volumes: raw.volumes.or(raw.volume_usage.and_then(|u| u.items)),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,8 +72,41 @@ pub struct VolumeUsageData {
 
 impl Daemon {
     pub async fn disk_usage(&self) -> Result<DiskUsage, ReadError> {
-        let body = self.raw_get("/system/df").await?;
-        serde_json::from_slice(&body)
-            .map_err(|e| ReadError::local(format!("decoding /system/df: {e}")))
+        // Not `type=`-restricted (1.42 on): Debian 12's 20.10 takes none. `verbose=1` makes
+        // API 1.52+ list the items; older daemons ignore it.
+        let body = self.raw_get("/system/df?verbose=1").await?;
+        decode(&body).map_err(ReadError::local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_legacy_and_the_api_1_53_shapes_alike() {
+        // API 1.41 (Docker 20.10): legacy lists only.
+        let legacy = br#"{"LayersSize":1,"Images":[{"RepoTags":["a:1"],"Containers":0,"Size":5,"SharedSize":0}],
+            "Volumes":[{"Name":"v","UsageData":{"Size":7,"RefCount":0}}],"Containers":[],"BuildCache":[]}"#;
+        // API 1.53 (Docker 29) with verbose=1: summaries with items, no legacy lists.
+        let new = br#"{"ImageUsage":{"ActiveCount":0,"TotalCount":1,"Reclaimable":5,"TotalSize":5,
+            "Items":[{"RepoTags":["a:1"],"Containers":0,"Size":5,"SharedSize":0}]},
+            "VolumeUsage":{"ActiveCount":0,"TotalCount":1,"Reclaimable":7,"TotalSize":7,
+            "Items":[{"Name":"v","UsageData":{"Size":7,"RefCount":0}}]},
+            "ContainerUsage":{"TotalSize":0},"BuildCacheUsage":{"TotalSize":0}}"#;
+        for body in [&legacy[..], &new[..]] {
+            let du = decode(body).unwrap();
+            let images = du.images.unwrap();
+            assert_eq!(
+                images[0].repo_tags.as_deref(),
+                Some(&["a:1".to_string()][..])
+            );
+            assert_eq!(images[0].size, 5);
+            assert_eq!(du.volumes.unwrap()[0].usage.as_ref().unwrap().size, 7);
+        }
+        // 1.52+ without verbose: summaries only, no items — nothing to list, not an error.
+        let bare =
+            decode(br#"{"ImageUsage":{"TotalSize":5},"VolumeUsage":{"TotalSize":7}}"#).unwrap();
+        assert!(bare.images.is_none() && bare.volumes.is_none());
     }
 }
