@@ -69,12 +69,36 @@ pub struct ReadError {
     pub message: String,
 }
 
+/// The most of a daemon's error message a report, a log line or a metric label carries. Podman
+/// 4.3 answers a container prune that raced another with one line per container ("container …
+/// does not exist in database"): 1,000 of them made a 170 kB reason.
+const MAX_MESSAGE: usize = 600;
+
 impl ReadError {
     /// A failure that is not an answer from the daemon (no connection, bad data).
     pub fn local(message: impl Into<String>) -> Self {
         Self {
             status: None,
             message: message.into(),
+        }
+    }
+
+    /// The daemon's error answer: its message trimmed, and cut to [`MAX_MESSAGE`] bytes with a
+    /// note of how much was left out.
+    pub fn answered(status: u16, message: &str) -> Self {
+        let message = message.trim();
+        let message = if message.len() <= MAX_MESSAGE {
+            message.to_string()
+        } else {
+            let mut cut = MAX_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}… ({} more bytes)", &message[..cut], message.len() - cut)
+        };
+        Self {
+            status: Some(status),
+            message,
         }
     }
 }
@@ -136,6 +160,23 @@ pub fn humanize(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_daemons_long_error_is_cut_and_says_so() {
+        let line = "container 3e1c does not exist in database: no such container; ";
+        let e = ReadError::answered(500, &line.repeat(1000));
+        assert_eq!(e.status, Some(500));
+        assert!(e.message.len() < 700, "{}", e.message.len());
+        assert!(e
+            .message
+            .ends_with(&format!("({} more bytes)", line.len() * 1000 - 1 - 600)));
+        let short = ReadError::answered(409, " a prune operation is already running\n");
+        assert_eq!(short.message, "a prune operation is already running");
+        // Never cut inside a character.
+        assert!(ReadError::answered(500, &"é".repeat(400))
+            .message
+            .contains('…'));
+    }
 
     #[test]
     fn durations_read_like_docker_durations() {

@@ -302,7 +302,13 @@ fn a_daemon_killed_during_a_prune_step_fails_it_and_the_next_run_completes() {
     next.expect(0);
     let report = next.json();
     for step in 0..3 {
-        assert_eq!(report["steps"][step]["status"], "done", "{report}");
+        // Podman keeps no build cache: its step is skipped before it is sent.
+        let want = if step == 2 && !engine().has_build_cache() {
+            "skipped"
+        } else {
+            "done"
+        };
+        assert_eq!(report["steps"][step]["status"], want, "{report}");
     }
     assert!(!d.inventory().images.contains(&junk), "the image step ran");
     assert!(d.container_count() < before);
@@ -389,10 +395,13 @@ fn a_daemon_without_build_cache_pruning_skips_that_step_saying_why() {
     assert_eq!(report["steps"][1]["status"], "done");
     assert_eq!(report["steps"][2]["status"], "skipped");
     let reason = report["steps"][2]["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("no build-cache prune endpoint (404)"),
-        "{reason}"
-    );
+    // Podman's step is refused before it is sent (engine.rs); Docker's is sent and answered 404
+    // by the proxy.
+    let want = match engine().kind {
+        Kind::Podman => "Podman has no build-cache prune endpoint",
+        Kind::Docker => "no build-cache prune endpoint (404)",
+    };
+    assert!(reason.contains(want), "{reason}");
     assert!(!d.inventory().images.contains(&junk));
     assert_eq!(
         d.inventory().build_cache,

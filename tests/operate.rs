@@ -189,13 +189,20 @@ fn audit_lines_match_what_the_daemon_reported_removed() {
     }
     let c = lines.iter().find(|l| l["id"] == exited.as_str()).unwrap();
     assert_eq!(c["what"]["name"], "exited1");
-    assert_eq!(c["what"]["image"], "pg-base:1");
+    // The image as the engine lists the container's: Podman qualifies short names.
+    let image = match engine().kind {
+        Kind::Podman => "docker.io/library/pg-base:1",
+        Kind::Docker => "pg-base:1",
+    };
+    assert_eq!(c["what"]["image"], image);
     assert_eq!(c["what"]["state"], "exited");
-    let cache = lines
-        .iter()
-        .find(|l| l["class"] == "build_cache")
-        .expect("build cache audited");
-    assert!(cache["what"]["description"].is_string(), "{cache}");
+    let cache = lines.iter().find(|l| l["class"] == "build_cache");
+    if engine().has_build_cache() {
+        let cache = cache.expect("build cache audited");
+        assert!(cache["what"]["description"].is_string(), "{cache}");
+    } else {
+        assert_eq!(cache, None, "an engine without build cache");
+    }
     // Appended, never rewritten: a second run that removes something adds lines.
     d.exited("exited2", "pg-base:1");
     settle();
@@ -288,6 +295,31 @@ fn a_prune_already_running_on_the_daemon_skips_that_step() {
     let no_lock = format!("{OPEN_NOW}[lock]\nenabled = false\n");
     let second = d.prunegate(&no_lock, &["run", "--json"]);
     let first = Run::from(first.wait_with_output().unwrap());
+    if engine().kind == Kind::Podman {
+        // Podman 4.3 has no prune lock: the two prunes race, and either (or both) fails on the
+        // containers the other removed — 500, one "no such container" per container — with an
+        // answer that no longer says what it removed itself. Such a step fails, the run stops
+        // there, and the reason stays readable; a later run finishes the job.
+        for r in [&first, &second] {
+            assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+            let report = r.json();
+            if r.code == 1 {
+                assert_eq!(report["steps"][0]["status"], "failed", "{report}");
+                let reason = report["steps"][0]["reason"].as_str().unwrap();
+                assert!(
+                    reason.contains("no such container") && reason.len() < 800,
+                    "{reason}"
+                );
+                assert_eq!(report["steps"][1]["status"], "skipped", "the run stopped");
+            } else {
+                r.expect(0);
+            }
+        }
+        d.prunegate(OPEN_NOW, &["run"]).expect(0);
+        assert_eq!(d.container_count(), 0);
+        assert!(!d.inventory().images.contains(&junk));
+        return;
+    }
     for r in [&first, &second] {
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
         r.expect(0);

@@ -25,10 +25,7 @@ fn read_error(err: bollard::errors::Error, timeout: Duration) -> ReadError {
         E::DockerResponseServerError {
             status_code,
             message,
-        } => ReadError {
-            status: Some(status_code),
-            message: message.trim().to_string(),
-        },
+        } => ReadError::answered(status_code, &message),
         E::RequestTimeoutError => {
             ReadError::local(format!("no answer within {}", humanize(timeout)))
         }

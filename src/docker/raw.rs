@@ -50,10 +50,7 @@ impl Daemon {
                     .ok()
                     .and_then(|v| v.get("message")?.as_str().map(str::to_string))
                     .unwrap_or_else(|| String::from_utf8_lossy(&body).to_string());
-                Err(ReadError {
-                    status: Some(status.as_u16()),
-                    message: message.trim().to_string(),
-                })
+                Err(ReadError::answered(status.as_u16(), &message))
             }
         };
         tokio::time::timeout(self.read_timeout, request)
