@@ -462,7 +462,25 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
     }
     let boundary = Instant::now() - gap / 2;
 
-    // Phase B: young containers and builds.
+    // Phase B: young containers and builds. An image whose tag moved in the gap may be gone:
+    // Docker 26.1's containerd store deletes an image that `docker load` took its last tag from
+    // when nothing uses it (28.5 keeps it as a dangling record). Such containers use the base.
+    let present: BTreeSet<String> = d
+        .api("/images/json?all=1")
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["Id"].as_str().map(str::to_string))
+        .collect();
+    let phase_b: Vec<Plan> = phase_b
+        .into_iter()
+        .map(|mut p| {
+            if !present.contains(&p.image) {
+                p.image = image_ids[0].clone();
+            }
+            p
+        })
+        .collect();
     create_all(d, &phase_b);
     if rng.bool() {
         track(d, &mut dangling_since, || {
