@@ -4,6 +4,7 @@
 //! `older_then = "30d"` silently ignored would prune with the default, which is exactly the kind
 //! of surprise a pruner must not spring. Errors name the dotted key and the file.
 
+use crate::address::Address;
 use crate::duration::GoDuration;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,21 @@ pub struct Config {
     pub audit: AuditConfig,
     pub state: StateConfig,
     pub schedule: ScheduleConfig,
+    pub swarm: SwarmConfig,
+}
+
+/// How a swarm worker learns what the swarm is doing: only managers can list services and
+/// tasks, so a worker asks one of them over the Engine API, with TLS client certificates.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwarmConfig {
+    /// Managers' Engine API addresses (`tcp://host:2376`), tried in order. Used only when this
+    /// node is a worker; a manager reads its own socket.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub managers: Vec<String>,
+    /// A directory in `DOCKER_CERT_PATH` layout: `ca.pem`, `cert.pem`, `key.pem`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -347,6 +363,31 @@ impl Config {
             }
         }
         live_runs_regex(&self.gates.live_runs.pattern)?;
+        for m in &self.swarm.managers {
+            let a = Address::parse(m).map_err(|e| format!("key `swarm.managers`: {e}"))?;
+            if a.authority().is_none() {
+                return Err(format!(
+                    "key `swarm.managers`: {m:?} must be tcp://host:port (a manager's Engine API \
+                     with TLS; a manager node itself needs no managers)"
+                ));
+            }
+        }
+        match &self.swarm.cert_path {
+            None if !self.swarm.managers.is_empty() => {
+                return Err(
+                    "key `swarm.cert_path`: required with swarm.managers (a directory \
+                     holding ca.pem, cert.pem and key.pem)"
+                        .to_string(),
+                )
+            }
+            Some(p) if !p.is_absolute() => {
+                return Err(format!(
+                    "key `swarm.cert_path`: {:?} must be an absolute path",
+                    p.display().to_string()
+                ))
+            }
+            _ => {}
+        }
         for (key, value) in [
             ("docker.read_timeout", &self.docker.read_timeout),
             ("docker.prune_timeout", &self.docker.prune_timeout),
@@ -434,6 +475,14 @@ mod tests {
         );
         assert!(err("[gates.disk]\npaths = []\n").contains("gates.disk.paths"));
         assert!(err("[gates.disk]\npath = \"/a\"\npaths = [\"/b\"]\n").contains("not both"));
+        let m = "[swarm]\nmanagers = [\"tcp://10.0.0.1:2376\"]\n";
+        assert!(err(m).contains("swarm.cert_path"));
+        assert!(
+            err("[swarm]\nmanagers = [\"unix:///run/docker.sock\"]\ncert_path = \"/t\"\n")
+                .contains("must be tcp://")
+        );
+        assert!(err(&format!("{m}cert_path = \"rel\"\n")).contains("absolute"));
+        assert!(err("[swarm]\nmanager = []\n").contains("manager"));
         assert!(err("[gates.live_runs]\npattern = \"(ci\"\n").contains("gates.live_runs.pattern"));
         assert!(err("[prune]\nolder_than = \"2d\"\n").contains("prune.older_than"));
         assert!(err("[docker]\nread_timeout = \"0s\"\n").contains("docker.read_timeout"));

@@ -143,11 +143,7 @@ fn debug_snapshot(common: &Common) -> ExitCode {
         Err(e) => return usage_error(&e, false, "debug snapshot"),
     };
     block_on(async {
-        let daemon = docker::Daemon::connect(
-            &settings.address,
-            settings.read_timeout,
-            settings.prune_timeout,
-        )?;
+        let daemon = run::inputs::connect(&settings)?;
         let snapshot = docker::snapshot::Snapshot::take(&daemon).await;
         let disk = run::inputs::disk_reading(&settings.gates.disk, &snapshot.engine);
         let until = snapshot

@@ -166,6 +166,13 @@ impl Advisory {
     }
 }
 
+/// Requests sent to one of `swarm.managers` during a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManagerCalls {
+    pub address: String,
+    pub api_calls: usize,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub command: Command,
@@ -180,7 +187,12 @@ pub struct Report {
     pub gates: Vec<GateResult>,
     pub steps: Vec<StepReport>,
     pub reclaimed_bytes: u64,
+    /// Requests to the daemon in force (`docker_host`).
     pub api_calls: usize,
+    /// On a worker with `swarm.managers`: each manager asked and the requests sent to it this
+    /// run (the gates' evidence says which one answered, as `swarm_from`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub manager_api_calls: Vec<ManagerCalls>,
     /// The gate that closed between steps and stopped the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_by: Option<GateResult>,
@@ -231,6 +243,7 @@ impl Report {
             steps: Vec::new(),
             reclaimed_bytes: 0,
             api_calls: 0,
+            manager_api_calls: Vec::new(),
             stopped_by: None,
             error: None,
             warnings: Vec::new(),
@@ -342,7 +355,11 @@ impl Report {
         } else {
             out.push_str("  ");
         }
-        let _ = writeln!(out, "{} API calls, {} ms", self.api_calls, self.duration_ms);
+        let _ = write!(out, "{} API calls", self.api_calls);
+        for m in &self.manager_api_calls {
+            let _ = write!(out, " + {} to manager {}", m.api_calls, m.address);
+        }
+        let _ = writeln!(out, ", {} ms", self.duration_ms);
         out
     }
 }

@@ -23,6 +23,10 @@ pub struct Settings {
     pub lock: Option<PathBuf>,
     pub sinks: SinkSettings,
     pub schedule: ScheduleSettings,
+    /// `swarm.managers`, asked (with the client certificates in `swarm.cert_path`) for the
+    /// swarm's services and tasks when this node is a worker.
+    pub managers: Vec<Address>,
+    pub cert_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +178,13 @@ impl Settings {
                 describe_build_cache: config.audit.path.is_some(),
             },
             lock: config.lock.enabled.then(|| config.lock.path.clone()),
+            managers: config
+                .swarm
+                .managers
+                .iter()
+                .map(|m| Address::parse(m).map_err(|e| format!("key `swarm.managers`: {e}")))
+                .collect::<Result<_, _>>()?,
+            cert_path: config.swarm.cert_path.clone(),
             sinks: SinkSettings {
                 audit: config.audit.path.clone(),
                 metrics: config.metrics.path.clone(),

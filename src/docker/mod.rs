@@ -59,6 +59,10 @@ pub struct Daemon {
     read_timeout: Duration,
     prune_timeout: Duration,
     calls: Arc<AtomicUsize>,
+    /// `swarm.managers`, asked for the swarm reads when this daemon is a worker's; each counts
+    /// its own requests. An error says why a manager's client could not even be made (its
+    /// certificates could not be loaded): that manager then counts as not answering.
+    pub managers: Vec<Result<Daemon, String>>,
 }
 
 impl Daemon {
@@ -86,7 +90,44 @@ impl Daemon {
             read_timeout,
             prune_timeout,
             calls,
+            managers: Vec::new(),
         })
+    }
+
+    /// A swarm manager's Engine API over TLS with client certificates, for reads only:
+    /// `cert_dir` holds `ca.pem`, `cert.pem` and `key.pem` (Docker's `DOCKER_CERT_PATH`
+    /// layout). Certificates are loaded here; connecting is lazy.
+    pub fn connect_tls(
+        address: &Address,
+        cert_dir: &std::path::Path,
+        read_timeout: Duration,
+    ) -> Result<Self, String> {
+        let file = |name: &str| cert_dir.join(name);
+        let base = Docker::connect_with_ssl(
+            address.as_str(),
+            &file("key.pem"),
+            &file("cert.pem"),
+            &file("ca.pem"),
+            read_timeout.as_secs().max(1),
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| format!("{}: TLS with {}: {e}", address.as_str(), cert_dir.display()))?;
+        let mut d = Self::connect(address, read_timeout, read_timeout)?;
+        let calls = d.calls.clone();
+        d.read = base
+            .with_timeout(read_timeout)
+            .with_request_modifier(move |req| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                req
+            });
+        d.prune = d.read.clone();
+        Ok(d)
+    }
+
+    /// With the managers a worker asks (see [`Daemon::managers`]).
+    pub fn with_managers(mut self, managers: Vec<Result<Daemon, String>>) -> Self {
+        self.managers = managers;
+        self
     }
 
     /// How many Engine API requests this connection has sent.

@@ -37,6 +37,39 @@ pub struct Snapshot {
     /// complete, or failed with its restart policy used up) from one whose tasks are still to
     /// be created.
     pub history: Read<Vec<Task>>,
+    /// Whose view of the swarm `services`, `tasks` and `history` are.
+    pub swarm_source: SwarmSource,
+}
+
+/// Where the swarm reads came from: a swarm's state is known to its managers only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "from", content = "address")]
+pub enum SwarmSource {
+    /// Not read: not in a swarm, or a worker without `swarm.managers`.
+    #[default]
+    NotRead,
+    /// This node is a manager: its own socket.
+    ThisNode,
+    /// This node is a worker; the first of `swarm.managers` that answered as a manager of its
+    /// swarm.
+    Manager(String),
+    /// This node is a worker and no manager answered: the reads hold why.
+    NoManager,
+}
+
+impl SwarmSource {
+    /// Whether the reads are meant to be a manager's view (read, or failed to be).
+    pub fn asked(&self) -> bool {
+        *self != SwarmSource::NotRead
+    }
+
+    /// The manager that answered a worker, for the evidence.
+    pub fn manager(&self) -> Option<&str> {
+        match self {
+            SwarmSource::Manager(a) => Some(a),
+            _ => None,
+        }
+    }
 }
 
 /// Services, live tasks and the history of short services, as read on a manager.
@@ -52,6 +85,10 @@ struct Reads {
     /// Absent from snapshots captured before it was read: no service was short there.
     #[serde(default = "no_history")]
     history: Read<Vec<Task>>,
+    /// Absent from snapshots captured before workers asked managers: a manager's own reads
+    /// when the node is one.
+    #[serde(default)]
+    swarm_source: Option<SwarmSource>,
 }
 
 fn no_history() -> Read<Vec<Task>> {
@@ -60,13 +97,19 @@ fn no_history() -> Read<Vec<Task>> {
 
 impl From<Reads> for Snapshot {
     fn from(r: Reads) -> Snapshot {
+        let engine = r.info.as_ref().map(Engine::from_info).map_err(Clone::clone);
+        let swarm_source = r.swarm_source.unwrap_or(match &engine {
+            Ok(e) if e.swarm == SwarmRole::Manager => SwarmSource::ThisNode,
+            _ => SwarmSource::NotRead,
+        });
         Snapshot {
-            engine: r.info.as_ref().map(Engine::from_info).map_err(Clone::clone),
+            engine,
             info: r.info,
             containers: r.containers,
             services: r.services,
             tasks: r.tasks,
             history: r.history,
+            swarm_source,
         }
     }
 }
@@ -118,7 +161,7 @@ impl Snapshot {
             let swarm = Self::swarm_if_manager(daemon, &info).await;
             (info, swarm)
         };
-        let ((info, (services, tasks, history)), compose, stacks) = tokio::join!(
+        let ((info, ((services, tasks, history), source)), compose, stacks) = tokio::join!(
             info_then_swarm,
             daemon.containers(labelled(COMPOSE_LABEL)),
             daemon.containers(labelled(STACK_LABEL)),
@@ -129,25 +172,94 @@ impl Snapshot {
             services,
             tasks,
             history,
+            swarm_source: Some(source),
         })
     }
 
-    /// On a swarm manager, [`Snapshot::swarm`]; on any other node (or without its info) the
-    /// swarm reads are not made, and say why.
-    async fn swarm_if_manager(daemon: &Daemon, info: &Read<SystemInfo>) -> SwarmReads {
+    /// On a swarm manager, [`Snapshot::swarm`] on its own socket; on a worker with
+    /// `swarm.managers`, the same asked of the first manager that answers; on any other node
+    /// (or without its info) the swarm reads are not made, and say why.
+    async fn swarm_if_manager(
+        daemon: &Daemon,
+        info: &Read<SystemInfo>,
+    ) -> (SwarmReads, SwarmSource) {
         let not_read = |why: String| {
             let skipped = ReadError::local(format!("not read: {why}"));
-            (Err(skipped.clone()), Err(skipped), no_history())
+            (
+                (Err(skipped.clone()), Err(skipped), no_history()),
+                SwarmSource::NotRead,
+            )
         };
         match info.as_ref().map(|i| Engine::from_info(i).swarm) {
-            Ok(SwarmRole::Manager) => Self::swarm(daemon).await,
+            Ok(SwarmRole::Manager) => (Self::swarm(daemon).await, SwarmSource::ThisNode),
+            Ok(SwarmRole::Worker) if !daemon.managers.is_empty() => {
+                Self::from_managers(daemon, info.as_ref().ok()).await
+            }
             Ok(SwarmRole::NotInSwarm) => not_read("this node is not in a swarm".into()),
-            Ok(SwarmRole::Worker) => not_read("this node is a swarm worker".into()),
+            Ok(SwarmRole::Worker) => not_read(
+                "this node is a swarm worker and swarm.managers is not set (only a manager \
+                 can list services and tasks)"
+                    .into(),
+            ),
             Ok(SwarmRole::Unavailable(state)) => {
                 not_read(format!("this node's swarm state is {state:?}"))
             }
             Err(_) => not_read("the daemon's info could not be read".into()),
         }
+    }
+
+    /// A worker's swarm reads: `swarm.managers` in order, the first that answers `/info` as a
+    /// manager of this worker's swarm (its node id among the worker's `RemoteManagers`) is
+    /// asked what [`Snapshot::swarm`] asks a local manager. None answering: every swarm read
+    /// fails with each manager's reason, and the gates needing them close.
+    async fn from_managers(
+        daemon: &Daemon,
+        worker: Option<&SystemInfo>,
+    ) -> (SwarmReads, SwarmSource) {
+        let known: Vec<&str> = worker
+            .and_then(|i| i.swarm.as_ref()?.remote_managers.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.node_id.as_deref())
+            .collect();
+        let mut failures = Vec::new();
+        for manager in &daemon.managers {
+            let m = match manager {
+                Ok(m) => m,
+                Err(e) => {
+                    failures.push(e.clone());
+                    continue;
+                }
+            };
+            let address = m.address.as_str().to_string();
+            let info = match m.read.info().await {
+                Ok(i) => i,
+                Err(e) => {
+                    failures.push(format!("{address}: {}", m.read_err(e)));
+                    continue;
+                }
+            };
+            let node = info.swarm.as_ref().and_then(|s| s.node_id.as_deref());
+            match Engine::from_info(&info).swarm {
+                SwarmRole::Manager if node.is_some_and(|n| known.contains(&n)) => {
+                    return (Self::swarm(m).await, SwarmSource::Manager(address));
+                }
+                SwarmRole::Manager => failures.push(format!(
+                    "{address}: a manager of another swarm (node {} is not among this \
+                     worker's managers)",
+                    node.unwrap_or("?")
+                )),
+                role => failures.push(format!("{address}: not a swarm manager ({role:?})")),
+            }
+        }
+        let none = ReadError::local(format!(
+            "no swarm manager answered: {}",
+            failures.join("; ")
+        ));
+        (
+            (Err(none.clone()), Err(none.clone()), Err(none)),
+            SwarmSource::NoManager,
+        )
     }
 
     /// A manager's services (with their status) and live tasks, then the history of short ones.

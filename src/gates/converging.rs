@@ -33,7 +33,12 @@ pub struct Finding {
     pub why: String,
 }
 
+/// The gate, saying which manager's view it judged when a worker asked one.
 pub fn evaluate(cfg: &ConvergingGate, snapshot: &Snapshot) -> GateResult {
+    super::as_seen_by(judge(cfg, snapshot), snapshot)
+}
+
+fn judge(cfg: &ConvergingGate, snapshot: &Snapshot) -> GateResult {
     let name = GateName::Converging;
     if !cfg.enabled {
         return GateResult::disabled(name);
@@ -42,8 +47,11 @@ pub fn evaluate(cfg: &ConvergingGate, snapshot: &Snapshot) -> GateResult {
         Ok(e) => e,
         Err(closed) => return closed,
     };
-    if let Some(not_a_manager) = role_verdict(&engine.swarm) {
-        return not_a_manager;
+    // A worker with `swarm.managers` judges a manager's reads (failed ones close the gate).
+    if !snapshot.swarm_source.asked() {
+        if let Some(not_a_manager) = role_verdict(&engine.swarm) {
+            return not_a_manager;
+        }
     }
     let closed = |what: &str, e| unreadable(name, what, e);
     let services = match &snapshot.services {
@@ -95,7 +103,7 @@ fn role_verdict(role: &SwarmRole) -> Option<GateResult> {
         SwarmRole::Worker => Some(GateResult::closed(
             name,
             "this node is a swarm worker: only a manager can see whether services are converging \
-             (run prunegate against a manager, or set gates.converging.enabled = false if deploys never target this node)",
+             (set swarm.managers so that this node asks one, or gates.converging.enabled = false if deploys never target this node)",
             json!({ "swarm": "worker" }),
         )),
         SwarmRole::Unavailable(state) => Some(GateResult::closed(

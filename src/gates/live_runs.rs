@@ -62,7 +62,12 @@ fn label<'a>(labels: Option<&'a HashMap<String, String>>, key: &str) -> Option<&
     labels.and_then(|l| l.get(key)).map(String::as_str)
 }
 
+/// The gate, saying which manager's view it judged when a worker asked one.
 pub fn evaluate(cfg: &LiveRunsGate, snapshot: &Snapshot) -> GateResult {
+    super::as_seen_by(judge(cfg, snapshot), snapshot)
+}
+
+fn judge(cfg: &LiveRunsGate, snapshot: &Snapshot) -> GateResult {
     let name = GateName::LiveRuns;
     if !cfg.enabled {
         return GateResult::disabled(name);
@@ -74,7 +79,7 @@ pub fn evaluate(cfg: &LiveRunsGate, snapshot: &Snapshot) -> GateResult {
     // Stacks: a manager also lists them from services (even with 0 replicas running) and from
     // the tasks of removed services still stopping on any node; every node sees the task
     // containers placed on it.
-    let manager = engine.swarm == SwarmRole::Manager;
+    let manager = engine.swarm == SwarmRole::Manager || snapshot.swarm_source.asked();
     match live_names(snapshot, manager) {
         Ok(live) => verdict(cfg, &live, manager),
         Err(closed) => closed,

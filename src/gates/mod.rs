@@ -126,6 +126,18 @@ pub fn activity(settings: &GateSettings, snapshot: &Snapshot) -> [GateResult; 2]
     ]
 }
 
+/// Shared by the swarm-wide gates: on a worker that asked a manager, the result names it, in
+/// the reason and as `swarm_from` in the evidence (the decision is that manager's view).
+fn as_seen_by(mut g: GateResult, snapshot: &Snapshot) -> GateResult {
+    if let Some(manager) = snapshot.swarm_source.manager() {
+        g.reason = format!("{} (swarm as manager {manager} sees it)", g.reason);
+        if let Some(ev) = g.evidence.as_object_mut() {
+            ev.insert("swarm_from".into(), manager.into());
+        }
+    }
+    g
+}
+
 /// Shared by the gates that read the daemon: a listing `what` that could not be read closes
 /// `name`, with the error as its reason and evidence.
 fn unreadable(name: GateName, what: &str, e: &crate::model::ReadError) -> GateResult {

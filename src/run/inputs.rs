@@ -42,6 +42,25 @@ pub fn disk_before_daemon(settings: &Settings, command: Command) -> Option<Vec<D
     Some(paths.map(|(p, s)| disk::read(p, s)).collect())
 }
 
+/// The daemon in force, with the managers a worker asks (`swarm.managers`, TLS with the
+/// certificates in `swarm.cert_path`). Connecting is lazy: nothing is sent here.
+pub fn connect(settings: &Settings) -> Result<Daemon, String> {
+    let daemon = Daemon::connect(
+        &settings.address,
+        settings.read_timeout,
+        settings.prune_timeout,
+    )?;
+    let managers = settings
+        .managers
+        .iter()
+        .map(|m| match &settings.cert_path {
+            Some(dir) => Daemon::connect_tls(m, dir, settings.read_timeout),
+            None => Err(format!("{}: swarm.cert_path is not set", m.as_str())),
+        })
+        .collect();
+    Ok(daemon.with_managers(managers))
+}
+
 /// Reads every gate input once. `early` is a disk reading already taken for this run (see
 /// [`disk_before_daemon`]): reused, not taken again.
 pub async fn read(

@@ -5,7 +5,6 @@
 use super::inputs::disk_before_daemon;
 use super::runner;
 use super::Interrupt;
-use crate::docker::Daemon;
 use crate::gates::{self, GateName, GateResult};
 use crate::lock::{self, LockError};
 use crate::model::Command;
@@ -50,11 +49,7 @@ pub async fn run(
             Err(e) => return done(Report::failed(command, host, until, e.to_string())),
         },
     };
-    match Daemon::connect(
-        &settings.address,
-        settings.read_timeout,
-        settings.prune_timeout,
-    ) {
+    match super::inputs::connect(settings) {
         Ok(daemon) => finish(
             settings,
             runner::execute(command, settings, &daemon, dry_run, interrupt, early).await,

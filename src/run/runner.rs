@@ -17,7 +17,7 @@ use crate::gates::{
 };
 use crate::model::{Class, Command};
 use crate::plan::{self, Policy};
-use crate::report::{Advisory, Outcome, Report, StepReport, StepStatus};
+use crate::report::{Advisory, ManagerCalls, Outcome, Report, StepReport, StepStatus};
 use crate::settings::Settings;
 use std::time::Instant;
 
@@ -87,6 +87,16 @@ pub async fn execute(
     };
     report.reclaimed_bytes = report.steps.iter().map(|s| s.reclaimed_bytes).sum();
     report.api_calls = daemon.api_calls();
+    report.manager_api_calls = daemon
+        .managers
+        .iter()
+        .flatten()
+        .filter(|m| m.api_calls() > 0)
+        .map(|m| ManagerCalls {
+            address: m.address.as_str().to_string(),
+            api_calls: m.api_calls(),
+        })
+        .collect();
     report.finish(started);
     report
 }

@@ -20,6 +20,27 @@ pub struct PrivateDaemon {
     pub host: String,
     child: Child,
     mounts: Vec<PathBuf>,
+    /// Set for a node of a multi-node test: the daemon runs in that network namespace (only
+    /// the network one: `ip netns exec` would give it a fresh /sys, and dockerd then stops with
+    /// "Devices cgroup isn't mounted"), with `args` added, and prunegate runs there too.
+    pub node: Option<Node>,
+}
+
+/// Where a node's daemon runs: a named network namespace (`ip netns`), and its extra dockerd
+/// arguments (a TCP listener with TLS, for a manager).
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub netns: String,
+    pub args: Vec<String>,
+}
+
+impl Node {
+    /// `nsenter --net=…` for the namespace: a command prefixed with it runs there.
+    pub fn enter(&self) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/var/run/netns/{}", self.netns));
+        c
+    }
 }
 
 fn need(path: &str, package: &str) {
@@ -32,6 +53,11 @@ fn need(path: &str, package: &str) {
 
 impl PrivateDaemon {
     pub fn start() -> PrivateDaemon {
+        Self::start_node(None)
+    }
+
+    /// A daemon of a multi-node test, in `node`'s network namespace (Docker engines only).
+    pub fn start_node(node: Option<Node>) -> PrivateDaemon {
         need("/usr/sbin/runc", "runc");
         need(BUSYBOX, "busybox-static");
         // The engine's own daemon and CLI (Debian 12's docker.io unless PRUNEGATE_TEST_ENGINE
@@ -46,7 +72,7 @@ impl PrivateDaemon {
             .tempdir_in("/tmp")
             .expect("temporary directory");
         let sock = dir.path().join("docker.sock");
-        let child = spawn_dockerd(dir.path(), &sock);
+        let child = spawn_dockerd(dir.path(), &sock, node.as_ref());
         let host = format!("unix://{}", sock.display());
         let mut d = PrivateDaemon {
             dir,
@@ -54,6 +80,7 @@ impl PrivateDaemon {
             host,
             child,
             mounts: Vec::new(),
+            node,
         };
         d.wait_until_answering();
         d
@@ -78,7 +105,7 @@ impl PrivateDaemon {
             }
         }
         let _ = std::fs::remove_file(&self.sock);
-        self.child = spawn_dockerd(self.dir.path(), &self.sock);
+        self.child = spawn_dockerd(self.dir.path(), &self.sock, self.node.as_ref());
         self.wait_until_answering();
     }
 
@@ -146,7 +173,7 @@ impl PrivateDaemon {
 /// The test engine's dockerd on `dir`'s data root, exec root, pid file and own config file
 /// (never the host's /etc/docker/daemon.json), listening only on `sock`; or Podman's service,
 /// with its storage and configuration under `dir`, in a mount namespace of its own.
-fn spawn_dockerd(dir: &Path, sock: &Path) -> Child {
+fn spawn_dockerd(dir: &Path, sock: &Path, node: Option<&Node>) -> Child {
     let engine = engine();
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -167,7 +194,15 @@ fn spawn_dockerd(dir: &Path, sock: &Path) -> Child {
     }
     let config = dir.join("daemon.json");
     std::fs::write(&config, engine.daemon_json()).expect("daemon.json");
-    Command::new(&engine.dockerd)
+    let mut command = match node {
+        Some(n) => {
+            let mut c = n.enter();
+            c.arg(&engine.dockerd).args(&n.args);
+            c
+        }
+        None => Command::new(&engine.dockerd),
+    };
+    command
         .arg("--config-file")
         .arg(&config)
         .arg("--data-root")

@@ -52,7 +52,15 @@ impl PrivateDaemon {
             text.push_str("\n[gates.grace]\nmin_uptime = \"0s\"\n");
         }
         std::fs::write(&config, text).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prunegate"));
+        // A node's prunegate runs in its network namespace, where its managers are reachable.
+        let mut cmd = match &self.node {
+            Some(n) => {
+                let mut c = n.enter();
+                c.arg(env!("CARGO_BIN_EXE_prunegate"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_prunegate")),
+        };
         cmd.args(args)
             .arg("--config")
             .arg(&config)

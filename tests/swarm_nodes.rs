@@ -1,0 +1,543 @@
+//! A real three-node swarm on one machine: three private dockerds, each in a network namespace
+//! of its own joined by veth pairs to a bridge in a fourth namespace (the test's own addresses,
+//! 10.77.N.0/24, inside those namespaces only: nothing leaves them, and nothing is added to the
+//! host's own network namespace). Node 1 is the manager, its Engine API on TLS with
+//! certificates the test makes; nodes 2 and 3 are workers that ask it (`swarm.managers`).
+//!
+//! One test walks the scenarios in turn on one swarm (building it takes most of the time):
+//! a CI stack live on node 3 only, a service that cannot converge, every gate open, the
+//! manager's API out of reach, and one node's disk full. It prints a table of what each node
+//! decided and the API requests each run made, to the daemon and to the manager.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Network namespaces `<prefix>-sw` (the bridge) and `<prefix>-n1…n3`, removed on drop.
+struct Net {
+    names: Vec<String>,
+    subnet: u8,
+}
+
+impl Net {
+    fn new(nodes: usize) -> Net {
+        for (tool, package) in [
+            ("nsenter", "util-linux"),
+            ("ip", "iproute2"),
+            ("openssl", "openssl"),
+        ] {
+            let found = Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            assert!(
+                found,
+                "{tool} is missing: install Debian's {package}; this test needs it"
+            );
+        }
+        let subnet = 20 + (std::process::id() % 200) as u8;
+        let prefix = format!("pg{}", std::process::id());
+        let sw = format!("{prefix}-sw");
+        let mut names = vec![sw.clone()];
+        ip(&["netns", "add", &sw]);
+        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &sw, "link", "set", "br0", "up"]);
+        for k in 1..=nodes {
+            let ns = format!("{prefix}-n{k}");
+            ip(&["netns", "add", &ns]);
+            names.push(ns.clone());
+            let port = format!("p{k}");
+            ip(&[
+                "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+                &ns,
+            ]);
+            ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"]);
+            let addr = format!("10.77.{subnet}.{k}/24");
+            ip(&["-n", &ns, "addr", "add", &addr, "dev", "eth0"]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        Net { names, subnet }
+    }
+
+    fn node(&self, k: usize) -> &str {
+        &self.names[k]
+    }
+
+    fn addr(&self, k: usize) -> String {
+        format!("10.77.{}.{k}", self.subnet)
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running openssl (Debian's openssl package)");
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for `server_ip` and a client certificate, as Docker's "protect
+/// the daemon socket" guide makes them. Returns (server dir, client dir in DOCKER_CERT_PATH
+/// layout).
+fn certificates(dir: &Path, server_ip: &str) -> (PathBuf, PathBuf) {
+    let ca = |args: &[&str]| openssl(dir, args);
+    ca(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=prunegate test CA",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        format!("subjectAltName=IP:{server_ip}\nextendedKeyUsage=serverAuth\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
+        ca(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}-key.pem"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        ca(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}-cert.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        ]);
+    }
+    let client = dir.join("client");
+    std::fs::create_dir_all(&client).unwrap();
+    for (from, to) in [
+        ("ca.pem", "ca.pem"),
+        ("client-cert.pem", "cert.pem"),
+        ("client-key.pem", "key.pem"),
+    ] {
+        std::fs::copy(dir.join(from), client.join(to)).unwrap();
+    }
+    (dir.to_path_buf(), client)
+}
+
+struct Swarm {
+    // Dropped first: the daemons, then the namespaces they ran in.
+    nodes: Vec<PrivateDaemon>,
+    net: Net,
+    _certs: tempfile::TempDir,
+    client: PathBuf,
+    manager_api: String,
+}
+
+impl Swarm {
+    fn start() -> Swarm {
+        assert_eq!(
+            engine().kind,
+            Kind::Docker,
+            "swarm mode needs a Docker engine"
+        );
+        let net = Net::new(3);
+        let certs = tempfile::Builder::new()
+            .prefix("pg-tls-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let (server, client) = certificates(certs.path(), &net.addr(1));
+        let manager_api = format!("tcp://{}:2376", net.addr(1));
+        let mut nodes = Vec::new();
+        for k in 1..=3 {
+            let mut args = Vec::new();
+            if k == 1 {
+                let pem = |f: &str| server.join(f).display().to_string();
+                args = vec![
+                    "-H".into(),
+                    manager_api.clone(),
+                    "--tlsverify".into(),
+                    format!("--tlscacert={}", pem("ca.pem")),
+                    format!("--tlscert={}", pem("server-cert.pem")),
+                    format!("--tlskey={}", pem("server-key.pem")),
+                ];
+            }
+            nodes.push(PrivateDaemon::start_node(Some(Node {
+                netns: net.node(k).to_string(),
+                args,
+            })));
+        }
+        let manager = &nodes[0];
+        let advertise = net.addr(1);
+        manager.docker(&[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &advertise,
+            "--listen-addr",
+            &format!("{advertise}:2377"),
+        ]);
+        let token = manager.docker(&["swarm", "join-token", "-q", "worker"]);
+        for (k, worker) in nodes.iter().enumerate().skip(1) {
+            worker.docker(&[
+                "swarm",
+                "join",
+                "--token",
+                &token,
+                "--advertise-addr",
+                &net.addr(k + 1),
+                "--listen-addr",
+                &format!("{}:2377", net.addr(k + 1)),
+                &format!("{advertise}:2377"),
+            ]);
+        }
+        manager.wait_for("three ready nodes", || {
+            manager
+                .docker(&["node", "ls", "--format", "{{.Status}}"])
+                .lines()
+                .filter(|l| *l == "Ready")
+                .count()
+                == 3
+        });
+        // Nothing can be pulled: every node has the image its tasks run.
+        for n in &nodes {
+            n.build("pg-base:1", "", "base");
+        }
+        Swarm {
+            nodes,
+            net,
+            _certs: certs,
+            client,
+            manager_api,
+        }
+    }
+
+    fn node_id(&self, k: usize) -> String {
+        self.nodes[k - 1].docker(&["info", "--format", "{{.Swarm.NodeID}}"])
+    }
+
+    /// prunegate's config on every node: CI runs are `ci-…`, workers ask `managers`.
+    fn config(&self, managers: &[&str], extra: &str) -> String {
+        let list: Vec<String> = managers.iter().map(|m| format!("\"{m}\"")).collect();
+        format!(
+            "[gates.live_runs]\npattern = \"^ci-\"\n[swarm]\nmanagers = [{}]\ncert_path = \"{}\"\n{extra}",
+            list.join(", "),
+            self.client.display()
+        )
+    }
+
+    fn wait_service(&self, name: &str, replicas: &str) {
+        let m = &self.nodes[0];
+        m.wait_for(&format!("service {name} at {replicas}"), || {
+            m.docker(&[
+                "service",
+                "ls",
+                "--filter",
+                &format!("name={name}"),
+                "--format",
+                "{{.Replicas}}",
+            ]) == replicas
+        });
+    }
+
+    fn remove_service(&self, name: &str) {
+        let m = &self.nodes[0];
+        m.docker(&["service", "rm", name]);
+        for n in &self.nodes {
+            n.wait_for(&format!("{name}'s containers to go"), || {
+                n.docker(&[
+                    "ps",
+                    "-aq",
+                    "--filter",
+                    &format!("label=com.docker.swarm.service.name={name}"),
+                ])
+                .is_empty()
+            });
+        }
+    }
+}
+
+fn gate<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["gates"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["name"] == name))
+        .unwrap_or_else(|| panic!("no gate {name} in {report}"))
+}
+
+fn calls(report: &Value) -> String {
+    let managers: Vec<String> = report["manager_api_calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            format!(
+                "{} to {}",
+                m["api_calls"],
+                m["address"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let mut text = format!("{} to its daemon", report["api_calls"]);
+    for m in managers {
+        text.push_str(&format!(", {m}"));
+    }
+    text
+}
+
+#[test]
+fn every_node_of_a_three_node_swarm_decides_on_the_managers_view() {
+    let s = Swarm::start();
+    let open = "[gates.disk]\nused_percent = 1\n[prune]\nolder_than = \"0s\"\n";
+    let config = s.config(&[&s.manager_api], open);
+    let mut table = vec![
+        "| scenario | node | outcome | live_runs | converging | API requests |".to_string(),
+        "|---|---|---|---|---|---|".to_string(),
+    ];
+    let mut row = |scenario: &str, k: usize, r: &Value| {
+        // A run whose configured disk is below the threshold stops there: no other gate.
+        let g = |n: &str| {
+            let found = r["gates"]
+                .as_array()
+                .and_then(|g| g.iter().find(|g| g["name"] == n));
+            match found.map(|g| g["open"] == true) {
+                Some(true) => "open",
+                Some(false) => "closed",
+                None => "–",
+            }
+        };
+        table.push(format!(
+            "| {scenario} | {} | {} | {} | {} | {} |",
+            if k == 1 {
+                "1 (manager)".to_string()
+            } else {
+                format!("{k} (worker)")
+            },
+            r["outcome"].as_str().unwrap_or("?"),
+            g("live_runs"),
+            g("converging"),
+            calls(r)
+        ));
+    };
+
+    // A CI stack whose only task runs on node 3: every node skips, naming it.
+    let n3 = s.node_id(3);
+    s.nodes[0].service(
+        "ci-7_job",
+        &[
+            "--label",
+            "com.docker.stack.namespace=ci-7",
+            "--container-label",
+            "com.docker.stack.namespace=ci-7",
+            "--constraint",
+            &format!("node.id=={n3}"),
+        ],
+        "pg-base:1",
+    );
+    s.wait_service("ci-7_job", "1/1");
+    assert!(
+        s.nodes[1].docker(&["ps", "-q"]).is_empty(),
+        "node 2 runs nothing of it"
+    );
+    for (i, n) in s.nodes.iter().enumerate() {
+        let r = n.prunegate(&config, &["check", "--json"]);
+        let report = r.json();
+        row("ci-7 live on node 3", i + 1, &report);
+        let live = gate(&report, "live_runs");
+        assert_eq!(live["open"], false, "node {}: {live}", i + 1);
+        assert!(live["reason"].as_str().unwrap().contains("ci-7"), "{live}");
+        if i == 0 {
+            assert!(
+                live["evidence"]["swarm_from"].is_null(),
+                "the manager reads its own socket"
+            );
+            assert!(report["manager_api_calls"].is_null(), "{report}");
+        } else {
+            assert_eq!(
+                live["evidence"]["swarm_from"],
+                s.manager_api.as_str(),
+                "{live}"
+            );
+            assert!(
+                report["manager_api_calls"][0]["api_calls"]
+                    .as_u64()
+                    .unwrap()
+                    >= 3,
+                "{report}"
+            );
+        }
+        assert_eq!(r.code, 10, "check with a gate closed");
+    }
+    s.remove_service("ci-7_job");
+
+    // A service that cannot converge: every node skips.
+    s.nodes[0].stuck_service("stuck", "pg-base:1");
+    for (i, n) in s.nodes.iter().enumerate() {
+        let report = n.prunegate(&config, &["check", "--json"]).json();
+        row("a service that cannot converge", i + 1, &report);
+        let c = gate(&report, "converging");
+        assert_eq!(c["open"], false, "node {}: {c}", i + 1);
+        assert!(c["reason"].as_str().unwrap().contains("stuck"), "{c}");
+    }
+    s.nodes[0].docker(&["service", "rm", "stuck"]);
+
+    // Every gate open: each node prunes its own junk, and only that.
+    let junk: Vec<(String, String)> = s
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let image = n.dangling(&format!("pg-junk{}:1", i + 1));
+            let container = n.exited(&format!("exited{}", i + 1), "pg-base:1");
+            (image, container)
+        })
+        .collect();
+    settle();
+    for (i, n) in s.nodes.iter().enumerate() {
+        let r = n.prunegate(&config, &["run", "--json"]);
+        let report = r.json();
+        row("every gate open", i + 1, &report);
+        r.expect(0);
+        assert_eq!(report["outcome"], "pruned", "node {}: {report}", i + 1);
+        assert!(items(&report, "images").contains(&junk[i].0), "{report}");
+        assert_eq!(
+            items(&report, "containers"),
+            vec![junk[i].1.clone()],
+            "{report}"
+        );
+        for (j, other) in s.nodes.iter().enumerate().skip(i + 1) {
+            assert!(
+                other.inventory().images.contains(&junk[j].0),
+                "node {}'s junk waits for its own run",
+                j + 1
+            );
+        }
+    }
+
+    // The manager's API out of reach: workers fail closed naming each address tried; the
+    // manager, reading its own socket, still judges.
+    let gone = format!("tcp://{}:2376", s.net.addr(9));
+    let wrong_port = format!("tcp://{}:2399", s.net.addr(1));
+    let unreachable = s.config(
+        &[&gone, &wrong_port],
+        "[gates.disk]\nused_percent = 1\n[docker]\nread_timeout = \"2s\"\n",
+    );
+    for (i, n) in s.nodes.iter().enumerate() {
+        let report = n.prunegate(&unreachable, &["check", "--json"]).json();
+        row("manager API unreachable", i + 1, &report);
+        for name in ["live_runs", "converging"] {
+            let g = gate(&report, name);
+            if i == 0 {
+                assert_eq!(g["open"], true, "the manager judges: {g}");
+            } else {
+                assert_eq!(g["open"], false, "{g}");
+                let reason = g["reason"].as_str().unwrap();
+                assert!(
+                    reason.contains("no swarm manager answered")
+                        && reason.contains(&gone)
+                        && reason.contains(&wrong_port),
+                    "{reason}"
+                );
+            }
+        }
+    }
+    // Certificates from another CA: the manager refuses the handshake; closed as well.
+    let other = tempfile::Builder::new()
+        .prefix("pg-tls-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let (_, other_client) = certificates(other.path(), &s.net.addr(1));
+    let untrusted = format!(
+        "[gates.live_runs]\npattern = \"^ci-\"\n[swarm]\nmanagers = [\"{}\"]\ncert_path = \"{}\"\n",
+        s.manager_api,
+        other_client.display()
+    );
+    let report = s.nodes[1]
+        .prunegate(&untrusted, &["check", "--json"])
+        .json();
+    row("client certificate from another CA", 2, &report);
+    assert_eq!(gate(&report, "converging")["open"], false, "{report}");
+
+    // Node 2's disk full, node 3's not: only node 2 prunes.
+    let fills = [92, 30];
+    let junk: Vec<String> = s.nodes[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n.dangling(&format!("pg-late{}:1", i + 2)))
+        .collect();
+    settle();
+    let mut outcomes = Vec::new();
+    for (i, n) in s.nodes[1..].iter().enumerate() {
+        // small_fs needs the daemon mutably; a plain tmpfs made here does the same.
+        let fs = n.dir.path().join(format!("disk-{}", fills[i]));
+        std::fs::create_dir_all(&fs).unwrap();
+        assert!(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+            .arg(&fs)
+            .status()
+            .unwrap()
+            .success());
+        std::fs::write(fs.join("fill"), vec![0u8; 8 * 1024 * 1024 * fills[i] / 100]).unwrap();
+        let disk = format!(
+            "[gates.disk]\npaths = [\"{}\"]\n[prune]\nolder_than = \"0s\"\n",
+            fs.display()
+        );
+        let r = n.prunegate(&s.config(&[&s.manager_api], &disk), &["run", "--json"]);
+        let report = r.json();
+        row(&format!("disk {}% full", fills[i]), i + 2, &report);
+        outcomes.push(report["outcome"].as_str().unwrap_or("?").to_string());
+        let _ = Command::new("umount").arg(&fs).status();
+        let still = n.inventory().images.contains(&junk[i]);
+        assert_eq!(still, i == 1, "node {}: {report}", i + 2);
+    }
+    assert_eq!(outcomes, ["pruned", "skipped"]);
+    println!("{}", table.join("\n"));
+}
