@@ -153,21 +153,31 @@ rec {
       Persistent = persistent;
     };
 
-  # What the sandbox must open for the daemon address in the settings (`docker.host`): nothing
-  # for a Unix socket (the default); for `tcp://HOST:PORT`, IPv4/IPv6 sockets and, when HOST is
-  # an IP address, that address only (IPAddressAllow takes addresses, not names: a host name
-  # allows any address, and /etc/resolv.conf is readable under ProtectSystem=strict).
+  # The host of a `tcp://HOST:PORT` (or `http://`) address, brackets removed; null otherwise.
+  tcpHost =
+    address:
+    let
+      bracketed = builtins.match "(tcp|http)://[[]([^]]+)[]](:[0-9]+)?/?" address;
+      plain = builtins.match "(tcp|http)://([^]/:[]+)(:[0-9]+)?/?" address;
+      tcp = if bracketed != null then bracketed else plain;
+    in
+    if tcp == null then null else builtins.elemAt tcp 1;
+
+  # What the sandbox must open for the addresses in the settings — the daemon (`docker.host`)
+  # and, on a swarm worker, the managers it asks (`swarm.managers`): nothing for a Unix socket
+  # (the default); for `tcp://` addresses, IPv4/IPv6 sockets and, when every host is an IP
+  # address, those addresses only (IPAddressAllow takes addresses, not names: a host name allows
+  # any address, and /etc/resolv.conf is readable under ProtectSystem=strict).
   network =
     settings:
     let
-      host = settings.docker.host or "";
-      bracketed = builtins.match "(tcp|http)://[[]([^]]+)[]](:[0-9]+)?/?" host;
-      plain = builtins.match "(tcp|http)://([^]/:[]+)(:[0-9]+)?/?" host;
-      tcp = if bracketed != null then bracketed else plain;
-      address = if tcp == null then null else builtins.elemAt tcp 1;
+      addresses = [ (settings.docker.host or "") ] ++ (settings.swarm.managers or [ ]);
+      hosts = builtins.foldl' (
+        acc: h: if h == null || builtins.elem h acc then acc else acc ++ [ h ]
+      ) [ ] (map tcpHost addresses);
       isIP = a: builtins.match "[0-9.]+|[0-9a-fA-F:]*:[0-9a-fA-F:.]*" a != null;
     in
-    if tcp == null then
+    if hosts == [ ] then
       { }
     else
       {
@@ -178,8 +188,19 @@ rec {
           "AF_INET6"
         ];
         IPAddressDeny = "any";
-        IPAddressAllow = if isIP address then address else "any";
+        IPAddressAllow = if builtins.all isIP hosts then hosts else [ "any" ];
       };
+
+  # A drop-in for the plain unit that opens what `settings` needs (see `network`): for a swarm
+  # worker, `{ swarm.managers = [ "tcp://10.0.0.1:2376" ]; }`.
+  plainNetworkDropIn =
+    settings:
+    toUnit [
+      {
+        name = "Service";
+        value = network settings;
+      }
+    ];
 
   unitSection = {
     Description = "Prune Docker's stopped containers, dangling images and build cache when gated open";

@@ -221,6 +221,53 @@ fn plain_units_are_the_rendering_of_the_module_data() {
             "config/systemd/{file} is stale: run scripts/render-units"
         );
     }
+    let drop_in = root().join("config/systemd/prunegate.service.d/swarm-worker.conf");
+    let committed = std::fs::read_to_string(&drop_in).unwrap();
+    let rendered = nix_eval(
+        r#"data.plainNetworkDropIn { swarm.managers = [ "tcp://10.0.0.1:2376" "tcp://10.0.0.2:2376" ]; }"#,
+    );
+    assert!(
+        committed.starts_with(HEADER) && committed.ends_with(rendered.as_str().unwrap()),
+        "{} is stale: run scripts/render-units",
+        drop_in.display()
+    );
+}
+
+/// A swarm worker asks its managers over TCP: their addresses (and the daemon's socket) are all
+/// the unit opens, and its exposure stays at most 2.0 — printed with
+/// `cargo test --test packaging swarm_worker -- --nocapture`.
+#[test]
+fn a_swarm_workers_unit_opens_its_managers_addresses_only() {
+    let binary = env!("CARGO_BIN_EXE_prunegate");
+    let timer = nix_eval("data.plainTimer { }");
+    let service = nix_eval(&format!(
+        r#"data.plainService {{ prunegate = "{binary}"; settings.swarm.managers = [ "tcp://10.0.0.1:2376" "tcp://[fd00::2]:2376" "tcp://10.0.0.1:2377" ]; }}"#
+    ));
+    let service = service.as_str().unwrap();
+    assert!(service.contains("PrivateNetwork=no\n"), "{service}");
+    for allow in ["10.0.0.1", "fd00::2"] {
+        assert_eq!(
+            service
+                .matches(&format!("IPAddressAllow={allow}\n"))
+                .count(),
+            1,
+            "{service}"
+        );
+    }
+    assert!(service.contains("IPAddressDeny=any\n"), "{service}");
+    let named = nix_eval(&format!(
+        r#"data.plainService {{ prunegate = "{binary}"; settings.swarm.managers = [ "tcp://10.0.0.1:2376" "tcp://manager.internal:2376" ]; }}"#
+    ));
+    assert!(
+        named.as_str().unwrap().contains("IPAddressAllow=any\n"),
+        "{named}"
+    );
+    let (verify, security) = analyze(service, timer.as_str().unwrap());
+    ok(&verify, "systemd-analyze verify");
+    ok(&security, "systemd-analyze security --threshold=20");
+    let score = exposure(&security);
+    println!("exposure of a swarm worker's unit (two managers): {score}");
+    assert!(score <= 2.0, "exposure {score} > 2.0");
 }
 
 /// Writes `service` and the timer into a directory and runs systemd-analyze on them.

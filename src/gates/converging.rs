@@ -501,5 +501,41 @@ mod tests {
         assert!(snap.services.is_err(), "a worker cannot list services");
         let g = eval(&snap);
         assert!(!g.open && g.reason.contains("worker"), "{}", g.reason);
+        assert!(g.reason.contains("swarm.managers"), "{}", g.reason);
+    }
+
+    /// A worker that asked a manager judges the manager's reads, and says whose they were;
+    /// one whose managers all failed is closed with their reasons.
+    #[test]
+    fn a_worker_judges_its_managers_view_or_fails_closed() {
+        use crate::docker::snapshot::SwarmSource;
+        let worker = fixtures::load("swarm_worker");
+        let manager = fixtures::load("swarm_pending");
+        let mut asked = worker.clone();
+        asked.services = manager.services.clone();
+        asked.tasks = manager.tasks.clone();
+        asked.history = manager.history.clone();
+        asked.swarm_source = SwarmSource::Manager("tcp://10.0.0.1:2376".into());
+        let g = eval(&asked);
+        assert!(!g.open, "{}", g.reason);
+        assert!(
+            g.reason.contains("as manager tcp://10.0.0.1:2376 sees it"),
+            "{}",
+            g.reason
+        );
+        assert_eq!(g.evidence["swarm_from"], "tcp://10.0.0.1:2376");
+        let mut none = worker.clone();
+        let e = crate::model::ReadError::local(
+            "no swarm manager answered: tcp://10.0.0.1:2376: refused",
+        );
+        none.services = Err(e.clone());
+        none.tasks = Err(e);
+        none.swarm_source = SwarmSource::NoManager;
+        let g = eval(&none);
+        assert!(
+            !g.open && g.reason.contains("no swarm manager answered"),
+            "{}",
+            g.reason
+        );
     }
 }
