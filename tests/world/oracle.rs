@@ -45,9 +45,11 @@ pub enum Rules {
     /// untagged parents along when no container uses them and no other child remains — whatever
     /// the parents' own age.
     DockerClassic,
-    /// moby `daemon/containerd/image_prune.go` and `image_list.go` (`setupFilters`): `until`
-    /// compares the image record's `CreatedAt`; a dangling image's record (`moby-dangling@…`)
-    /// is made when it lost its last name. No parent images on this store.
+    /// moby `daemon/containerd/image_prune.go` (`pruneUnused`) and `image_list.go`
+    /// (`setupFilters`): every dangling record (`moby-dangling@…`) passing the filters goes
+    /// unless a container uses its image — parents and children play no part (the classic
+    /// builder's parent label notwithstanding: an untagged parent of a tagged image goes); `until`
+    /// compares the record's `CreatedAt`, made when the image lost its last name.
     DockerContainerd,
     /// Podman 4.3 `pkg/domain/infra/abi/images.go` `Prune`: libimage `RemoveImages` with the
     /// filters `dangling=true` (no name and no child), `containers=false` and `until`
@@ -213,7 +215,11 @@ pub fn expect(
         }
     }
     let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for i in images.iter().filter(|i| !i.parent.is_empty()) {
+    let parents_count = rules != Rules::DockerContainerd;
+    for i in images
+        .iter()
+        .filter(|i| parents_count && !i.parent.is_empty())
+    {
         children.entry(i.parent.as_str()).or_default().push(&i.id);
     }
     // None: stays; Some(true): goes; Some(false): unsure.
@@ -571,6 +577,9 @@ mod tests {
             // A young untagged parent of an old dangling image.
             img("young-parent", "", &[], 2000),
             img("old-kid", "young-parent", &[], 1),
+            // An untagged, unused parent of a tagged image.
+            since(img("lone-parent", "", &[], 1), 10.0),
+            img("tagged-kid", "lone-parent", &["k:1"], 1),
         ];
         let e = expect(
             &[],
@@ -586,6 +595,8 @@ mod tests {
         );
         assert!(e.stay.contains_key("old-built-new-record"), "{e:?}");
         assert!(e.go.contains_key("new-built-old-record"), "{e:?}");
+        // No parents on this store: a dangling record goes whatever points at it.
+        assert!(e.go.contains_key("lone-parent"), "{e:?}");
         let e = expect(
             &[],
             &is,
@@ -600,6 +611,7 @@ mod tests {
         );
         assert!(e.go.contains_key("old-built-new-record"), "{e:?}");
         assert!(e.stay.contains_key("new-built-old-record"), "{e:?}");
+        assert!(e.stay.contains_key("lone-parent"), "{e:?}");
         // Docker's image delete takes the parent along; Podman's next pass judges its age.
         assert!(e.go.contains_key("young-parent"), "{e:?}");
         let e = expect(
