@@ -158,6 +158,11 @@ let
       in
       (rendered.retention.ratio or 0) == 0.5
       && (rendered.swarm.managers or [ ]) == [ "tcp://10.0.0.1:2376" ];
+    "12: a swarm worker's managers are the addresses it may reach" =
+      let
+        s = lists.systemd.services.prunegate.serviceConfig;
+      in
+      !s.PrivateNetwork && (s.IPAddressAllow or [ ]) == [ "10.0.0.1" ];
     "6: a Unix socket keeps the network closed" =
       svc.serviceConfig.PrivateNetwork && svc.serviceConfig.RestrictAddressFamilies == [ "AF_UNIX" ];
     "6: tcp://10.0.0.1 opens IPv4/IPv6 to that address only" =
@@ -165,7 +170,7 @@ let
         s = tcp.systemd.services.prunegate.serviceConfig;
       in
       !s.PrivateNetwork
-      && (s.IPAddressAllow or "") == "10.0.0.1"
+      && (s.IPAddressAllow or [ ]) == [ "10.0.0.1" ]
       && s.IPAddressDeny == "any"
       && lib.elem "AF_INET" s.RestrictAddressFamilies;
     "7: the timer has a Description and Documentation" =
