@@ -540,4 +540,121 @@ fn every_node_of_a_three_node_swarm_decides_on_the_managers_view() {
     }
     assert_eq!(outcomes, ["pruned", "skipped"]);
     println!("{}", table.join("\n"));
+
+    global_service_prunes_every_node(&s);
+}
+
+/// The image the stack file runs, made here from the test's own prunegate and exactly the
+/// libraries `ldd` says it needs (docs/swarm.md builds a static binary instead), FROM scratch;
+/// built on the manager and loaded on the workers (nothing is pulled).
+fn load_image(s: &Swarm) {
+    let ctx = s.nodes[0].dir.path().join("image");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let binary = env!("CARGO_BIN_EXE_prunegate");
+    std::fs::copy(binary, ctx.join("prunegate")).unwrap();
+    let ldd = Command::new("ldd")
+        .arg(binary)
+        .output()
+        .expect("running ldd");
+    for lib in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let to = ctx.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(lib, &to).unwrap_or_else(|e| panic!("copying {lib}: {e}"));
+    }
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY . /\nENTRYPOINT [\"/prunegate\"]\n",
+    )
+    .unwrap();
+    let m = &s.nodes[0];
+    m.docker(&[
+        "build",
+        "-q",
+        "-t",
+        "prunegate:local",
+        ctx.to_str().unwrap(),
+    ]);
+    let tar = ctx.join("image.tar");
+    m.docker(&["save", "-o", tar.to_str().unwrap(), "prunegate:local"]);
+    for w in &s.nodes[1..] {
+        w.docker(&["load", "-q", "-i", tar.to_str().unwrap()]);
+    }
+}
+
+/// `docker stack deploy` of deploy/swarm/stack.yml: one task per node, each pruning its own
+/// node's junk (the workers asking the manager), within a minute of starting.
+fn global_service_prunes_every_node(s: &Swarm) {
+    load_image(s);
+    let m = &s.nodes[0];
+    let base = m.dir.path().join("nodes");
+    std::fs::create_dir_all(&base).unwrap();
+    // Each node's socket and data root under its node id: the stack file's mount sources are
+    // templated with {{.Node.ID}}, which swarm expands per task.
+    for (k, n) in s.nodes.iter().enumerate() {
+        let id = s.node_id(k + 1);
+        std::os::unix::fs::symlink(&n.sock, base.join(format!("{id}.sock"))).unwrap();
+        std::os::unix::fs::symlink(n.dir.path().join("data"), base.join(format!("{id}.data")))
+            .unwrap();
+    }
+    let config = base.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[docker]\nhost = \"unix:///var/run/docker.sock\"\n\
+             [gates.disk]\npaths = [\"/var/lib/docker\"]\nused_percent = 1\n\
+             [gates.grace]\nmin_uptime = \"0s\"\n[gates.live_runs]\npattern = \"^ci-\"\n\
+             [prune]\nolder_than = \"0s\"\n\
+             [swarm]\nmanagers = [\"{}\"]\ncert_path = \"/run/secrets\"\n\
+             [lock]\npath = \"/var/lib/prunegate/prunegate.lock\"\n[state]\ndir = \"/var/lib/prunegate\"\n\
+             [schedule]\ncron = \"*/3 * * * * *\"\n",
+            s.manager_api
+        ),
+    )
+    .unwrap();
+    let junk: Vec<String> = s
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n.dangling(&format!("pg-global{}:1", i + 1)))
+        .collect();
+    settle();
+    let stack = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/swarm/stack.yml");
+    let out = m
+        .docker_cmd(&["stack", "deploy", "-c", stack.to_str().unwrap(), "pg"])
+        .env(
+            "PRUNEGATE_DOCKER_SOCKET",
+            base.join("{{.Node.ID}}.sock").to_str().unwrap(),
+        )
+        .env(
+            "PRUNEGATE_DATA_ROOT",
+            base.join("{{.Node.ID}}.data").to_str().unwrap(),
+        )
+        .env("PRUNEGATE_CONFIG", config.to_str().unwrap())
+        .env("PRUNEGATE_TLS", s.client.to_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker stack deploy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.wait_service("pg_prunegate", "3/3");
+    for (i, n) in s.nodes.iter().enumerate() {
+        n.wait_for(
+            &format!("the global service to prune node {}", i + 1),
+            || !n.inventory().images.contains(&junk[i]),
+        );
+    }
+    let tasks = m.docker(&[
+        "service",
+        "ps",
+        "--format",
+        "{{.Node}} {{.CurrentState}}",
+        "pg_prunegate",
+    ]);
+    println!("global service tasks:\n{tasks}");
+    m.docker(&["stack", "rm", "pg"]);
 }

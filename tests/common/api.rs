@@ -80,7 +80,7 @@ impl PrivateDaemon {
             .unwrap_or_else(|e| panic!("running {}: {e}", engine().cli.display()))
     }
 
-    pub(super) fn docker_cmd(&self, args: &[&str]) -> Command {
+    pub fn docker_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&engine().cli);
         cmd.args(args)
             .env("DOCKER_HOST", &self.host)
