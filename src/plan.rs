@@ -114,15 +114,28 @@ pub fn images(
 /// uses. That store keeps no parent chains (no classic-builder parents to follow), and its
 /// prune spares a dangling image whose digest is any container's image id (moby
 /// `daemon/containerd/image_prune.go`).
+///
+/// An image still tagged in the full listing (`all_images`) stays, even when the filtered list
+/// has it: Docker 28.5 keeps a `moby-dangling@` record for an image that lost one of several
+/// tags, the filtered list shows it untagged, and the prune removes only that record — the
+/// image and its other tags stay (found by the randomized worlds: the dry run listed such
+/// images as removed).
 pub fn images_by_record_time(
     dangling_old: &[ImageSummary],
+    all_images: &[ImageSummary],
     all_containers: &[ContainerSummary],
     policy: &Policy,
 ) -> Vec<Candidate> {
     let in_use = held_images(all_containers, policy);
+    let tagged: HashSet<&str> = all_images
+        .iter()
+        .filter(|i| is_tagged(i))
+        .map(|i| i.id.as_str())
+        .collect();
     dangling_old
         .iter()
-        .filter(|i| !is_tagged(i) && !in_use.contains(i.id.as_str()))
+        .filter(|i| !is_tagged(i) && !tagged.contains(i.id.as_str()))
+        .filter(|i| !in_use.contains(i.id.as_str()))
         .map(objects::image)
         .collect()
 }
@@ -200,6 +213,7 @@ pub fn predict(
         Class::Images => certain(match &inv.dangling_until {
             Some(dangling) => images_by_record_time(
                 dangling.as_ref().map_err(Clone::clone)?,
+                inv.images.as_ref().map_err(Clone::clone)?,
                 containers_list,
                 policy,
             ),
@@ -273,6 +287,23 @@ mod tests {
             ids,
             ["sha256:e9fb1a1d6371bcb9145e7b7ee2697b6c406bb37e651585d091057e91c277abec"]
         );
+    }
+
+    /// Captured from Docker 28.5's containerd store (tests/fixtures/README.md): image 9130…
+    /// lost `pg-multi:latest` to a `docker load` but keeps `pg-alias:x`; the store left a
+    /// `moby-dangling@` record for it, so the prune's own filtered list shows it untagged. The
+    /// daemon's prune then deleted 2437… and only untagged 9130…; the prediction says the same.
+    #[test]
+    fn a_dangling_record_of_a_still_tagged_image_is_not_predicted() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/containerd_28.5_multitag_inventory.json"
+        );
+        let inv: Inventory = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let listed = inv.dangling_until.clone().unwrap().unwrap();
+        assert_eq!(listed.len(), 2, "the filtered list has both");
+        let p = predict(Class::Images, &inv, &policy(AFTER_ALL, false), false).unwrap();
+        assert_eq!(short_ids(&p.remove), ["2437eab5b44e"]);
     }
 
     #[test]

@@ -435,11 +435,31 @@ pub fn judge(
                 items(real, class)
             ));
         }
-        if &items(dry, class) != removed {
+        let predicted = items(dry, class);
+        if &predicted != removed {
             v.dry_run_mismatches += 1;
+            // Each object the two lists disagree on, with what the oracle made of it.
+            let said = |id: &String| {
+                e.stay
+                    .get(id)
+                    .map(|why| format!("stays: {why}"))
+                    .or_else(|| e.go.get(id).map(|why| format!("goes: {why}")))
+                    .unwrap_or_else(|| "either".to_string())
+            };
+            let differ: Vec<String> = predicted
+                .iter()
+                .filter(|id| !removed.contains(id))
+                .map(|id| format!("predicted, kept: {id} ({})", said(id)))
+                .chain(
+                    removed
+                        .iter()
+                        .filter(|id| !predicted.contains(id))
+                        .map(|id| format!("removed, not predicted: {id} ({})", said(id))),
+                )
+                .collect();
             v.problems.push(format!(
-                "{class}: the dry run predicted {:?}, the run removed {removed:?}",
-                items(dry, class)
+                "{class}: the dry run and the run differ: {}",
+                differ.join("; ")
             ));
         }
     }
