@@ -455,8 +455,15 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
     }
 
     // The gap: long enough that the boundary stays inside it while both runs take place.
+    // Podman's prunes take longer (each container removal goes through conmon and its
+    // database): its runs need more of the gap to finish while the boundary stays inside it.
     let objects = n_images + phase_a.len() + phase_b.len();
-    let gap = Duration::from_millis(6_000 + 25 * objects as u64);
+    let per_object = if engine().kind == Kind::Podman {
+        80
+    } else {
+        25
+    };
+    let gap = Duration::from_millis(6_000 + per_object * objects as u64);
     if let Some(rest) = gap.checked_sub(phase_a_end.elapsed()) {
         std::thread::sleep(rest);
     }
