@@ -599,12 +599,13 @@ fn global_service_prunes_every_node(s: &Swarm) {
         std::os::unix::fs::symlink(n.dir.path().join("data"), base.join(format!("{id}.data")))
             .unwrap();
     }
+    // No docker.host: in the task's container prunegate's default socket path is where the
+    // stack file mounts this node's own socket.
     let config = base.join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "[docker]\nhost = \"unix:///var/run/docker.sock\"\n\
-             [gates.disk]\npaths = [\"/var/lib/docker\"]\nused_percent = 1\n\
+            "[gates.disk]\npaths = [\"/var/lib/docker\"]\nused_percent = 1\n\
              [gates.grace]\nmin_uptime = \"0s\"\n[gates.live_runs]\npattern = \"^ci-\"\n\
              [prune]\nolder_than = \"0s\"\n\
              [swarm]\nmanagers = [\"{}\"]\ncert_path = \"/run/secrets\"\n\
