@@ -73,25 +73,7 @@ impl Daemon {
         prune_timeout: Duration,
     ) -> Result<Self, String> {
         let base = Docker::connect_with_host(address.as_str()).map_err(|e| e.to_string())?;
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counted = |docker: Docker, timeout: Duration| {
-            let calls = calls.clone();
-            docker
-                .with_timeout(timeout)
-                .with_request_modifier(move |req| {
-                    calls.fetch_add(1, Ordering::Relaxed);
-                    req
-                })
-        };
-        Ok(Self {
-            address: address.clone(),
-            read: counted(base.clone(), read_timeout),
-            prune: counted(base, prune_timeout),
-            read_timeout,
-            prune_timeout,
-            calls,
-            managers: Vec::new(),
-        })
+        Ok(Self::counting(address, base, read_timeout, prune_timeout))
     }
 
     /// A swarm manager's Engine API over TLS with client certificates, for reads only:
@@ -112,16 +94,36 @@ impl Daemon {
             bollard::API_DEFAULT_VERSION,
         )
         .map_err(|e| format!("{}: TLS with {}: {e}", address.as_str(), cert_dir.display()))?;
-        let mut d = Self::connect(address, read_timeout, read_timeout)?;
-        let calls = d.calls.clone();
-        d.read = base
-            .with_timeout(read_timeout)
-            .with_request_modifier(move |req| {
-                calls.fetch_add(1, Ordering::Relaxed);
-                req
-            });
-        d.prune = d.read.clone();
-        Ok(d)
+        Ok(Self::counting(address, base, read_timeout, read_timeout))
+    }
+
+    /// The read and prune clients over one `base` client, each with its bound, both counting
+    /// every request they send.
+    fn counting(
+        address: &Address,
+        base: Docker,
+        read_timeout: Duration,
+        prune_timeout: Duration,
+    ) -> Self {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = |docker: Docker, timeout: Duration| {
+            let calls = calls.clone();
+            docker
+                .with_timeout(timeout)
+                .with_request_modifier(move |req| {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    req
+                })
+        };
+        Self {
+            address: address.clone(),
+            read: counted(base.clone(), read_timeout),
+            prune: counted(base, prune_timeout),
+            read_timeout,
+            prune_timeout,
+            calls,
+            managers: Vec::new(),
+        }
     }
 
     /// With the managers a worker asks (see [`Daemon::managers`]).

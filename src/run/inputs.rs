@@ -14,20 +14,20 @@ use crate::uptime::{self, Uptime};
 /// Reads every filesystem the disk gate watches: the configured paths, else the engine's own
 /// (an error when neither is known: no path set and no `/info`).
 pub fn disk_reading(gate: &DiskGate, engine: &Read<Engine>) -> Read<Vec<DiskReading>> {
-    let paths = if gate.paths.is_empty() {
-        engine.as_ref().map_err(Clone::clone)?.data_paths()?
+    if gate.paths.is_empty() {
+        let paths = engine.as_ref().map_err(Clone::clone)?.data_paths()?;
+        Ok(paths.into_iter().map(|(p, s)| disk::read(p, s)).collect())
     } else {
-        configured(gate)
-    };
-    Ok(paths
-        .into_iter()
-        .map(|(path, source)| disk::read(path, source))
-        .collect())
+        Ok(configured(gate))
+    }
 }
 
-fn configured(gate: &DiskGate) -> Vec<(std::path::PathBuf, DiskPathSource)> {
+/// Reads `gates.disk.paths`.
+fn configured(gate: &DiskGate) -> Vec<DiskReading> {
     let paths = gate.paths.iter().cloned();
-    paths.map(|p| (p, DiskPathSource::Config)).collect()
+    paths
+        .map(|p| disk::read(p, DiskPathSource::Config))
+        .collect()
 }
 
 /// The disk readings a `run` can take before it contacts the daemon: when the gate is on and
@@ -38,8 +38,7 @@ pub fn disk_before_daemon(settings: &Settings, command: Command) -> Option<Vec<D
     if command != Command::Run || !gate.enabled || gate.paths.is_empty() {
         return None;
     }
-    let paths = configured(gate).into_iter();
-    Some(paths.map(|(p, s)| disk::read(p, s)).collect())
+    Some(configured(gate))
 }
 
 /// The daemon in force, with the managers a worker asks (`swarm.managers`, TLS with the
