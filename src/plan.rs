@@ -238,12 +238,14 @@ mod tests {
     //! daemon's real prune of that same world.
     use super::*;
 
-    fn world() -> Inventory {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/inventory_world.json"
-        );
+    /// An inventory captured from a real daemon, in tests/fixtures/.
+    fn fixture(name: &str) -> Inventory {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn world() -> Inventory {
+        fixture("inventory_world.json")
     }
 
     fn policy(cutoff: i64, containers: bool) -> Policy {
@@ -272,11 +274,7 @@ mod tests {
     /// that tagged images share.
     #[test]
     fn podman_listing_predicts_podmans_own_prune() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/podman_4.3_inventory.json"
-        );
-        let inv: Inventory = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let inv = fixture("podman_4.3_inventory.json");
         let images = crate::engine::normalized_images(inv.images.unwrap());
         let ids: Vec<String> =
             super::images(&images, &inv.containers.unwrap(), &policy(i64::MAX, false))
@@ -295,11 +293,7 @@ mod tests {
     /// daemon's prune then deleted 2437… and only untagged 9130…; the prediction says the same.
     #[test]
     fn a_dangling_record_of_a_still_tagged_image_is_not_predicted() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/containerd_28.5_multitag_inventory.json"
-        );
-        let inv: Inventory = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let inv = fixture("containerd_28.5_multitag_inventory.json");
         let listed = inv.dangling_until.clone().unwrap().unwrap();
         assert_eq!(listed.len(), 2, "the filtered list has both");
         let p = predict(Class::Images, &inv, &policy(AFTER_ALL, false), false).unwrap();

@@ -250,17 +250,7 @@ fn a_swarm_worker_is_closed_and_says_why() {
         .local_addr()
         .unwrap()
         .port();
-    worker.docker(&[
-        "swarm",
-        "join",
-        "--token",
-        &token,
-        "--advertise-addr",
-        "127.0.0.1",
-        "--listen-addr",
-        &format!("127.0.0.1:{port}"),
-        &addr,
-    ]);
+    worker.swarm_join(&token, "127.0.0.1", &format!("127.0.0.1:{port}"), &addr);
     worker.build("pg-base:1", "", "base");
     worker.exited("exited1", "pg-base:1");
     settle();

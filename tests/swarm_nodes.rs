@@ -227,17 +227,9 @@ impl Swarm {
         ]);
         let token = manager.docker(&["swarm", "join-token", "-q", "worker"]);
         for (k, worker) in nodes.iter().enumerate().skip(1) {
-            worker.docker(&[
-                "swarm",
-                "join",
-                "--token",
-                &token,
-                "--advertise-addr",
-                &net.addr(k + 1),
-                "--listen-addr",
-                &format!("{}:2377", net.addr(k + 1)),
-                &format!("{advertise}:2377"),
-            ]);
+            let own = net.addr(k + 1);
+            let listen = format!("{own}:2377");
+            worker.swarm_join(&token, &own, &listen, &format!("{advertise}:2377"));
         }
         manager.wait_for("three ready nodes", || {
             manager

@@ -205,6 +205,22 @@ impl PrivateDaemon {
         ]);
     }
 
+    /// `docker swarm join` as a worker with `token`, advertising `advertise` and listening on
+    /// `listen` (`ip:port`), to the manager at `manager` (`ip:port`).
+    pub fn swarm_join(&self, token: &str, advertise: &str, listen: &str, manager: &str) {
+        self.docker(&[
+            "swarm",
+            "join",
+            "--token",
+            token,
+            "--advertise-addr",
+            advertise,
+            "--listen-addr",
+            listen,
+            manager,
+        ]);
+    }
+
     /// `docker service create -d --name NAME ARGS… --no-resolve-image IMAGE`: the image is
     /// local, and nothing contacts a registry.
     pub fn service(&self, name: &str, args: &[&str], image: &str) {

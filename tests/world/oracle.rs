@@ -478,6 +478,23 @@ mod tests {
         hi: 1005.0,
     };
 
+    /// A run over the window `W` on `rules`, every gate open.
+    fn open(rules: Rules) -> Run {
+        Run {
+            all_open: true,
+            window: W,
+            rules,
+        }
+    }
+
+    /// The same with a gate closed.
+    fn closed(rules: Rules) -> Run {
+        Run {
+            all_open: false,
+            ..open(rules)
+        }
+    }
+
     fn ctr(id: &str, state: &str, created: i64, image: &str) -> Container {
         Container {
             id: id.into(),
@@ -513,18 +530,7 @@ mod tests {
             ctr("edge", "created", 999, "i"),
             ctr("moving", "exited", 1002, "i"),
         ];
-        let e = expect(
-            &cs,
-            &[],
-            &[],
-            &[],
-            ALL,
-            Run {
-                all_open: true,
-                window: W,
-                rules: Rules::DockerClassic,
-            },
-        );
+        let e = expect(&cs, &[], &[], &[], ALL, open(Rules::DockerClassic));
         assert!(e.go.contains_key("old-exited") && e.go.contains_key("edge"));
         assert!(e.stay.contains_key("old-paused") && e.stay.contains_key("young-created"));
         assert!(e.unsure.contains("moving"));
@@ -546,18 +552,7 @@ mod tests {
             img("young-top", "mid2", &[], 2000),
             img("future", "", &[], 99_999),
         ];
-        let e = expect(
-            &cs,
-            &is,
-            &[],
-            &[],
-            ALL,
-            Run {
-                all_open: true,
-                window: W,
-                rules: Rules::DockerClassic,
-            },
-        );
+        let e = expect(&cs, &is, &[], &[], ALL, open(Rules::DockerClassic));
         for id in ["held-by-gone", "mid", "top"] {
             assert!(e.go.contains_key(id), "{id}: {e:?}");
         }
@@ -574,11 +569,7 @@ mod tests {
             &[],
             &[],
             no_containers,
-            Run {
-                all_open: true,
-                window: W,
-                rules: Rules::DockerClassic,
-            },
+            open(Rules::DockerClassic),
         );
         assert!(e.stay.contains_key("held-by-gone"));
     }
@@ -601,51 +592,18 @@ mod tests {
             since(img("lone-parent", "", &[], 1), 10.0),
             img("tagged-kid", "lone-parent", &["k:1"], 1),
         ];
-        let e = expect(
-            &[],
-            &is,
-            &[],
-            &[],
-            ALL,
-            Run {
-                all_open: true,
-                window: W,
-                rules: Rules::DockerContainerd,
-            },
-        );
+        let e = expect(&[], &is, &[], &[], ALL, open(Rules::DockerContainerd));
         assert!(e.stay.contains_key("old-built-new-record"), "{e:?}");
         assert!(e.go.contains_key("new-built-old-record"), "{e:?}");
         // No parents on this store: a dangling record goes whatever points at it.
         assert!(e.go.contains_key("lone-parent"), "{e:?}");
-        let e = expect(
-            &[],
-            &is,
-            &[],
-            &[],
-            ALL,
-            Run {
-                all_open: true,
-                window: W,
-                rules: Rules::DockerClassic,
-            },
-        );
+        let e = expect(&[], &is, &[], &[], ALL, open(Rules::DockerClassic));
         assert!(e.go.contains_key("old-built-new-record"), "{e:?}");
         assert!(e.stay.contains_key("new-built-old-record"), "{e:?}");
         assert!(e.stay.contains_key("lone-parent"), "{e:?}");
         // Docker's image delete takes the parent along; Podman's next pass judges its age.
         assert!(e.go.contains_key("young-parent"), "{e:?}");
-        let e = expect(
-            &[],
-            &is,
-            &[],
-            &[],
-            ALL,
-            Run {
-                all_open: true,
-                window: W,
-                rules: Rules::Podman,
-            },
-        );
+        let e = expect(&[], &is, &[], &[], ALL, open(Rules::Podman));
         assert!(e.go.contains_key("old-kid"), "{e:?}");
         assert!(e.stay.contains_key("young-parent"), "{e:?}");
     }
@@ -658,11 +616,7 @@ mod tests {
             &[],
             &["v".into()],
             ALL,
-            Run {
-                all_open: false,
-                window: W,
-                rules: Rules::DockerClassic,
-            },
+            closed(Rules::DockerClassic),
         );
         assert!(e.go.is_empty() && e.stay.len() == 3);
     }
@@ -686,11 +640,7 @@ mod tests {
             ],
             &[],
             ALL,
-            Run {
-                all_open: true,
-                window: W,
-                rules: Rules::DockerClassic,
-            },
+            open(Rules::DockerClassic),
         );
         assert!(e.go.contains_key("old") && e.stay.contains_key("new"));
         assert!(!e.go.contains_key("shared") && !e.stay.contains_key("shared"));
