@@ -57,14 +57,35 @@ pub fn acquire(path: &Path) -> Result<RunLock, LockError> {
         Ok(lock) => Ok(RunLock { _lock: lock }),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(LockError::Held {
             path: path.to_path_buf(),
-            holders: describe_holders(
-                &std::fs::read_to_string("/proc/locks").unwrap_or_default(),
-                inode,
-            ),
+            holders: holders_of(inode),
         }),
         Err((_, errno)) => Err(io(&errno)),
     }
 }
+
+/// Who holds the lock on `inode`, read from `/proc/locks` up to five times. The kernel hands that
+/// file out a page per read and walks a list other processes change meanwhile, so on a busy
+/// host (a Podman creating containers takes and drops its storage locks by the hundred) one
+/// pass can step over the holder's line: seen in CI, where a held lock was described only as
+/// "by another process".
+fn holders_of(inode: u64) -> String {
+    let mut described = String::new();
+    for attempt in 0..5 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        described = describe_holders(
+            &std::fs::read_to_string("/proc/locks").unwrap_or_default(),
+            inode,
+        );
+        if described != UNKNOWN_HOLDER {
+            break;
+        }
+    }
+    described
+}
+
+const UNKNOWN_HOLDER: &str = "by another process";
 
 /// "shared by pid 412 (flock), exclusive by pid 9 (prunegate)" from `/proc/locks` lines like
 /// `1: FLOCK  ADVISORY  READ  412 fd:01:1234 0 EOF` for the lock file's inode.
@@ -95,7 +116,7 @@ pub fn describe_holders(proc_locks: &str, inode: u64) -> String {
         })
         .collect();
     if holders.is_empty() {
-        "by another process".to_string()
+        UNKNOWN_HOLDER.to_string()
     } else {
         holders.join(", ")
     }
