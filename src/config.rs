@@ -24,6 +24,38 @@ pub struct Config {
     pub state: StateConfig,
     pub schedule: ScheduleConfig,
     pub swarm: SwarmConfig,
+    pub retention: RetentionConfig,
+}
+
+/// The opt-in class that removes cold tagged images (docs/retention.md): off by default, and
+/// then nothing tagged is ever removed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    pub enabled: bool,
+    /// The disk level (Use%, as the disk gate computes it) at which the class starts.
+    pub high_percent: u8,
+    /// The level it frees down to, by the images' projected unique bytes.
+    pub low_percent: u8,
+    /// Time since an image was last used (or first seen) before it may go.
+    pub min_idle: GoDuration,
+    /// Regular expressions over `repository:tag`: an image with a matching tag always stays.
+    pub keep: Vec<String>,
+    /// The newest images of each repository that always stay.
+    pub keep_newest: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            high_percent: 90,
+            low_percent: 80,
+            min_idle: GoDuration::parse("720h").expect("valid literal"),
+            keep: Vec::new(),
+            keep_newest: 2,
+        }
+    }
 }
 
 /// How a swarm worker learns what the swarm is doing: only managers can list services and
@@ -363,6 +395,34 @@ impl Config {
             }
         }
         live_runs_regex(&self.gates.live_runs.pattern)?;
+        let r = &self.retention;
+        for (key, value) in [
+            ("retention.high_percent", r.high_percent),
+            ("retention.low_percent", r.low_percent),
+        ] {
+            if value > 100 {
+                return Err(format!(
+                    "key `{key}`: {value} is not a percentage (0 to 100)"
+                ));
+            }
+        }
+        if r.low_percent >= r.high_percent {
+            return Err(format!(
+                "key `retention.low_percent`: {} must be below retention.high_percent ({})",
+                r.low_percent, r.high_percent
+            ));
+        }
+        if r.min_idle.as_std() < self.prune.older_than.as_std() {
+            return Err(format!(
+                "key `retention.min_idle`: {} is shorter than prune.older_than ({}): an image \
+                 younger than the cut-off is never removed",
+                r.min_idle, self.prune.older_than
+            ));
+        }
+        for pattern in &r.keep {
+            regex::Regex::new(pattern)
+                .map_err(|e| format!("key `retention.keep`: {pattern:?} is not a regex: {e}"))?;
+        }
         for m in &self.swarm.managers {
             let a = Address::parse(m).map_err(|e| format!("key `swarm.managers`: {e}"))?;
             if a.authority().is_none() {
@@ -483,6 +543,11 @@ mod tests {
         );
         assert!(err(&format!("{m}cert_path = \"rel\"\n")).contains("absolute"));
         assert!(err("[swarm]\nmanager = []\n").contains("manager"));
+        assert!(err("[retention]\nlow_percent = 95\n").contains("retention.low_percent"));
+        assert!(err("[retention]\nhigh_percent = 101\n").contains("retention.high_percent"));
+        assert!(err("[retention]\nmin_idle = \"1h\"\n").contains("retention.min_idle"));
+        assert!(err("[retention]\nkeep = [\"(\"]\n").contains("retention.keep"));
+        assert!(err("[retention]\nkeep_newest = -1\n").contains("retention.keep_newest"));
         assert!(err("[gates.live_runs]\npattern = \"(ci\"\n").contains("gates.live_runs.pattern"));
         assert!(err("[prune]\nolder_than = \"2d\"\n").contains("prune.older_than"));
         assert!(err("[docker]\nread_timeout = \"0s\"\n").contains("docker.read_timeout"));

@@ -67,7 +67,7 @@ pub fn read(path: PathBuf, path_source: DiskPathSource) -> DiskReading {
 }
 
 /// `ceil(used * 100 / (used + available))`, or `None` where `df` prints `-` (nothing to divide).
-fn df_percent(used: u64, available: u64) -> Option<u8> {
+pub fn df_percent(used: u64, available: u64) -> Option<u8> {
     let total = u128::from(used) + u128::from(available);
     if total == 0 {
         return None;
@@ -78,6 +78,14 @@ fn df_percent(used: u64, available: u64) -> Option<u8> {
 }
 
 impl FsStat {
+    /// Bytes used and available as `df` counts them (the root reserve is neither).
+    pub fn used_and_available_bytes(&self) -> (u64, u64) {
+        (
+            self.blocks.saturating_sub(self.blocks_free) * self.fragment_size,
+            self.blocks_available * self.fragment_size,
+        )
+    }
+
     /// Use% as `df` prints it.
     pub fn used_percent(&self) -> Option<u8> {
         df_percent(

@@ -16,6 +16,7 @@ mod lock;
 mod model;
 mod plan;
 mod report;
+mod retention;
 mod run;
 mod settings;
 mod sinks;

@@ -32,16 +32,27 @@ pub enum Class {
     Containers,
     Images,
     BuildCache,
+    /// The opt-in retention class (docs/retention.md): cold tagged images. Not in
+    /// [`Class::ORDER`]: it runs after those, and only with `retention.enabled`.
+    TaggedImages,
 }
 
 impl Class {
     pub const ORDER: [Class; 3] = [Class::Containers, Class::Images, Class::BuildCache];
+    /// Every class a report can carry, for the metrics' per-class series.
+    pub const ALL: [Class; 4] = [
+        Class::Containers,
+        Class::Images,
+        Class::BuildCache,
+        Class::TaggedImages,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Class::Containers => "containers",
             Class::Images => "images",
             Class::BuildCache => "build_cache",
+            Class::TaggedImages => "tagged_images",
         }
     }
 }

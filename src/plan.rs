@@ -228,6 +228,12 @@ pub fn predict(
             policy,
             images_step_removes,
         ),
+        // Judged on its own reads and the use history (retention::decide), never here.
+        Class::TaggedImages => {
+            return Err(ReadError::local(
+                "tagged images are predicted by the retention class",
+            ))
+        }
     })
 }
 

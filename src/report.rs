@@ -78,6 +78,17 @@ pub struct StepReport {
     /// Engine API does not say which image a record belongs to, so these are listed apart.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub may_also_remove: Option<Vec<Candidate>>,
+    /// Retention class only: each tagged image it kept, with its tags and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<Vec<KeptImage>>,
+}
+
+/// A tagged image the retention class kept, and the protection that kept it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeptImage {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub why: String,
 }
 
 impl StepReport {
@@ -91,6 +102,7 @@ impl StepReport {
             reason: Some(reason.into()),
             objects: None,
             may_also_remove: None,
+            kept: None,
         }
     }
 
@@ -118,6 +130,7 @@ impl StepReport {
             reason: None,
             objects: Some(objects),
             may_also_remove,
+            kept: None,
         }
     }
 }
@@ -134,6 +147,8 @@ pub struct Advisory {
     /// Volumes no container references.
     pub unused_volumes: usize,
     pub unused_volumes_bytes: u64,
+    /// What the retention class did about the tagged images, or that it is off.
+    pub retention: String,
 }
 
 impl Advisory {
@@ -162,6 +177,8 @@ impl Advisory {
                 .sum(),
             unused_volumes: unused_volumes.len(),
             unused_volumes_bytes: unused_volumes.iter().map(|u| u.size.max(0) as u64).sum(),
+            retention: "off: nothing tagged is ever removed ([retention], docs/retention.md)"
+                .to_string(),
         }
     }
 }
@@ -322,6 +339,12 @@ impl Report {
             for o in s.objects.iter().flatten() {
                 write_object(&mut out, o);
             }
+            // The dry run says why each tagged image the retention class keeps stays.
+            if s.status == StepStatus::WouldRemove {
+                for k in s.kept.iter().flatten() {
+                    let _ = writeln!(out, "    kept {}: {}", k.tags.join(", "), k.why);
+                }
+            }
             if let Some(maybe) = &s.may_also_remove {
                 let _ = writeln!(
                     out,
@@ -342,12 +365,13 @@ impl Report {
         if let Some(a) = &self.advisory {
             let _ = writeln!(
                 out,
-                "  advisory: disk still {}% used; kept by policy: {} unused tagged images (at least {}), {} unused volumes ({})",
+                "  advisory: disk still {}% used; kept by policy: {} unused tagged images (at least {}), {} unused volumes ({}); retention: {}",
                 a.disk_used_percent_after.map_or("?".to_string(), |p| p.to_string()),
                 a.unused_tagged_images,
                 human_bytes(a.unused_tagged_images_bytes),
                 a.unused_volumes,
-                human_bytes(a.unused_volumes_bytes)
+                human_bytes(a.unused_volumes_bytes),
+                a.retention
             );
         }
         if self.command != Command::Check {

@@ -27,6 +27,8 @@ pub struct Settings {
     /// swarm's services and tasks when this node is a worker.
     pub managers: Vec<Address>,
     pub cert_path: Option<PathBuf>,
+    /// `[retention]` when `retention.enabled`; `None`: nothing tagged is ever removed.
+    pub retention: Option<Retention>,
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +156,8 @@ impl Settings {
                 Class::Containers => p.containers,
                 Class::Images => p.images,
                 Class::BuildCache => p.build_cache,
+                // Never a step of its own here: it runs after these, when `retention` is set.
+                Class::TaggedImages => false,
             })
             .collect();
         let cron = config.schedule()?;
@@ -185,6 +189,10 @@ impl Settings {
                 .map(|m| Address::parse(m).map_err(|e| format!("key `swarm.managers`: {e}")))
                 .collect::<Result<_, _>>()?,
             cert_path: config.swarm.cert_path.clone(),
+            retention: config
+                .retention
+                .enabled
+                .then(|| Retention::from(&config.retention)),
             sinks: SinkSettings {
                 audit: config.audit.path.clone(),
                 metrics: config.metrics.path.clone(),
@@ -210,6 +218,34 @@ impl Settings {
         let address = Address::resolve(cli_host, config.docker.host.as_deref())?;
         let settings = Settings::derive(&config, address)?;
         Ok((settings, config, source))
+    }
+}
+
+/// `[retention]`, derived once; `None` in the settings when the class is off.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub high_percent: u8,
+    pub low_percent: u8,
+    pub min_idle_secs: i64,
+    pub keep: Vec<regex::Regex>,
+    pub keep_newest: usize,
+}
+
+impl From<&crate::config::RetentionConfig> for Retention {
+    /// From a validated config (the patterns compile: `Config::validate` checked them; one
+    /// that somehow does not is dropped rather than panicking — validation is the gate).
+    fn from(c: &crate::config::RetentionConfig) -> Self {
+        Retention {
+            high_percent: c.high_percent,
+            low_percent: c.low_percent,
+            min_idle_secs: c.min_idle.as_std().as_secs() as i64,
+            keep: c
+                .keep
+                .iter()
+                .filter_map(|k| regex::Regex::new(k).ok())
+                .collect(),
+            keep_newest: c.keep_newest,
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod objects;
 pub mod prune;
 mod raw;
 pub mod snapshot;
+pub mod tagged;
 pub mod usage;
 
 use crate::address::Address;

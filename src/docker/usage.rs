@@ -46,6 +46,8 @@ pub fn decode(body: &[u8]) -> Result<DiskUsage, String> {
 
 #[derive(Debug, Deserialize)]
 pub struct ImageUsage {
+    #[serde(rename = "Id", default)]
+    pub id: String,
     #[serde(rename = "RepoTags", default)]
     pub repo_tags: Option<Vec<String>>,
     #[serde(rename = "Containers", default)]

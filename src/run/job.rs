@@ -31,7 +31,13 @@ pub async fn run(
     if let Some(readings) = &early {
         let gate = gates::disk::evaluate(&settings.gates.disk, &Ok(readings.clone()));
         if !gate.open {
-            return done(Report::skipped_by(command, host, until, gate));
+            let mut report = Report::skipped_by(command, host, until, gate);
+            if settings.retention.is_some() && prunes {
+                report
+                    .warnings
+                    .extend(super::retention::learn_only(settings).await);
+            }
+            return done(report);
         }
     }
     let _lock = match settings.lock.as_deref().filter(|_| prunes) {

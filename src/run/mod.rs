@@ -5,6 +5,7 @@
 
 pub mod inputs;
 pub mod job;
+pub mod retention;
 pub mod runner;
 pub mod schedule;
 

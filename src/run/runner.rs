@@ -3,6 +3,7 @@
 //! them and the daemon calls they lead to.
 
 use super::inputs::{self, disk_reading};
+use super::retention;
 use super::Interrupt;
 use crate::disk::DiskReading;
 use crate::docker::inventory::Inventory;
@@ -41,6 +42,31 @@ pub async fn execute(
     let inputs = inputs::read(settings, command, daemon, early).await;
     report.gates = gates::evaluate_all(&settings.gates, command, &inputs);
     let all_open = report.gates.iter().all(|g| g.open);
+    // Use is learned on every run that could prune, whatever the gates say.
+    let learned = match (
+        &settings.retention,
+        &inputs.snapshot.info,
+        &inputs.snapshot.engine,
+    ) {
+        (Some(_), Ok(info), Ok(engine))
+            if command != Command::Check && engine.unsupported().is_none() =>
+        {
+            let l = match engine.refuse(Class::TaggedImages) {
+                Some(why) => retention::Learned {
+                    known: Err(why),
+                    warning: None,
+                },
+                None => {
+                    let id = crate::engine::daemon_identity(info);
+                    retention::learn(settings, daemon, &id, !dry_run).await
+                }
+            };
+            report.warnings.extend(l.warning.clone());
+            Some(l)
+        }
+        _ => None,
+    };
+
     report.outcome = match &inputs.snapshot.engine {
         Err(e) => {
             report.error = Some(format!(
@@ -62,7 +88,11 @@ pub async fn execute(
         }
         Ok(_) if !all_open => Outcome::Skipped,
         Ok(engine) if dry_run => {
-            let (steps, error) = dry_run_steps(settings, daemon, engine).await;
+            let (mut steps, error) = dry_run_steps(settings, daemon, engine).await;
+            if let (Some(r), Some(l)) = (&settings.retention, &learned) {
+                let freed = steps.iter().map(|s| s.reclaimed_bytes).sum();
+                steps.push(retention::predict(settings, r, daemon, l, freed).await);
+            }
             report.steps = steps;
             report.error = error;
             if report.error.is_some() {
@@ -72,7 +102,7 @@ pub async fn execute(
             }
         }
         Ok(_) => {
-            let (steps, halt) = prune_steps(settings, daemon, interrupt).await;
+            let (steps, halt) = prune_steps(settings, daemon, interrupt, learned.as_ref()).await;
             report.steps = steps;
             let outcome = match halt {
                 Some(halt) => halt.into_report(&mut report),
@@ -81,6 +111,16 @@ pub async fn execute(
             };
             if matches!(outcome, Outcome::Pruned | Outcome::NothingToDo) {
                 report.advisory = advisory(settings, daemon, &inputs.snapshot).await;
+                if let Some(a) = &mut report.advisory {
+                    let tagged = report.steps.iter().find(|s| s.class == Class::TaggedImages);
+                    if let Some(step) = tagged {
+                        a.retention = format!(
+                            "removed {} tagged images; {}",
+                            step.count,
+                            step.reason.as_deref().unwrap_or("")
+                        );
+                    }
+                }
             }
             outcome
         }
@@ -206,10 +246,16 @@ async fn prune_steps(
     settings: &Settings,
     daemon: &Daemon,
     interrupt: &Interrupt,
+    learned: Option<&retention::Learned>,
 ) -> (Vec<StepReport>, Option<Halt>) {
     let mut steps = Vec::new();
     let mut halt: Option<Halt> = None;
-    for &class in &settings.prune.classes {
+    let tagged = settings
+        .retention
+        .as_ref()
+        .zip(learned)
+        .map(|_| Class::TaggedImages);
+    for &class in settings.prune.classes.iter().chain(&tagged) {
         if halt.is_none() && interrupt.raised() {
             halt = Some(Halt::Interrupted);
         }
@@ -217,11 +263,49 @@ async fn prune_steps(
             steps.push(StepReport::skipped(class, h.note()));
             continue;
         }
-        let (step, stop) = prune_step(class, settings, daemon).await;
+        let (step, stop) = match (class, &settings.retention, learned) {
+            (Class::TaggedImages, Some(r), Some(l)) => match recheck(class, settings, daemon).await
+            {
+                Ok((_, engine)) if engine.refuse(class).is_some() => (
+                    StepReport::skipped(class, engine.refuse(class).unwrap_or_default()),
+                    None,
+                ),
+                Ok((fresh, _)) => (
+                    retention::remove(settings, r, daemon, &fresh, l, interrupt).await,
+                    None,
+                ),
+                Err(halted) => halted,
+            },
+            _ => prune_step(class, settings, daemon).await,
+        };
         steps.push(step);
         halt = stop;
     }
     (steps, halt)
+}
+
+/// The re-check before every step: a fresh snapshot, the activity gates judged on it. The
+/// snapshot and its engine, or the step's report and the halt that ends the run.
+async fn recheck(
+    class: Class,
+    settings: &Settings,
+    daemon: &Daemon,
+) -> Result<(Snapshot, Engine), (StepReport, Option<Halt>)> {
+    let halted = |h: Halt| (StepReport::skipped(class, h.note()), Some(h));
+    let fresh = Snapshot::take(daemon).await;
+    let engine = match &fresh.engine {
+        Ok(engine) => engine.clone(),
+        Err(e) => {
+            return Err(halted(Halt::Lost(format!(
+                "lost the Docker daemon before the {} step: {e}",
+                class.as_str()
+            ))))
+        }
+    };
+    if let Some(closed) = gates::first_closed(&gates::activity(&settings.gates, &fresh)) {
+        return Err(halted(Halt::Gate(closed.clone())));
+    }
+    Ok((fresh, engine))
 }
 
 /// One step: re-read and re-judge the activity gates right before it, then prune (or skip it
@@ -232,20 +316,10 @@ async fn prune_step(
     settings: &Settings,
     daemon: &Daemon,
 ) -> (StepReport, Option<Halt>) {
-    let halted = |h: Halt| (StepReport::skipped(class, h.note()), Some(h));
-    let fresh = Snapshot::take(daemon).await;
-    let engine = match &fresh.engine {
-        Ok(engine) => engine,
-        Err(e) => {
-            return halted(Halt::Lost(format!(
-                "lost the Docker daemon before the {} step: {e}",
-                class.as_str()
-            )))
-        }
+    let engine = match recheck(class, settings, daemon).await {
+        Ok(fresh) => fresh.1,
+        Err(halted) => return halted,
     };
-    if let Some(closed) = gates::first_closed(&gates::activity(&settings.gates, &fresh)) {
-        return halted(Halt::Gate(closed.clone()));
-    }
     if let Some(why) = engine.refuse(class) {
         return (StepReport::skipped(class, why), None);
     }
@@ -258,6 +332,7 @@ async fn prune_step(
                 .prune_build_cache(until, settings.prune.describe_build_cache)
                 .await
         }
+        Class::TaggedImages => return (StepReport::skipped(class, "not a prune"), None),
     };
     match result {
         Ok(Pruned {

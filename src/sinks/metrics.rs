@@ -20,7 +20,7 @@ impl Out {
     /// A family with one sample per prune class.
     fn per_class(&mut self, name: &str, kind: &str, help: &str, value: impl Fn(Class) -> u64) {
         self.family(name, kind, help);
-        for class in Class::ORDER {
+        for class in Class::ALL {
             self.sample(name, &[("class", class.as_str())], value(class) as f64);
         }
     }

@@ -1,0 +1,256 @@
+//! The reads and the removal of the retention class (docs/retention.md): tagged images with
+//! their layers and unique bytes, every container, the container events since the last run, the
+//! swarm's previous specs; and `DELETE /images/…`, never forced. Nothing here decides which
+//! image goes: that is `retention::judge`/`select`, on what these reads return.
+
+use super::containers::Listing;
+use super::Daemon;
+use crate::model::{Read, ReadError};
+use bollard::models::{ContainerSummary, ImageSummary};
+use bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptionsBuilder};
+use futures_util::stream::{self, StreamExt};
+use std::collections::HashMap;
+
+/// Everything the class judges on, read at one moment.
+#[derive(Debug, Clone)]
+pub struct TaggedReads {
+    /// The top-level image list (tagged and dangling), ids normalised.
+    pub images: Read<Vec<ImageSummary>>,
+    /// Every container, in any state.
+    pub containers: Read<Vec<ContainerSummary>>,
+    /// Per image id, its layer diff ids, base first (`RootFS.Layers`), for the tagged images.
+    pub layers: Read<HashMap<String, Vec<String>>>,
+    /// Per image id, what removing it frees: `Size − SharedSize` from `/system/df`.
+    pub unique_bytes: Read<HashMap<String, u64>>,
+}
+
+/// A container create/start event: the image as the event names it (a reference or an id) and
+/// when (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UseEvent {
+    pub image: String,
+    pub time: i64,
+}
+
+/// How many image inspections run at once.
+const INSPECT_CONCURRENCY: usize = 8;
+
+impl Daemon {
+    /// The top-level image list, ids normalised.
+    pub async fn images(&self) -> Read<Vec<ImageSummary>> {
+        let opts = ListImagesOptionsBuilder::default().build();
+        self.read
+            .list_images(Some(opts))
+            .await
+            .map(crate::engine::normalized_images)
+            .map_err(|e| self.read_err(e))
+    }
+
+    /// `/info`: the engine, and which daemon a use history belongs to
+    /// ([`crate::engine::daemon_identity`]).
+    pub async fn identity(&self) -> Result<(crate::engine::Engine, String), ReadError> {
+        let info = self.read.info().await.map_err(|e| self.read_err(e))?;
+        Ok((
+            crate::engine::Engine::from_info(&info),
+            crate::engine::daemon_identity(&info),
+        ))
+    }
+
+    /// The id a reference names now.
+    pub async fn image_id_of(&self, reference: &str) -> Result<String, ReadError> {
+        let i = self
+            .read
+            .inspect_image(reference)
+            .await
+            .map_err(|e| self.read_err(e))?;
+        Ok(crate::engine::image_id(&i.id.unwrap_or_default()))
+    }
+
+    /// The class's reads: the image list, every container and `/system/df` at once, then one
+    /// `/images/{id}/json` per tagged image (a few at a time) for its layers.
+    pub async fn tagged_reads(&self) -> TaggedReads {
+        let (images, containers, usage) = tokio::join!(
+            self.images(),
+            self.containers(Listing {
+                all: true,
+                size: false,
+                label: None,
+            }),
+            self.disk_usage(),
+        );
+        let unique_bytes = usage.and_then(|u| {
+            let list = u
+                .images
+                .ok_or_else(|| ReadError::local("/system/df listed no images (sizes unknown)"))?;
+            Ok(list
+                .into_iter()
+                .map(|i| {
+                    let unique = (i.size - i.shared_size.max(0)).max(0) as u64;
+                    (crate::engine::image_id(&i.id), unique)
+                })
+                .collect())
+        });
+        let layers = match &images {
+            Ok(list) => self.layers(list).await,
+            Err(e) => Err(e.clone()),
+        };
+        TaggedReads {
+            images,
+            containers,
+            layers,
+            unique_bytes,
+        }
+    }
+
+    async fn layers(&self, images: &[ImageSummary]) -> Read<HashMap<String, Vec<String>>> {
+        let tagged = images
+            .iter()
+            .filter(|i| i.repo_tags.iter().any(|t| t != "<none>:<none>"));
+        let inspected: Vec<Read<(String, Vec<String>)>> = stream::iter(tagged)
+            .map(|i| async move {
+                let inspect = self
+                    .read
+                    .inspect_image(&i.id)
+                    .await
+                    .map_err(|e| self.read_err(e))?;
+                let layers = inspect.root_fs.and_then(|r| r.layers).unwrap_or_default();
+                Ok((i.id.clone(), layers))
+            })
+            .buffer_unordered(INSPECT_CONCURRENCY)
+            .collect()
+            .await;
+        inspected.into_iter().collect()
+    }
+
+    /// Container `create` and `start` events from `since` (Unix seconds) to now. The daemon
+    /// keeps only its latest events in memory (moby: 256), so a long gap loses some; the
+    /// containers present at each run are the other source of use. `until` is now to the
+    /// nanosecond: the daemon compares it with each event's nanosecond time, so a whole second
+    /// would leave out the events of the current second (seen on 20.10), and a time to come
+    /// would hold the answer open until then.
+    pub async fn use_events(&self, since: i64) -> Read<Vec<UseEvent>> {
+        let filters = r#"{"type":["container"],"event":["create","start"]}"#;
+        let now = chrono::Utc::now();
+        let until = format!("{}.{:09}", now.timestamp(), now.timestamp_subsec_nanos());
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("since", &since.to_string())
+            .append_pair("until", &until)
+            .append_pair("filters", filters)
+            .finish();
+        let body = self.raw_get(&format!("/events?{query}")).await?;
+        decode_events(&body).map_err(ReadError::local)
+    }
+
+    /// Each service's previous spec image (service name, reference): the rollback target.
+    /// Read raw because bollard 0.21's `Service` has no `PreviousSpec` (the daemon sends it).
+    pub async fn previous_specs(&self) -> Read<Vec<(String, String)>> {
+        let body = self.raw_get("/services").await?;
+        decode_previous_specs(&body).map_err(ReadError::local)
+    }
+
+    /// `DELETE /images/{reference}`, never forced; `noprune`: the untagged parents a classic
+    /// build left stay for the images step to judge by its own rules. The daemon's answer:
+    /// what it untagged and what it deleted.
+    pub async fn remove_image(&self, reference: &str) -> Result<Vec<Removed>, ReadError> {
+        let opts = RemoveImageOptionsBuilder::default()
+            .force(false)
+            .noprune(true)
+            .build();
+        let answer = self
+            .prune
+            .remove_image(reference, Some(opts), None)
+            .await
+            .map_err(|e| self.prune_err(e))?;
+        Ok(answer
+            .into_iter()
+            .flat_map(|r| {
+                let untagged = r.untagged.map(Removed::Untagged);
+                let deleted = r.deleted.map(Removed::Deleted);
+                untagged.into_iter().chain(deleted)
+            })
+            .collect())
+    }
+}
+
+/// One line of a `DELETE /images` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    Untagged(String),
+    Deleted(String),
+}
+
+/// `/events` answers a stream of JSON objects; the image is `Actor.Attributes.image` (or the
+/// legacy `from`), the time `time`.
+pub fn decode_events(body: &[u8]) -> Result<Vec<UseEvent>, String> {
+    let mut out = Vec::new();
+    for value in serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>() {
+        let v = value.map_err(|e| format!("decoding /events: {e}"))?;
+        let image = v
+            .pointer("/Actor/Attributes/image")
+            .or_else(|| v.get("from"))
+            .and_then(|i| i.as_str());
+        let time = v.get("time").and_then(|t| t.as_i64());
+        if let (Some(image), Some(time)) = (image, time) {
+            out.push(UseEvent {
+                image: image.to_string(),
+                time,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// (service name, `PreviousSpec.TaskTemplate.ContainerSpec.Image`) for services that have one.
+pub fn decode_previous_specs(body: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let services: Vec<serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| format!("decoding /services: {e}"))?;
+    Ok(services
+        .iter()
+        .filter_map(|s| {
+            let image = s
+                .pointer("/PreviousSpec/TaskTemplate/ContainerSpec/Image")?
+                .as_str()?;
+            let name = s
+                .pointer("/Spec/Name")
+                .and_then(|n| n.as_str())
+                .unwrap_or("?");
+            Some((name.to_string(), image.to_string()))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_and_previous_specs_decode() {
+        // As Docker 20.10 streams them (abridged): one object per line.
+        let events = br#"{"status":"create","id":"c1","from":"app:1","Type":"container","Action":"create","Actor":{"ID":"c1","Attributes":{"image":"app:1","name":"x"}},"scope":"local","time":1700000000,"timeNano":1700000000000000000}
+{"status":"start","id":"c1","from":"app:1","Type":"container","Action":"start","Actor":{"ID":"c1","Attributes":{"image":"app:1","name":"x"}},"scope":"local","time":1700000001,"timeNano":1700000001000000000}
+"#;
+        let e = decode_events(events).unwrap();
+        assert_eq!(
+            e,
+            [
+                UseEvent {
+                    image: "app:1".into(),
+                    time: 1_700_000_000
+                },
+                UseEvent {
+                    image: "app:1".into(),
+                    time: 1_700_000_001
+                }
+            ]
+        );
+        assert!(decode_events(b"").unwrap().is_empty());
+        assert!(decode_events(b"{nope").is_err());
+        let services = br#"[{"ID":"s1","Spec":{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"app:2"}}},
+            "PreviousSpec":{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"app:1@sha256:ab"}}}},
+            {"ID":"s2","Spec":{"Name":"db","TaskTemplate":{"ContainerSpec":{"Image":"db:1"}}}}]"#;
+        assert_eq!(
+            decode_previous_specs(services).unwrap(),
+            [("web".to_string(), "app:1@sha256:ab".to_string())]
+        );
+    }
+}

@@ -1,0 +1,804 @@
+//! The retention class's decisions (docs/retention.md): which tagged images are cold enough to
+//! go, in which order, and how many of them bring the disk down to the low watermark. Pure: the
+//! reads (images with their layers, containers, swarm services and tasks, the last-use history
+//! kept in the state directory) are made elsewhere and passed in.
+//!
+//! Every protection is a reason an image stays, said in words, so that the dry run and the
+//! report can tell an operator why each tagged image was kept.
+
+use crate::docker::tagged::UseEvent;
+use crate::model::Candidate;
+pub use crate::settings::Retention;
+use bollard::models::{ContainerSummary, ImageSummary};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// A tagged image as the class sees it.
+#[derive(Debug, Clone)]
+pub struct Tagged {
+    pub id: String,
+    /// `repository:tag`, every one.
+    pub tags: Vec<String>,
+    /// Unix seconds of the image config's `created`.
+    pub created: i64,
+    /// What removing it would free: its size minus what it shares with other images.
+    pub unique_bytes: u64,
+    /// Its layer diff ids, base first (`RootFS.Layers`).
+    pub layers: Vec<String>,
+}
+
+/// When prunegate saw an image in use, or first saw it at all (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Use {
+    pub first_seen: i64,
+    pub last_used: Option<i64>,
+}
+
+impl Use {
+    /// The moment the idle time counts from.
+    pub fn since(&self) -> i64 {
+        self.last_used
+            .unwrap_or(self.first_seen)
+            .max(self.first_seen)
+    }
+}
+
+/// The use history kept in the state directory between runs: whose daemon it describes, and
+/// per image id when it was first seen and last used. Serialised as `retention.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct History {
+    /// `/info` `ID` of the daemon the history is of: another daemon's history is never used.
+    pub daemon_id: String,
+    /// When it was last brought up to date (Unix seconds): the next run reads the container
+    /// events since then.
+    #[serde(default)]
+    pub updated_at: i64,
+    pub images: BTreeMap<String, UseRecord>,
+}
+
+/// [`Use`] as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UseRecord {
+    pub first_seen: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<i64>,
+}
+
+impl History {
+    /// The history as the judge takes it: `None` when it belongs to another daemon (or to
+    /// none), so that nothing is eligible on a history that says nothing of these images.
+    pub fn for_daemon(&self, daemon_id: &str) -> Option<BTreeMap<String, Use>> {
+        (!daemon_id.is_empty() && self.daemon_id == daemon_id).then(|| {
+            self.images
+                .iter()
+                .map(|(id, r)| {
+                    let u = Use {
+                        first_seen: r.first_seen,
+                        last_used: r.last_used,
+                    };
+                    (id.clone(), u)
+                })
+                .collect()
+        })
+    }
+
+    /// The history after a run saw `present` images, `in_use` of them used by containers now,
+    /// and `used_since` named by container create/start events since the previous run (id →
+    /// the event's time). An image seen for the first time counts from now; images gone are
+    /// forgotten. A history of another daemon is started afresh.
+    pub fn observe(
+        &self,
+        daemon_id: &str,
+        now: i64,
+        present: &[&str],
+        in_use: &HashSet<&str>,
+        used_since: &HashMap<&str, i64>,
+    ) -> History {
+        let mine = self.daemon_id == daemon_id;
+        let images = present
+            .iter()
+            .map(|id| {
+                let old = mine.then(|| self.images.get(*id)).flatten();
+                let first_seen = old.map_or(now, |o| o.first_seen);
+                let mut last_used = old.and_then(|o| o.last_used);
+                if let Some(t) = used_since.get(id) {
+                    last_used = Some(last_used.map_or(*t, |l| l.max(*t)));
+                }
+                if in_use.contains(id) {
+                    last_used = Some(now);
+                }
+                (
+                    id.to_string(),
+                    UseRecord {
+                        first_seen,
+                        last_used,
+                    },
+                )
+            })
+            .collect();
+        History {
+            daemon_id: daemon_id.to_string(),
+            updated_at: now,
+            images,
+        }
+    }
+}
+
+/// A reference as Docker writes it, reduced to compare: `docker.io/library/` and `docker.io/`
+/// dropped, `:latest` added to a bare name.
+fn normal_ref(r: &str) -> String {
+    let r = r
+        .strip_prefix("docker.io/library/")
+        .or_else(|| r.strip_prefix("docker.io/"))
+        .unwrap_or(r);
+    if r.contains('@') || repository(r) != r {
+        r.to_string()
+    } else {
+        format!("{r}:latest")
+    }
+}
+
+/// The images swarm names — in a service's current spec, its previous spec (the rollback
+/// target) or any of its tasks — by image id, with who names them. A spec's image is a
+/// reference (`name:tag@sha256:…`, or `name:tag` when deployed with `--no-resolve-image`): it
+/// matches an image by its digest (`RepoDigests`) or, failing that, by its tag.
+///
+/// `previous`: each service's previous spec image (service name, reference). bollard 0.21's
+/// `Service` has no `PreviousSpec` (the Engine API document omits it, the daemon sends it), so
+/// the snapshot will have to read it raw; until then it is passed apart.
+pub fn swarm_refs(
+    services: &[bollard::models::Service],
+    previous: &[(String, String)],
+    tasks: &[bollard::models::Task],
+    images: &[bollard::models::ImageSummary],
+) -> HashMap<String, String> {
+    let mut refs: Vec<(String, String)> = Vec::new();
+    for s in services {
+        let name = s
+            .spec
+            .as_ref()
+            .and_then(|sp| sp.name.clone())
+            .unwrap_or_default();
+        let image = |spec: &Option<bollard::models::ServiceSpec>| {
+            spec.as_ref()?
+                .task_template
+                .as_ref()?
+                .container_spec
+                .as_ref()?
+                .image
+                .clone()
+        };
+        if let Some(i) = image(&s.spec) {
+            refs.push((i, format!("service {name}")));
+        }
+    }
+    for (name, i) in previous {
+        refs.push((
+            i.clone(),
+            format!("service {name} (previous spec: its rollback target)"),
+        ));
+    }
+    for t in tasks {
+        let image = t
+            .spec
+            .as_ref()
+            .and_then(|sp| sp.container_spec.as_ref()?.image.clone());
+        if let Some(i) = image {
+            let id = t.id.as_deref().unwrap_or("?");
+            refs.push((i, format!("task {id}")));
+        }
+    }
+    let mut out = HashMap::new();
+    for (reference, who) in refs {
+        let (named, digest) = match reference.split_once('@') {
+            Some((n, d)) => (n, Some(d)),
+            None => (reference.as_str(), None),
+        };
+        let has_digest = |i: &&bollard::models::ImageSummary, d: &str| {
+            let want = normal_ref(&format!("{}@{d}", repository(named)));
+            i.repo_digests.iter().any(|r| normal_ref(r) == want)
+        };
+        let has_tag = |i: &&bollard::models::ImageSummary| {
+            i.repo_tags
+                .iter()
+                .any(|t| normal_ref(t) == normal_ref(named))
+        };
+        // The digest when an image has it; the tag otherwise (a local image has no digest).
+        let mut found: Vec<&bollard::models::ImageSummary> = match digest {
+            Some(d) => images.iter().filter(|i| has_digest(i, d)).collect(),
+            None => Vec::new(),
+        };
+        if found.is_empty() {
+            found = images.iter().filter(has_tag).collect();
+        }
+        for i in found {
+            out.entry(i.id.clone()).or_insert_with(|| who.clone());
+        }
+    }
+    out
+}
+
+/// Why an image stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    UsedByContainer(String),
+    UsedBySwarm(String),
+    KeepPattern(String),
+    Newest {
+        repository: String,
+        rank: usize,
+    },
+    Idle {
+        since: i64,
+    },
+    NoHistory,
+    BaseOf(String),
+    /// Eligible, but the images before it in the order already bring the disk to
+    /// `low_percent`.
+    NotNeeded,
+}
+
+impl Kept {
+    /// The protection's name, for counts in a report line.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Kept::UsedByContainer(_) => "used by a container",
+            Kept::UsedBySwarm(_) => "named by swarm",
+            Kept::KeepPattern(_) => "matching retention.keep",
+            Kept::Newest { .. } => "among the newest of their repository",
+            Kept::Idle { .. } => "used or first seen within retention.min_idle",
+            Kept::NoHistory => "without history",
+            Kept::BaseOf(_) => "bases of images that stay",
+            Kept::NotNeeded => "eligible but not needed",
+        }
+    }
+}
+
+impl std::fmt::Display for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kept::UsedByContainer(c) => write!(f, "used by container {c}"),
+            Kept::UsedBySwarm(s) => write!(f, "named by swarm {s}"),
+            Kept::KeepPattern(t) => write!(f, "{t} matches retention.keep"),
+            Kept::Newest { repository, rank } => {
+                write!(f, "newest #{rank} of {repository} (retention.keep_newest)")
+            }
+            Kept::Idle { since } => write!(
+                f,
+                "used or first seen at {}, within retention.min_idle",
+                rfc3339(*since)
+            ),
+            Kept::NoHistory => write!(f, "no use history for it yet"),
+            Kept::BaseOf(id) => write!(f, "a base of {id}, which stays: removing it frees nothing"),
+            Kept::NotNeeded => write!(
+                f,
+                "eligible, but not needed to bring the disk to retention.low_percent"
+            ),
+        }
+    }
+}
+
+/// The repository of `repository:tag` (the registry's port is not a tag).
+fn repository(tag: &str) -> &str {
+    match tag.rfind(':') {
+        Some(i) if !tag[i..].contains('/') => &tag[..i],
+        _ => tag,
+    }
+}
+
+/// Each image's verdict: eligible (with the moment its idle time counts from) or why it stays.
+/// `in_use`: image id → a container using it (any state); `swarm`: image id → the service or
+/// task naming it (current or previous spec); `history`: `None` when the use history is
+/// missing, unreadable or another daemon's — then nothing is eligible.
+pub fn judge(
+    images: &[Tagged],
+    in_use: &HashMap<String, String>,
+    swarm: &HashMap<String, String>,
+    history: Option<&BTreeMap<String, Use>>,
+    r: &Retention,
+    now: i64,
+) -> Vec<(String, Result<i64, Kept>)> {
+    // The newest `keep_newest` images of each repository, by `created`.
+    let mut by_repo: BTreeMap<&str, Vec<&Tagged>> = BTreeMap::new();
+    for i in images {
+        let repos: HashSet<&str> = i.tags.iter().map(|t| repository(t)).collect();
+        for repo in repos {
+            by_repo.entry(repo).or_default().push(i);
+        }
+    }
+    let mut newest: HashMap<&str, (String, usize)> = HashMap::new();
+    for (repo, mut list) in by_repo {
+        list.sort_by_key(|i| std::cmp::Reverse(i.created));
+        for (rank, i) in list.into_iter().take(r.keep_newest).enumerate() {
+            newest
+                .entry(i.id.as_str())
+                .or_insert((repo.to_string(), rank + 1));
+        }
+    }
+    let first_pass: Vec<(String, Result<i64, Kept>)> = images
+        .iter()
+        .map(|i| {
+            let verdict = (|| {
+                if let Some(c) = in_use.get(&i.id) {
+                    return Err(Kept::UsedByContainer(c.clone()));
+                }
+                if let Some(s) = swarm.get(&i.id) {
+                    return Err(Kept::UsedBySwarm(s.clone()));
+                }
+                if let Some(t) = i.tags.iter().find(|t| r.keep.iter().any(|k| k.is_match(t))) {
+                    return Err(Kept::KeepPattern(t.clone()));
+                }
+                if let Some((repository, rank)) = newest.get(i.id.as_str()) {
+                    return Err(Kept::Newest {
+                        repository: repository.clone(),
+                        rank: *rank,
+                    });
+                }
+                let seen = history.ok_or(Kept::NoHistory)?;
+                let since = seen.get(&i.id).ok_or(Kept::NoHistory)?.since();
+                if now - since < r.min_idle_secs {
+                    return Err(Kept::Idle { since });
+                }
+                Ok(since)
+            })();
+            (i.id.clone(), verdict)
+        })
+        .collect();
+    // A base of an image that stays frees nothing (its layers are that image's too) and its tag
+    // is what the next build pulls: it stays as well.
+    let staying: Vec<&Tagged> = images
+        .iter()
+        .zip(&first_pass)
+        .filter(|(_, (_, v))| v.is_err())
+        .map(|(i, _)| i)
+        .collect();
+    images
+        .iter()
+        .zip(first_pass)
+        .map(|(i, (id, v))| {
+            let v = v.and_then(|since| {
+                match staying.iter().find(|s| {
+                    s.id != i.id && !i.layers.is_empty() && s.layers.starts_with(&i.layers)
+                }) {
+                    Some(s) => Err(Kept::BaseOf(s.id.clone())),
+                    None => Ok(since),
+                }
+            });
+            (id, v)
+        })
+        .collect()
+}
+
+/// The images to remove, least recently used first, while the disk is at or above the high
+/// watermark: as many as bring the projected Use% (`used − freed` over `used + available`, as
+/// `df` counts) to the low watermark. Nothing when the disk is below the high watermark.
+pub fn select<'a>(
+    eligible: &[(&'a Tagged, i64)],
+    used_bytes: u64,
+    available_bytes: u64,
+    r: &Retention,
+) -> Vec<&'a Tagged> {
+    // Use% as `df` and the disk gate compute it (rounded up), the total fixed: what an image
+    // frees becomes available.
+    let total = used_bytes + available_bytes;
+    let percent = |used: u64| crate::disk::df_percent(used, total - used).unwrap_or(0);
+    if percent(used_bytes) < r.high_percent {
+        return Vec::new();
+    }
+    let mut order: Vec<&(&Tagged, i64)> = eligible.iter().collect();
+    order.sort_by_key(|(i, since)| (*since, i.id.clone()));
+    let mut used = used_bytes;
+    let mut out = Vec::new();
+    for (image, _) in order {
+        if percent(used) <= r.low_percent {
+            break;
+        }
+        used = used.saturating_sub(image.unique_bytes);
+        out.push(*image);
+    }
+    out
+}
+
+/// Image id → the name of a container using it (any state): every container holds its image.
+pub fn in_use(containers: &[ContainerSummary]) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for c in containers {
+        let Some(image) = c.image_id.as_deref() else {
+            continue;
+        };
+        let name = c.names.as_ref().and_then(|n| n.first()).map_or_else(
+            || c.id.clone().unwrap_or_default(),
+            |n| n.trim_start_matches('/').to_string(),
+        );
+        out.entry(crate::engine::image_id(image)).or_insert(name);
+    }
+    out
+}
+
+/// The image a reference or id names among `images`: by id (full or short, with or without
+/// `sha256:`), else by tag.
+fn resolve<'a>(reference: &str, images: &'a [ImageSummary]) -> Option<&'a ImageSummary> {
+    let bare = reference.strip_prefix("sha256:").unwrap_or(reference);
+    let hex = bare.len() >= 12 && bare.chars().all(|c| c.is_ascii_hexdigit());
+    images
+        .iter()
+        .find(|i| hex && i.id.trim_start_matches("sha256:").starts_with(bare))
+        .or_else(|| {
+            let want = normal_ref(reference);
+            images
+                .iter()
+                .find(|i| i.repo_tags.iter().any(|t| normal_ref(t) == want))
+        })
+}
+
+/// Image id → the latest create/start event naming it. An event naming a tag is credited to
+/// the image holding that tag now (a tag moved since is credited to its new image: the old one
+/// then looks colder than it was — which `min_idle`, far longer than any gap between runs,
+/// absorbs).
+pub fn used_by_events(events: &[UseEvent], images: &[ImageSummary]) -> HashMap<String, i64> {
+    let mut out: HashMap<String, i64> = HashMap::new();
+    for e in events {
+        if let Some(i) = resolve(&e.image, images) {
+            let t = out.entry(i.id.clone()).or_insert(e.time);
+            *t = (*t).max(e.time);
+        }
+    }
+    out
+}
+
+/// The tagged images with their layers and unique bytes. An image whose layers or size the
+/// reads lack is left out of the list, and so never removed.
+pub fn tagged(
+    images: &[ImageSummary],
+    layers: &HashMap<String, Vec<String>>,
+    unique_bytes: &HashMap<String, u64>,
+) -> Vec<Tagged> {
+    images
+        .iter()
+        .filter_map(|i| {
+            let tags: Vec<String> = i
+                .repo_tags
+                .iter()
+                .filter(|t| *t != "<none>:<none>")
+                .cloned()
+                .collect();
+            if tags.is_empty() {
+                return None;
+            }
+            Some(Tagged {
+                id: i.id.clone(),
+                tags,
+                created: i.created,
+                unique_bytes: *unique_bytes.get(&i.id)?,
+                layers: layers.get(&i.id)?.clone(),
+            })
+        })
+        .collect()
+}
+
+/// What the class does on one disk reading: the images to remove in order, with what each
+/// frees, and every tagged image kept with why.
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    pub remove: Vec<Candidate>,
+    pub kept: Vec<(String, Kept)>,
+    /// Every judged image's tags, by id.
+    pub tags: HashMap<String, Vec<String>>,
+    /// The disk's Use% before and, once the listed images are gone, as projected.
+    pub used_percent: u8,
+    pub projected_percent: u8,
+}
+
+/// Judges and selects: see [`judge`] and [`select`]. `used`/`available`: the watched
+/// filesystem's bytes as `df` counts them.
+#[allow(clippy::too_many_arguments)]
+pub fn decide(
+    images: &[Tagged],
+    in_use: &HashMap<String, String>,
+    swarm: &HashMap<String, String>,
+    history: &BTreeMap<String, Use>,
+    all_images: &[ImageSummary],
+    (used, available): (u64, u64),
+    r: &Retention,
+    now: i64,
+) -> Decision {
+    let verdicts = judge(images, in_use, swarm, Some(history), r, now);
+    let by_id: HashMap<&str, &Tagged> = images.iter().map(|i| (i.id.as_str(), i)).collect();
+    let mut eligible = Vec::new();
+    let mut kept = Vec::new();
+    for (id, v) in verdicts {
+        match v {
+            Ok(since) => eligible.push((by_id[id.as_str()], since)),
+            Err(why) => kept.push((id, why)),
+        }
+    }
+    let chosen = select(&eligible, used, available, r);
+    let freed: u64 = chosen.iter().map(|i| i.unique_bytes).sum();
+    let total = used + available;
+    let percent = |u: u64| crate::disk::df_percent(u, total - u).unwrap_or(0);
+    let remove = chosen
+        .iter()
+        .map(|i| candidate(i, &history[&i.id], all_images, r))
+        .collect();
+    // Eligible but not needed to reach the low watermark: kept this time, and said so.
+    let taken: HashSet<&str> = chosen.iter().map(|i| i.id.as_str()).collect();
+    for (i, _) in &eligible {
+        if !taken.contains(i.id.as_str()) {
+            kept.push((i.id.clone(), Kept::NotNeeded));
+        }
+    }
+    Decision {
+        remove,
+        kept,
+        tags: images
+            .iter()
+            .map(|i| (i.id.clone(), i.tags.clone()))
+            .collect(),
+        used_percent: percent(used),
+        projected_percent: percent(used.saturating_sub(freed)),
+    }
+}
+
+fn rfc3339(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| t.to_string())
+}
+
+/// The report's and the audit log's line for a tagged image the class removes: its tags,
+/// digests, last use, first sight and why it was eligible.
+fn candidate(i: &Tagged, u: &Use, all: &[ImageSummary], r: &Retention) -> Candidate {
+    let digests: Vec<&str> = all
+        .iter()
+        .filter(|a| a.id == i.id)
+        .flat_map(|a| a.repo_digests.iter().map(String::as_str))
+        .filter(|d| *d != "<none>@<none>")
+        .collect();
+    let last = u.last_used.map(rfc3339);
+    let why = format!(
+        "not used since {} (retention.min_idle {}), in no container, swarm spec or task, no \
+         keep pattern, not among its repository's {} newest, no image that stays is built on it",
+        rfc3339(u.since()),
+        crate::model::humanize(std::time::Duration::from_secs(r.min_idle_secs as u64)),
+        r.keep_newest
+    );
+    Candidate {
+        id: i.id.clone(),
+        size_bytes: Some(i.unique_bytes),
+        description: format!(
+            "tagged image {} (last used {}, first seen {})",
+            i.tags.join(", "),
+            last.as_deref().unwrap_or("never"),
+            rfc3339(u.first_seen)
+        ),
+        what: serde_json::json!({
+            "tags": i.tags,
+            "repo_digests": digests,
+            "created": i.created,
+            "last_used": last,
+            "first_seen": rfc3339(u.first_seen),
+            "why": why,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex::Regex;
+
+    fn cfg() -> Retention {
+        Retention {
+            high_percent: 90,
+            low_percent: 80,
+            min_idle_secs: 3_600,
+            keep: vec![Regex::new("^registry.example/base/").unwrap()],
+            keep_newest: 1,
+        }
+    }
+
+    fn img(id: &str, tags: &[&str], created: i64, layers: &[&str]) -> Tagged {
+        Tagged {
+            id: id.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            created,
+            unique_bytes: 10,
+            layers: layers.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    const NOW: i64 = 100_000;
+
+    #[test]
+    fn every_protection_keeps_its_image_and_says_why() {
+        let images = [
+            img("used", &["app:1"], 1, &["a", "u"]),
+            img("svc", &["app:2"], 2, &["a", "s"]),
+            img("kept", &["registry.example/base/x:1"], 3, &["k"]),
+            img("newest", &["app:9"], 9, &["a", "n"]),
+            img("recent", &["tool:1"], 1, &["r"]),
+            img("tool-newest", &["tool:2"], 5, &["t"]),
+            img("unseen", &["app:3"], 3, &["a", "x"]),
+            img("base", &["base:1"], 0, &["a"]),
+            img("base-new", &["base:2"], 9, &["b2"]),
+            img("cold", &["app:4", "other:7"], 4, &["c"]),
+            img("other-newest", &["other:8"], 8, &["o"]),
+        ];
+        let in_use = HashMap::from([("used".to_string(), "web-1".to_string())]);
+        let swarm = HashMap::from([("svc".to_string(), "service web (previous spec)".to_string())]);
+        let history = BTreeMap::from([
+            (
+                "recent".to_string(),
+                Use {
+                    first_seen: 10,
+                    last_used: Some(NOW - 60),
+                },
+            ),
+            (
+                "cold".to_string(),
+                Use {
+                    first_seen: 10,
+                    last_used: Some(50),
+                },
+            ),
+            (
+                "base".to_string(),
+                Use {
+                    first_seen: 10,
+                    last_used: None,
+                },
+            ),
+        ]);
+        let v: HashMap<String, Result<i64, Kept>> =
+            judge(&images, &in_use, &swarm, Some(&history), &cfg(), NOW)
+                .into_iter()
+                .collect();
+        assert_eq!(v["used"], Err(Kept::UsedByContainer("web-1".into())));
+        assert!(matches!(v["svc"], Err(Kept::UsedBySwarm(_))));
+        assert!(matches!(v["kept"], Err(Kept::KeepPattern(_))));
+        assert!(matches!(v["newest"], Err(Kept::Newest { rank: 1, .. })));
+        assert!(matches!(v["recent"], Err(Kept::Idle { .. })));
+        assert_eq!(v["unseen"], Err(Kept::NoHistory));
+        // `base:1`'s one layer is the first layer of images that stay.
+        assert!(matches!(v["base"], Err(Kept::BaseOf(_))), "{:?}", v["base"]);
+        // Judged by every tag: `other:7` is not among other's newest, `app:4` not app's.
+        assert_eq!(v["cold"], Ok(50));
+        // No history (lost, corrupt, another daemon's): nothing is eligible.
+        let none = judge(&images, &in_use, &swarm, None, &cfg(), NOW);
+        assert!(none.iter().all(|(_, v)| v.is_err()));
+    }
+
+    #[test]
+    fn least_recently_used_first_between_the_watermarks() {
+        let (a, b, c) = (
+            img("a", &["x:1"], 1, &[]),
+            img("b", &["x:2"], 1, &[]),
+            img("c", &["x:3"], 1, &[]),
+        );
+        let eligible = [(&c, 30), (&a, 10), (&b, 20)];
+        let ids = |v: Vec<&Tagged>| v.into_iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+        // 95 used of 100: two images of 10 bytes bring it to 75 ≤ 80.
+        assert_eq!(ids(select(&eligible, 95, 5, &cfg())), ["a", "b"]);
+        // 89%: below the high watermark, nothing.
+        assert!(select(&eligible, 89, 11, &cfg()).is_empty());
+        // Full: down to 80% takes two; down to 70% all three.
+        assert_eq!(ids(select(&eligible, 100, 0, &cfg())), ["a", "b"]);
+        let lower = Retention {
+            low_percent: 70,
+            ..cfg()
+        };
+        assert_eq!(ids(select(&eligible, 100, 0, &lower)), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn history_learns_use_from_containers_and_events_and_is_the_daemons_own() {
+        let h =
+            History::default().observe("D1", 100, &["a", "b"], &HashSet::new(), &HashMap::new());
+        assert_eq!(
+            h.images["a"],
+            UseRecord {
+                first_seen: 100,
+                last_used: None
+            }
+        );
+        let h = h.observe(
+            "D1",
+            200,
+            &["a", "b", "c"],
+            &HashSet::from(["b"]),
+            &HashMap::from([("a", 150)]),
+        );
+        assert_eq!(
+            h.images["a"],
+            UseRecord {
+                first_seen: 100,
+                last_used: Some(150)
+            }
+        );
+        assert_eq!(
+            h.images["b"],
+            UseRecord {
+                first_seen: 100,
+                last_used: Some(200)
+            }
+        );
+        assert_eq!(
+            h.images["c"],
+            UseRecord {
+                first_seen: 200,
+                last_used: None
+            }
+        );
+        // Gone images are forgotten; another daemon's history is not used, and is restarted.
+        let h2 = h.observe("D1", 300, &["c"], &HashSet::new(), &HashMap::new());
+        assert_eq!(h2.images.len(), 1);
+        assert!(h.for_daemon("D2").is_none() && h.for_daemon("").is_none());
+        assert_eq!(h.for_daemon("D1").unwrap()["a"].since(), 150);
+        let other = h.observe("D2", 400, &["a"], &HashSet::new(), &HashMap::new());
+        assert_eq!(
+            other.images["a"],
+            UseRecord {
+                first_seen: 400,
+                last_used: None
+            }
+        );
+        // It round-trips through its file form.
+        let text = serde_json::to_string(&h).unwrap();
+        assert_eq!(serde_json::from_str::<History>(&text).unwrap(), h);
+    }
+
+    /// On a snapshot captured from a real swarm manager (service `web` on `pg-base:1`, deployed
+    /// with --no-resolve-image): the image tagged `pg-base:1` is named by the service and its
+    /// tasks; an image known by digest is matched by it, whatever its tag.
+    #[test]
+    fn images_named_by_swarm_are_found_by_digest_or_tag() {
+        use bollard::models::ImageSummary;
+        let snap = crate::gates::fixtures::load("swarm_update_paused");
+        let image = |id: &str, tags: &[&str], digests: &[&str]| ImageSummary {
+            id: id.into(),
+            repo_tags: tags.iter().map(|t| t.to_string()).collect(),
+            repo_digests: digests.iter().map(|t| t.to_string()).collect(),
+            ..Default::default()
+        };
+        let images = [
+            image("base", &["pg-base:1"], &[]),
+            image("other", &["pg-base:2"], &[]),
+            image(
+                "pinned",
+                &["registry.example/app:old"],
+                &["registry.example/app@sha256:abc"],
+            ),
+        ];
+        let refs = swarm_refs(
+            snap.services.as_ref().unwrap(),
+            &[],
+            snap.tasks.as_ref().unwrap(),
+            &images,
+        );
+        assert!(refs["base"].starts_with("service web"), "{refs:?}");
+        assert!(!refs.contains_key("other"), "{refs:?}");
+        let mut pinned = snap.services.clone().unwrap();
+        let spec = pinned[0].spec.as_mut().unwrap();
+        let container = spec
+            .task_template
+            .as_mut()
+            .unwrap()
+            .container_spec
+            .as_mut()
+            .unwrap();
+        container.image = Some("registry.example/app:new@sha256:abc".into());
+        let refs = swarm_refs(&pinned, &[], &[], &images);
+        assert!(refs["pinned"].starts_with("service web"), "{refs:?}");
+        assert!(!refs.contains_key("base"), "{refs:?}");
+        // The rollback target: the previous spec's image stays too.
+        let previous = [("web".to_string(), "pg-base:2".to_string())];
+        let refs = swarm_refs(&pinned, &previous, &[], &images);
+        assert!(refs["other"].contains("rollback target"), "{refs:?}");
+    }
+
+    #[test]
+    fn a_registry_port_is_not_a_tag() {
+        assert_eq!(repository("registry:5000/app:1"), "registry:5000/app");
+        assert_eq!(repository("registry:5000/app"), "registry:5000/app");
+        assert_eq!(repository("app:1"), "app");
+    }
+}

@@ -1,0 +1,421 @@
+//! The retention class's sequence (docs/retention.md): bring the use history up to date on
+//! every run that could prune (whatever the gates say: use is learned while the disk is fine),
+//! and, after the three safe classes, the `tagged_images` step or its dry-run prediction. The
+//! decisions are `retention::decide`'s; this module reads, calls and records.
+
+use super::inputs::disk_reading;
+use super::Interrupt;
+use crate::docker::snapshot::{Snapshot, SwarmSource};
+use crate::docker::tagged::Removed;
+use crate::docker::Daemon;
+use crate::engine::SwarmRole;
+use crate::gates::disk::fullest;
+use crate::model::{Candidate, Class, Read, ReadError};
+use crate::report::{KeptImage, StepReport, StepStatus};
+use crate::retention::{self, Decision, Retention, Use};
+use crate::settings::Settings;
+use crate::sinks::history;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// What a run knows of image use: the history it may judge on, or why none (then the class
+/// removes nothing this run); and a warning when the history could not be read from the daemon
+/// or saved.
+#[derive(Debug, Clone)]
+pub struct Learned {
+    pub known: Result<BTreeMap<String, Use>, String>,
+    pub warning: Option<String>,
+}
+
+/// Loads the history, adds what the daemon shows now (the containers present, the create/start
+/// events since the last update), and saves it unless `save` is false (a dry run). A history
+/// that is missing, unreadable or another daemon's is started afresh from now — and this run's
+/// class removes nothing, since an unknown history is never taken as old.
+pub async fn learn(settings: &Settings, daemon: &Daemon, daemon_id: &str, save: bool) -> Learned {
+    let dir = &settings.sinks.state_dir;
+    // A failed read leaves the history as it was, and is worth a warning.
+    let fail = |why: String| Learned {
+        known: Err(why.clone()),
+        warning: Some(why),
+    };
+    if daemon_id.is_empty() {
+        return fail("the daemon reported no ID, so its use history cannot be told apart".into());
+    }
+    let loaded = history::load(dir);
+    let mine = match &loaded {
+        Ok(Some(h)) if h.daemon_id == daemon_id => Some(h.clone()),
+        _ => None,
+    };
+    let now = chrono::Utc::now().timestamp();
+    let events = async {
+        match &mine {
+            Some(h) if h.updated_at > 0 => daemon.use_events(h.updated_at).await,
+            _ => Ok(Vec::new()),
+        }
+    };
+    let (images, containers, events) = tokio::join!(
+        daemon.images(),
+        daemon.containers(crate::docker::containers::Listing {
+            all: true,
+            size: false,
+            label: None,
+        }),
+        events,
+    );
+    let (images, containers, events) = match (images, containers, events) {
+        (Ok(i), Ok(c), Ok(e)) => (i, c, e),
+        (Err(e), _, _) | (_, Err(e), _) => {
+            return fail(format!("the use history was not updated: {e}"))
+        }
+        (_, _, Err(e)) => {
+            return fail(format!(
+                "the container events since the last run could not be read: {e}"
+            ))
+        }
+    };
+    let present: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
+    let in_use = retention::in_use(&containers);
+    let in_use: HashSet<&str> = in_use.keys().map(String::as_str).collect();
+    let used = retention::used_by_events(&events, &images);
+    let used: HashMap<&str, i64> = used.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let base = mine.clone().unwrap_or_default();
+    let updated = base.observe(daemon_id, now, &present, &in_use, &used);
+    let warning = if save {
+        history::save(dir, &updated)
+            .err()
+            .map(|e| format!("the use history was not saved: {e}"))
+    } else {
+        None
+    };
+    let known = match (&loaded, mine) {
+        (_, Some(_)) => Ok(updated
+            .for_daemon(daemon_id)
+            .expect("observed for this daemon")),
+        (Ok(None), None) => Err(format!(
+            "no use history yet ({} started now): images count as first seen today",
+            history::path(dir).display()
+        )),
+        (Ok(Some(h)), None) => Err(format!(
+            "the use history {} was of another daemon ({}); started afresh for this one",
+            history::path(dir).display(),
+            h.daemon_id
+        )),
+        (Err(e), None) => Err(format!("{e}; started afresh")),
+    };
+    Learned { known, warning }
+}
+
+/// A run the disk gate ended before it contacted the daemon: only the history is brought up
+/// to date (use is learned while the disk is fine). A warning when it could not be.
+pub async fn learn_only(settings: &Settings) -> Option<String> {
+    let daemon = match super::inputs::connect(settings) {
+        Ok(d) => d,
+        Err(e) => return Some(format!("the use history was not updated: {e}")),
+    };
+    match daemon.identity().await {
+        // An engine the class is refused on (or prunegate as a whole): nothing to learn.
+        Ok((engine, _))
+            if engine.unsupported().is_some() || engine.refuse(Class::TaggedImages).is_some() =>
+        {
+            None
+        }
+        Ok((_, id)) => learn(settings, &daemon, &id, true).await.warning,
+        Err(e) => Some(format!("the use history was not updated: {e}")),
+    }
+}
+
+/// What the class judges on, read at one moment: the fullest watched filesystem and the
+/// images with everything that protects them.
+struct Gathered {
+    path: std::path::PathBuf,
+    used: u64,
+    available: u64,
+    tagged: Vec<retention::Tagged>,
+    in_use: HashMap<String, String>,
+    swarm: HashMap<String, String>,
+    images: Vec<bollard::models::ImageSummary>,
+}
+
+/// The reads: the disk, the images with their layers and sizes, every container, and on a
+/// swarm manager the services' previous specs beside the snapshot's services and tasks. An
+/// error says which read failed: the class then removes nothing.
+async fn gather(
+    settings: &Settings,
+    daemon: &Daemon,
+    snapshot: &Snapshot,
+) -> Result<Gathered, String> {
+    let readings = disk_reading(&settings.gates.disk, &snapshot.engine)
+        .map_err(|e| format!("the disk cannot be read: {e}"))?;
+    let (reading, stat) = fullest(&settings.gates.disk, &readings)
+        .ok_or("a watched filesystem cannot be measured, so the watermarks cannot be judged")?;
+    let (used, available) = stat.used_and_available_bytes();
+    let swarm_role = snapshot.engine.as_ref().map(|e| e.swarm.clone());
+    let previous: Read<Vec<(String, String)>> = match (&swarm_role, &snapshot.swarm_source) {
+        (Ok(SwarmRole::NotInSwarm), _) => Ok(Vec::new()),
+        (_, SwarmSource::ThisNode) => daemon.previous_specs().await,
+        _ => Err(ReadError::local(
+            "the swarm's previous specs (rollback targets) are read on a manager's own socket \
+             only",
+        )),
+    };
+    let reads = daemon.tagged_reads().await;
+    let why = |what: &str, e: &ReadError| format!("{what} could not be read: {e}");
+    let previous = previous.map_err(|e| why("the services' previous specs", &e))?;
+    let images = reads.images.map_err(|e| why("the image list", &e))?;
+    let containers = reads
+        .containers
+        .map_err(|e| why("the container list", &e))?;
+    let layers = reads.layers.map_err(|e| why("the images' layers", &e))?;
+    let unique = reads
+        .unique_bytes
+        .map_err(|e| why("the images' sizes", &e))?;
+    let (services, tasks) = match (&swarm_role, &snapshot.services, &snapshot.tasks) {
+        (Ok(SwarmRole::NotInSwarm), _, _) => (Vec::new(), Vec::new()),
+        (_, Ok(s), Ok(t)) => {
+            let mut tasks = t.clone();
+            tasks.extend(snapshot.history.clone().unwrap_or_default());
+            (s.clone(), tasks)
+        }
+        (_, Err(e), _) | (_, _, Err(e)) => return Err(why("the swarm's services and tasks", e)),
+    };
+    Ok(Gathered {
+        path: reading.path.clone(),
+        used,
+        available,
+        swarm: retention::swarm_refs(&services, &previous, &tasks, &images),
+        tagged: retention::tagged(&images, &layers, &unique),
+        in_use: retention::in_use(&containers),
+        images,
+    })
+}
+
+/// The class on what was gathered, the disk less `freed_before` (in a dry run, what the safe
+/// classes are predicted to free; the real step reads the disk after them). An error says why
+/// nothing is removed: the disk below `high_percent`.
+fn judge(
+    g: &Gathered,
+    r: &Retention,
+    known: &BTreeMap<String, Use>,
+    freed_before: u64,
+) -> Result<Decision, String> {
+    let used = g.used.saturating_sub(freed_before);
+    let available = g.available + (g.used - used);
+    let percent = crate::disk::df_percent(used, available).unwrap_or(0);
+    if percent < r.high_percent {
+        return Err(format!(
+            "{} is at {percent}%{}, below retention.high_percent ({}%)",
+            g.path.display(),
+            if freed_before > 0 {
+                " once the safe classes free what they are predicted to"
+            } else {
+                ""
+            },
+            r.high_percent
+        ));
+    }
+    Ok(retention::decide(
+        &g.tagged,
+        &g.in_use,
+        &g.swarm,
+        known,
+        &g.images,
+        (used, available),
+        r,
+        chrono::Utc::now().timestamp(),
+    ))
+}
+
+/// Each kept image with its tags and why, for the report.
+fn kept_list(d: &Decision) -> Option<Vec<KeptImage>> {
+    Some(
+        d.kept
+            .iter()
+            .map(|(id, why)| KeptImage {
+                id: id.clone(),
+                tags: d.tags.get(id).cloned().unwrap_or_default(),
+                why: why.to_string(),
+            })
+            .collect(),
+    )
+}
+
+/// The reason a step that removes nothing gives, with how many images each protection kept.
+fn kept_summary(d: &Decision) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, k) in &d.kept {
+        *counts.entry(k.kind()).or_default() += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    format!(
+        "disk at {}%, projected {}%; kept: {}",
+        d.used_percent,
+        d.projected_percent,
+        if parts.is_empty() {
+            "no tagged images".to_string()
+        } else {
+            parts.join(", ")
+        }
+    )
+}
+
+/// The dry run's `tagged_images` step: the images the real run would remove, in its order,
+/// with the bytes each frees. `freed_before`: what the safe classes are predicted to free. The
+/// real step reads the disk after them, and no API says how much of what they free comes off
+/// the watched filesystem: the list is judged on the disk less those bytes, and the images the
+/// run removes as well if they free less there are listed apart (`may_also_remove`).
+pub async fn predict(
+    settings: &Settings,
+    r: &Retention,
+    daemon: &Daemon,
+    learned: &Learned,
+    freed_before: u64,
+) -> StepReport {
+    let class = Class::TaggedImages;
+    let known = match &learned.known {
+        Ok(k) => k,
+        Err(why) => return StepReport::skipped(class, format!("removes nothing: {why}")),
+    };
+    let snapshot = Snapshot::take(daemon).await;
+    if let Some(why) = snapshot.engine.as_ref().ok().and_then(|e| e.refuse(class)) {
+        return StepReport::skipped(class, why);
+    }
+    let g = match gather(settings, daemon, &snapshot).await {
+        Ok(g) => g,
+        Err(why) => return StepReport::skipped(class, format!("removes nothing: {why}")),
+    };
+    let projected = judge(&g, r, known, freed_before);
+    let unfreed = (freed_before > 0)
+        .then(|| judge(&g, r, known, 0).ok())
+        .flatten();
+    let listed: HashSet<String> = match &projected {
+        Ok(d) => d.remove.iter().map(|c| c.id.clone()).collect(),
+        Err(_) => HashSet::new(),
+    };
+    let maybe: Vec<Candidate> = unfreed
+        .iter()
+        .flat_map(|d| d.remove.iter())
+        .filter(|c| !listed.contains(&c.id))
+        .cloned()
+        .collect();
+    let maybe = Some(maybe).filter(|m| !m.is_empty());
+    let mut step = match projected {
+        Err(why) => {
+            let mut s = StepReport::skipped(class, format!("removes nothing: {why}"));
+            s.may_also_remove = maybe;
+            return s;
+        }
+        Ok(d) => {
+            let bytes = d.remove.iter().filter_map(|c| c.size_bytes).sum();
+            let mut step = StepReport::with_objects(
+                class,
+                StepStatus::WouldRemove,
+                d.remove.clone(),
+                bytes,
+                maybe,
+            );
+            step.reason = Some(kept_summary(&d));
+            step.kept = kept_list(&d);
+            step
+        }
+    };
+    if step.may_also_remove.is_some() {
+        let note = format!(
+            "; judged on the disk less the {} the safe classes are predicted to free: if less of \
+             it comes off {}, the images under may_also_remove go too",
+            crate::model::human_bytes(freed_before),
+            g.path.display()
+        );
+        step.reason = Some(step.reason.unwrap_or_default() + &note);
+    }
+    step
+}
+
+/// The real step, after the fresh re-check the runner made (`snapshot`): decides on the disk as
+/// it is now and removes the chosen images in order, stopping at a signal. An image the engine
+/// refuses is skipped with its answer; the rest go on.
+pub async fn remove(
+    settings: &Settings,
+    r: &Retention,
+    daemon: &Daemon,
+    snapshot: &Snapshot,
+    learned: &Learned,
+    interrupt: &Interrupt,
+) -> StepReport {
+    let class = Class::TaggedImages;
+    let known = match &learned.known {
+        Ok(k) => k,
+        Err(why) => return StepReport::skipped(class, format!("removes nothing: {why}")),
+    };
+    let decided = match gather(settings, daemon, snapshot).await {
+        Ok(g) => judge(&g, r, known, 0),
+        Err(why) => Err(why),
+    };
+    let d = match decided {
+        Err(why) => return StepReport::skipped(class, format!("removes nothing: {why}")),
+        Ok(d) => d,
+    };
+    let mut removed: Vec<Candidate> = Vec::new();
+    let mut refused: Vec<String> = Vec::new();
+    for c in &d.remove {
+        if interrupt.raised() {
+            refused.push(format!("{}: not removed: interrupted by a signal", c.id));
+            break;
+        }
+        match remove_one(daemon, c).await {
+            Ok(lines) => {
+                let mut c = c.clone();
+                c.what["engine"] = serde_json::json!(lines);
+                removed.push(c);
+            }
+            Err(e) => refused.push(format!("{}: {e}", c.id)),
+        }
+    }
+    let bytes = removed.iter().filter_map(|c| c.size_bytes).sum();
+    let mut step = StepReport::with_objects(class, StepStatus::Done, removed, bytes, None);
+    let mut reason = kept_summary(&d);
+    if !refused.is_empty() {
+        reason.push_str(&format!("; not removed: {}", refused.join("; ")));
+    }
+    step.reason = Some(reason);
+    step.kept = kept_list(&d);
+    step
+}
+
+/// Removes one image: by id when it has one tag; with several, each tag but the last is
+/// untagged by name — each only after checking that the tag still names this image (a pull may
+/// have moved it) — and then the image by id. Never forced: the engine's refusal (a container
+/// created meanwhile, a child image) is the answer.
+async fn remove_one(daemon: &Daemon, c: &Candidate) -> Result<Vec<String>, String> {
+    let tags: Vec<String> = c.what["tags"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut lines = Vec::new();
+    let say = |r: Vec<Removed>, lines: &mut Vec<String>| {
+        lines.extend(r.into_iter().map(|r| match r {
+            Removed::Untagged(t) => format!("untagged {t}"),
+            Removed::Deleted(id) => format!("deleted {id}"),
+        }))
+    };
+    for tag in tags.iter().skip(1) {
+        match daemon.image_id_of(tag).await {
+            Ok(id) if id == c.id => {}
+            Ok(id) => return Err(format!("{tag} now names {id}; left as it is")),
+            Err(e) => return Err(format!("{tag}: {e}")),
+        }
+        let r = daemon
+            .remove_image(tag)
+            .await
+            .map_err(|e| format!("untagging {tag}: {e}"))?;
+        say(r, &mut lines);
+    }
+    let r = daemon
+        .remove_image(&c.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    say(r, &mut lines);
+    Ok(lines)
+}
