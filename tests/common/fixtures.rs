@@ -23,6 +23,20 @@ impl PrivateDaemon {
         self.build_context(tag, &ctx, true)
     }
 
+    /// Builds `tag` on top of the image `base` (its layers a prefix of the new image's), adding
+    /// one file with `content`.
+    pub fn build_from(&self, tag: &str, base: &str, content: &str) -> String {
+        let ctx = self.dir.path().join(format!("ctx-{}", unique()));
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join("app.txt"), content).unwrap();
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM {base}\nCOPY app.txt /app.txt\n"),
+        )
+        .unwrap();
+        self.build_context(tag, &ctx, true)
+    }
+
     /// `docker build` of a prepared context, with BuildKit or the classic builder (which
     /// records parent images); returns the new image id.
     pub(super) fn build_context(&self, tag: &str, ctx: &Path, buildkit: bool) -> String {

@@ -1,0 +1,419 @@
+//! The opt-in retention class (docs/retention.md) on a real private daemon: each protection
+//! with and without, use learned from events between runs, a lost, corrupt or other daemon's
+//! history, the watermarks, several tags, a swarm rollback target, a live CI run, and the class
+//! off. The watched disk is a small tmpfs filled to a known level (`small_fs`), so the
+//! watermarks are the test's to set.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A run config: the disk gate and the class on `disk`, everything old enough at once
+/// (`older_than = 0s`), state and audit log in the daemon's directory.
+fn config(d: &PrivateDaemon, disk: &Path, retention: &str) -> String {
+    format!(
+        "[gates.disk]\npath = \"{}\"\nused_percent = 1\n[prune]\nolder_than = \"0s\"\n\
+         [state]\ndir = \"{}\"\n[audit]\npath = \"{}\"\n[retention]\n{retention}\n",
+        disk.display(),
+        state_dir(d).display(),
+        d.dir.path().join("audit.log").display()
+    )
+}
+
+fn state_dir(d: &PrivateDaemon) -> PathBuf {
+    d.dir.path().join("state")
+}
+
+fn history_path(d: &PrivateDaemon) -> PathBuf {
+    state_dir(d).join("retention.json")
+}
+
+/// The `tagged_images` step of a report.
+fn tagged(report: &Value) -> Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["class"] == "tagged_images")
+        .cloned()
+        .unwrap_or_else(|| panic!("no tagged_images step in {report}"))
+}
+
+fn tagged_items(report: &Value) -> Vec<String> {
+    tagged(report)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The dry run's list is what the run removes, in its order: its `items`, then as many of its
+/// `may_also_remove` (in order) as the safe classes' bytes did not come off the watched disk —
+/// here a tmpfs, which they never free, so with a prediction of freed bytes the run takes
+/// some of those too.
+fn assert_dry_run_matches(dry: &Value, removed: &[String], context: &str) {
+    let step = tagged(dry);
+    let listed = tagged_items(dry);
+    let maybe: Vec<String> = step["may_also_remove"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|o| o["id"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let all: Vec<String> = listed.iter().chain(&maybe).cloned().collect();
+    assert!(
+        removed.starts_with(&listed) && all.starts_with(removed),
+        "dry run {listed:?} then maybe {maybe:?}; removed {removed:?}\n{context}"
+    );
+}
+
+/// Why the class kept the image with `tag`.
+fn why_kept(report: &Value, tag: &str) -> String {
+    tagged(report)["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["tags"].as_array().unwrap().iter().any(|t| t == tag))
+        .unwrap_or_else(|| panic!("{tag} not among the kept: {}", tagged(report)))["why"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Every tag on the daemon, sorted.
+fn tags(d: &PrivateDaemon) -> Vec<String> {
+    let mut t: Vec<String> = d
+        .api("/images/json")
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["RepoTags"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .filter(|t| t != "<none>:<none>")
+        .map(|t| t.trim_start_matches("localhost/").to_string())
+        .collect();
+    t.sort();
+    t
+}
+
+/// Rewrites the history so that every image was first seen `age_secs` ago (the test cannot
+/// wait a month; the file is the operator-visible state the class reads).
+fn age_history(d: &PrivateDaemon, age_secs: i64) {
+    let path = history_path(d);
+    let mut h: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for (_, r) in h["images"].as_object_mut().unwrap() {
+        let t = r["first_seen"].as_i64().unwrap() - age_secs;
+        r["first_seen"] = t.into();
+    }
+    std::fs::write(&path, serde_json::to_string(&h).unwrap()).unwrap();
+}
+
+#[test]
+fn each_protection_keeps_its_image_and_cold_images_go_by_every_tag() {
+    let mut d = PrivateDaemon::start();
+    let full = d.small_fs(8, 95);
+    d.build("pg-base:1", "", "base one");
+    settle();
+    d.build("pg-base:2", "", "base two");
+    let app1 = d.build_from("pg-app:1", "pg-base:2", "app one");
+    settle();
+    d.build_from("pg-app:2", "pg-base:1", "app two");
+    d.build("pg-keep:1", "", "keep one");
+    settle();
+    d.build("pg-x:1", "", "x one");
+    d.docker(&["tag", "pg-x:1", "pg-keep:old"]);
+    settle();
+    d.build("pg-x:2", "", "x two");
+    let used = d.build("pg-used:1", "", "used one");
+    settle();
+    d.build("pg-used:2", "", "used two");
+    // Running: a stopped container would go in the containers step of the same run.
+    d.run_detached("user", "pg-used:1", &[]);
+    let multi = d.build("pg-multi:1", "", "multi");
+    d.docker(&["tag", "pg-multi:1", "pg-other:1"]);
+    settle();
+    d.build("pg-multi:2", "", "multi two");
+    d.build("pg-other:2", "", "other two");
+    let all_tags = tags(&d);
+    let on = "enabled = true\nmin_idle = \"0s\"\nlow_percent = 0\nkeep_newest = 1\nkeep = [\"^pg-keep:\"]";
+
+    // The class off (the default): no tagged_images step, nothing tagged removed.
+    let off = d.prunegate(&config(&d, &full, ""), &["run", "--json"]);
+    off.expect(0);
+    assert!(
+        off.json()["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["class"] != "tagged_images"),
+        "{}",
+        off.stdout
+    );
+    assert_eq!(tags(&d), all_tags);
+    assert!(!history_path(&d).exists(), "the class off keeps no history");
+
+    // First run with the class: no history yet, so nothing goes; the history is started.
+    let first = d.prunegate(&config(&d, &full, on), &["run", "--json"]);
+    first.expect(0);
+    let step = tagged(&first.json());
+    assert_eq!(step["status"], "skipped", "{step}");
+    assert!(
+        step["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no use history yet"),
+        "{step}"
+    );
+    assert_eq!(tags(&d), all_tags);
+    assert!(history_path(&d).exists());
+
+    // Second run: the dry run lists exactly what the run removes, in its order.
+    let dry = d.prunegate(&config(&d, &full, on), &["run", "--dry-run", "--json"]);
+    dry.expect(0);
+    let run = d.prunegate(&config(&d, &full, on), &["run", "--json"]);
+    run.expect(0);
+    let report = run.json();
+    let removed = tagged_items(&report);
+    assert_dry_run_matches(&dry.json(), &removed, &dry.stdout);
+    let mut want = vec![app1.clone(), multi.clone()];
+    want.sort();
+    let mut got = removed.clone();
+    got.sort();
+    assert_eq!(got, want, "{}", run.stdout);
+    // The bytes each image frees, as the dry run projected them.
+    let dry_objects = tagged(&dry.json())["objects"].clone();
+    let dry_maybe = tagged(&dry.json())["may_also_remove"].clone();
+    for o in tagged(&report)["objects"].as_array().unwrap() {
+        let predicted = dry_objects
+            .as_array()
+            .into_iter()
+            .chain(dry_maybe.as_array())
+            .flatten()
+            .find(|p| p["id"] == o["id"])
+            .unwrap();
+        assert_eq!(predicted["size_bytes"], o["size_bytes"], "{o}");
+    }
+    let left = tags(&d);
+    for gone in ["pg-app:1", "pg-multi:1", "pg-other:1"] {
+        assert!(!left.contains(&gone.to_string()), "{gone} left: {left:?}");
+    }
+    // Each protection said.
+    assert!(why_kept(&report, "pg-base:1").contains("a base of"));
+    assert!(why_kept(&report, "pg-keep:1").contains("matches retention.keep"));
+    assert!(why_kept(&report, "pg-x:1").contains("pg-keep:old matches retention.keep"));
+    assert!(why_kept(&report, "pg-used:1").contains("used by container user"));
+    assert!(why_kept(&report, "pg-app:2").contains("newest #1 of pg-app"));
+    assert!(why_kept(&report, "pg-base:2").contains("newest #1 of pg-base"));
+    // The audit log: tags, digests, last use, first seen, why eligible.
+    let audit = std::fs::read_to_string(d.dir.path().join("audit.log")).unwrap();
+    let line: Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["class"] == "tagged_images" && l["id"] == multi.as_str())
+        .unwrap_or_else(|| panic!("no audit line for {multi}:\n{audit}"));
+    let text = line.to_string();
+    for field in ["pg-multi:1", "pg-other:1", "first_seen", "last_used", "why"] {
+        assert!(text.contains(field), "{field} not in {text}");
+    }
+
+    // Without the protections: the container gone and no keep pattern, those images go too;
+    // the base of an image that stays still stays.
+    d.docker(&["rm", "-f", "user"]);
+    let bare = "enabled = true\nmin_idle = \"0s\"\nlow_percent = 0\nkeep_newest = 1";
+    let r = d.prunegate(&config(&d, &full, bare), &["run", "--json"]);
+    r.expect(0);
+    let removed = tagged_items(&r.json());
+    assert!(removed.contains(&used), "{}", r.stdout);
+    let left = tags(&d);
+    assert!(!left.contains(&"pg-keep:1".to_string()), "{left:?}");
+    assert!(left.contains(&"pg-base:1".to_string()), "{left:?}");
+    assert!(left.contains(&"pg-app:2".to_string()), "{left:?}");
+}
+
+#[test]
+fn use_is_learned_between_runs_and_an_unknown_history_removes_nothing() {
+    let mut d = PrivateDaemon::start();
+    let full = d.small_fs(8, 95);
+    let a1 = d.build("pg-a:1", "", "a one");
+    let a2 = d.build("pg-a:2", "", "a two");
+    settle();
+    d.build("pg-a:3", "", "a three");
+    let on = "enabled = true\nmin_idle = \"1h\"\nlow_percent = 0\nkeep_newest = 1";
+    d.prunegate(&config(&d, &full, on), &["run"]).expect(0);
+    // A month passes; then pg-a:1 is used by a short-lived container, gone before the run.
+    age_history(&d, 30 * 86_400);
+    // Created, run and removed (Podman's compat API never answers `docker run --rm`'s attach).
+    d.exited("short-lived", "pg-a:1");
+    d.docker(&["rm", "short-lived"]);
+    let r = d.prunegate(&config(&d, &full, on), &["run", "--json"]);
+    r.expect(0);
+    assert_eq!(
+        tagged_items(&r.json()),
+        std::slice::from_ref(&a2),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        why_kept(&r.json(), "pg-a:1").contains("within retention.min_idle"),
+        "{}",
+        r.stdout
+    );
+    let h: Value =
+        serde_json::from_str(&std::fs::read_to_string(history_path(&d)).unwrap()).unwrap();
+    assert!(h["images"][&a1]["last_used"].is_i64(), "{h}");
+
+    // A live CI run (a compose project named ci-…): nothing at all, whatever the history says.
+    age_history(&d, 30 * 86_400);
+    d.build("pg-a:4", "", "a four");
+    d.run_detached(
+        "ci-job",
+        "pg-a:4",
+        &["--label", "com.docker.compose.project=ci-17"],
+    );
+    let before = tags(&d);
+    let r = d.prunegate(&config(&d, &full, on), &["run", "--json"]);
+    r.expect(10);
+    assert_eq!(gate(&r.json(), "live_runs")["open"], false);
+    assert_eq!(tags(&d), before);
+    d.docker(&["rm", "-f", "ci-job"]);
+
+    // Lost, corrupt, or another daemon's history: nothing goes, and the run says why.
+    let cases: [(&str, Option<&str>); 3] = [
+        ("no use history yet", None),
+        ("is unreadable", Some("{\"daemon_id\": ")),
+        (
+            "was of another daemon",
+            Some(r#"{"daemon_id":"ANOTHER:DAEMON","updated_at":1,"images":{}}"#),
+        ),
+    ];
+    for (says, content) in cases {
+        match content {
+            None => std::fs::remove_file(history_path(&d)).unwrap(),
+            Some(c) => std::fs::write(history_path(&d), c).unwrap(),
+        }
+        let before = tags(&d);
+        let r = d.prunegate(&config(&d, &full, on), &["run", "--json"]);
+        r.expect(0);
+        let step = tagged(&r.json());
+        assert_eq!(step["status"], "skipped", "{says}: {step}");
+        assert!(step["reason"].as_str().unwrap().contains(says), "{step}");
+        assert_eq!(tags(&d), before, "{says}: nothing removed");
+        // The history is started afresh: this daemon's, with every image first seen now.
+        let h: Value =
+            serde_json::from_str(&std::fs::read_to_string(history_path(&d)).unwrap()).unwrap();
+        assert_ne!(h["daemon_id"], "ANOTHER:DAEMON");
+        assert!(h["images"].as_object().unwrap().len() >= 3, "{h}");
+    }
+}
+
+#[test]
+fn the_watermarks_bound_what_goes_least_recently_used_first() {
+    let mut d = PrivateDaemon::start();
+    // 64 MB at 95%; each image frees about 3 MB (its own random content): from 95% to the
+    // low watermark of 88% takes some of the four images, not all.
+    let full = d.small_fs(64, 95);
+    let ids: Vec<String> = (1..=4)
+        .map(|n| {
+            let content: String = (0..3_000_000).map(|_| fastrand::alphanumeric()).collect();
+            d.build(&format!("pg-w:{n}"), "", &content)
+        })
+        .collect();
+    let on = |high: u8| {
+        format!("enabled = true\nmin_idle = \"0s\"\nhigh_percent = {high}\nlow_percent = 88\nkeep_newest = 0")
+    };
+    d.prunegate(&config(&d, &full, &on(90)), &["run"]).expect(0);
+    // Use order: pg-w:3 least recently, then 1, 4, 2.
+    let path = history_path(&d);
+    let mut h: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for (i, t) in [(2, 1_000), (0, 2_000), (3, 3_000), (1, 4_000)] {
+        h["images"][&ids[i]]["last_used"] = (t as i64).into();
+        h["images"][&ids[i]]["first_seen"] = 500.into();
+    }
+    std::fs::write(&path, h.to_string()).unwrap();
+
+    // Below the high watermark: nothing.
+    let r = d.prunegate(&config(&d, &full, &on(99)), &["run", "--json"]);
+    r.expect(0);
+    let step = tagged(&r.json());
+    assert_eq!(step["status"], "skipped", "{step}");
+    assert!(
+        step["reason"]
+            .as_str()
+            .unwrap()
+            .contains("below retention.high_percent (99%)"),
+        "{step}"
+    );
+
+    let dry = d.prunegate(&config(&d, &full, &on(90)), &["run", "--dry-run", "--json"]);
+    let r = d.prunegate(&config(&d, &full, &on(90)), &["run", "--json"]);
+    r.expect(0);
+    let removed = tagged_items(&r.json());
+    assert_dry_run_matches(&dry.json(), &removed, &dry.stdout);
+    let lru = [&ids[2], &ids[0], &ids[3], &ids[1]];
+    assert!(
+        !removed.is_empty() && removed.len() < 4,
+        "some, not all: {}",
+        r.stdout
+    );
+    for (n, id) in removed.iter().enumerate() {
+        assert_eq!(id, lru[n], "least recently used first: {}", r.stdout);
+    }
+    // Stopped at the first image that brings the projection to the low watermark.
+    let reason = tagged(&r.json())["reason"].as_str().unwrap().to_string();
+    let projected: u8 = reason
+        .split("projected ")
+        .nth(1)
+        .and_then(|s| s.split('%').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{reason}"));
+    assert!(projected <= 88, "{reason}");
+    let next = lru[removed.len()];
+    let next_tag = format!("pg-w:{}", 1 + ids.iter().position(|i| i == next).unwrap());
+    assert!(
+        why_kept(&r.json(), &next_tag).contains("not needed"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_swarm_services_rollback_target_stays() {
+    let _swarm = SWARM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = PrivateDaemon::start();
+    let full = d.small_fs(8, 95);
+    d.build("pg-svc:1", "", "svc one");
+    d.build("pg-svc:2", "", "svc two");
+    let cold = d.build("pg-cold:1", "", "cold");
+    d.swarm_init();
+    d.service("web", &[], "pg-svc:1");
+    d.docker(&[
+        "service",
+        "update",
+        "--detach=false",
+        "--no-resolve-image",
+        "--image",
+        "pg-svc:2",
+        "web",
+    ]);
+    let on = "enabled = true\nmin_idle = \"0s\"\nlow_percent = 0\nkeep_newest = 0";
+    d.prunegate(&config(&d, &full, on), &["run"]).expect(0);
+    let r = d.prunegate(&config(&d, &full, on), &["run", "--json"]);
+    r.expect(0);
+    let report = r.json();
+    // The old task's container went in the containers step: only the spec keeps pg-svc:1.
+    assert_eq!(tagged_items(&report), [cold], "{}", r.stdout);
+    assert!(
+        why_kept(&report, "pg-svc:1").contains("rollback target"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        why_kept(&report, "pg-svc:2").contains("web"),
+        "{}",
+        r.stdout
+    );
+}
