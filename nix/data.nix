@@ -83,6 +83,14 @@ rec {
       images = true;
       build_cache = true;
     };
+    retention = {
+      enabled = false;
+      high_percent = 90;
+      low_percent = 80;
+      min_idle = "720h";
+      keep = [ ];
+      keep_newest = 2;
+    };
   };
 
   # Sandboxing for a oneshot that talks to the Docker socket and reads filesystem usage. It needs

@@ -85,6 +85,24 @@ in
           prune.older_than =
             mkSetting lib.types.str data.settingsDefaults.prune.older_than
               "Only prune objects older than this (Docker duration syntax, e.g. 24h).";
+          retention.enabled =
+            mkSetting lib.types.bool data.settingsDefaults.retention.enabled
+              "Opt in to removing cold tagged images between the watermarks (docs/retention.md); off, nothing tagged is ever removed.";
+          retention.high_percent =
+            mkSetting (lib.types.ints.between 0 100) data.settingsDefaults.retention.high_percent
+              "Disk Use% (as df) at which the retention class starts.";
+          retention.low_percent =
+            mkSetting (lib.types.ints.between 0 100) data.settingsDefaults.retention.low_percent
+              "Disk Use% it frees down to, by the images' projected unique bytes; below high_percent.";
+          retention.min_idle =
+            mkSetting lib.types.str data.settingsDefaults.retention.min_idle
+              "Time since an image was last used (or first seen) before it may go; at least prune.older_than.";
+          retention.keep =
+            mkSetting (lib.types.listOf lib.types.str) data.settingsDefaults.retention.keep
+              "Regular expressions over repository:tag; an image with a matching tag always stays.";
+          retention.keep_newest =
+            mkSetting lib.types.ints.unsigned data.settingsDefaults.retention.keep_newest
+              "The newest images of each repository that always stay.";
         };
       };
       example = {
