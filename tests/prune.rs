@@ -451,3 +451,48 @@ fn a_gate_that_closes_between_steps_stops_the_run() {
     );
     d.assert_stopped_after_containers(&report, 600, "live_runs", &junk);
 }
+
+/// The retention class on every engine of the matrix: run on Docker (its step is there and
+/// judges), refused on Podman with the reason, and nothing tagged removed there.
+#[test]
+fn the_retention_class_runs_on_docker_and_is_refused_on_podman() {
+    let mut d = PrivateDaemon::start();
+    let full = d.small_fs(8, 95);
+    d.build("pg-r:1", "", "r one");
+    let config = format!(
+        "[gates.disk]\npath = \"{}\"\n[prune]\nolder_than = \"0s\"\n[state]\ndir = \"{}\"\n\
+         [retention]\nenabled = true\nmin_idle = \"0s\"\nkeep_newest = 0\n",
+        full.display(),
+        d.dir.path().join("state").display()
+    );
+    for _ in 0..2 {
+        let r = d.prunegate(&config, &["run", "--json"]);
+        r.expect(0);
+        let report = r.json();
+        let step = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["class"] == "tagged_images")
+            .cloned()
+            .unwrap_or_else(|| panic!("no tagged_images step: {}", r.stdout));
+        let reason = step["reason"].as_str().unwrap_or_default();
+        if engine().kind == Kind::Podman {
+            assert_eq!(step["status"], "skipped", "{step}");
+            assert!(reason.contains("not supported on Podman"), "{step}");
+            assert!(!d.dir.path().join("state/retention.json").exists());
+        } else {
+            assert!(!reason.contains("Podman"), "{step}");
+        }
+    }
+    let tags = d.docker(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
+    if engine().kind == Kind::Podman {
+        assert!(
+            tags.contains("pg-r:1"),
+            "nothing tagged removed on Podman: {tags}"
+        );
+    } else {
+        // The second run had a history: the one cold image went.
+        assert!(!tags.contains("pg-r:1"), "{tags}");
+    }
+}

@@ -73,8 +73,7 @@ impl Daemon {
             self.images(),
             self.containers(Listing {
                 all: true,
-                size: false,
-                label: None,
+                ..Listing::default()
             }),
             self.disk_usage(),
         );

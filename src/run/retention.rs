@@ -8,9 +8,9 @@ use super::Interrupt;
 use crate::docker::snapshot::{Snapshot, SwarmSource};
 use crate::docker::tagged::Removed;
 use crate::docker::Daemon;
-use crate::engine::SwarmRole;
+use crate::engine::{daemon_identity, SwarmRole};
 use crate::gates::disk::fullest;
-use crate::model::{Candidate, Class, Read, ReadError};
+use crate::model::{Candidate, Class, Command, Read, ReadError};
 use crate::report::{KeptImage, StepReport, StepStatus};
 use crate::retention::{self, Decision, Retention, Use};
 use crate::settings::Settings;
@@ -56,8 +56,7 @@ pub async fn learn(settings: &Settings, daemon: &Daemon, daemon_id: &str, save: 
         daemon.images(),
         daemon.containers(crate::docker::containers::Listing {
             all: true,
-            size: false,
-            label: None,
+            ..Default::default()
         }),
         events,
     );
@@ -87,9 +86,9 @@ pub async fn learn(settings: &Settings, daemon: &Daemon, daemon_id: &str, save: 
         None
     };
     let known = match (&loaded, mine) {
-        (_, Some(_)) => Ok(updated
+        (_, Some(_)) => updated
             .for_daemon(daemon_id)
-            .expect("observed for this daemon")),
+            .ok_or_else(|| "the use history names no daemon".to_string()),
         (Ok(None), None) => Err(format!(
             "no use history yet ({} started now): images count as first seen today",
             history::path(dir).display()
@@ -102,6 +101,32 @@ pub async fn learn(settings: &Settings, daemon: &Daemon, daemon_id: &str, save: 
         (Err(e), None) => Err(format!("{e}; started afresh")),
     };
     Learned { known, warning }
+}
+
+/// What a command knows of image use, when the class is on and the command could prune: the
+/// history learned now ([`learn`]; saved unless `dry_run`), or, on an engine the class is
+/// refused on, that refusal as the reason it removes nothing. `None`: the class has no part.
+pub async fn learned(
+    settings: &Settings,
+    daemon: &Daemon,
+    snapshot: &Snapshot,
+    command: Command,
+    dry_run: bool,
+) -> Option<Learned> {
+    let (Some(_), Ok(info), Ok(engine)) = (&settings.retention, &snapshot.info, &snapshot.engine)
+    else {
+        return None;
+    };
+    if command == Command::Check || engine.unsupported().is_some() {
+        return None;
+    }
+    Some(match engine.refuse(Class::TaggedImages) {
+        Some(why) => Learned {
+            known: Err(why),
+            warning: None,
+        },
+        None => learn(settings, daemon, &daemon_identity(info), !dry_run).await,
+    })
 }
 
 /// A run the disk gate ended before it contacted the daemon: only the history is brought up
@@ -266,6 +291,7 @@ pub async fn predict(
     settings: &Settings,
     r: &Retention,
     daemon: &Daemon,
+    snapshot: &Snapshot,
     learned: &Learned,
     freed_before: u64,
 ) -> StepReport {
@@ -274,11 +300,7 @@ pub async fn predict(
         Ok(k) => k,
         Err(why) => return StepReport::skipped(class, format!("removes nothing: {why}")),
     };
-    let snapshot = Snapshot::take(daemon).await;
-    if let Some(why) = snapshot.engine.as_ref().ok().and_then(|e| e.refuse(class)) {
-        return StepReport::skipped(class, why);
-    }
-    let g = match gather(settings, daemon, &snapshot).await {
+    let g = match gather(settings, daemon, snapshot).await {
         Ok(g) => g,
         Err(why) => return StepReport::skipped(class, format!("removes nothing: {why}")),
     };

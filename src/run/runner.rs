@@ -43,30 +43,10 @@ pub async fn execute(
     report.gates = gates::evaluate_all(&settings.gates, command, &inputs);
     let all_open = report.gates.iter().all(|g| g.open);
     // Use is learned on every run that could prune, whatever the gates say.
-    let learned = match (
-        &settings.retention,
-        &inputs.snapshot.info,
-        &inputs.snapshot.engine,
-    ) {
-        (Some(_), Ok(info), Ok(engine))
-            if command != Command::Check && engine.unsupported().is_none() =>
-        {
-            let l = match engine.refuse(Class::TaggedImages) {
-                Some(why) => retention::Learned {
-                    known: Err(why),
-                    warning: None,
-                },
-                None => {
-                    let id = crate::engine::daemon_identity(info);
-                    retention::learn(settings, daemon, &id, !dry_run).await
-                }
-            };
-            report.warnings.extend(l.warning.clone());
-            Some(l)
-        }
-        _ => None,
-    };
-
+    let learned = retention::learned(settings, daemon, &inputs.snapshot, command, dry_run).await;
+    if let Some(l) = &learned {
+        report.warnings.extend(l.warning.clone());
+    }
     report.outcome = match &inputs.snapshot.engine {
         Err(e) => {
             report.error = Some(format!(
@@ -91,7 +71,9 @@ pub async fn execute(
             let (mut steps, error) = dry_run_steps(settings, daemon, engine).await;
             if let (Some(r), Some(l)) = (&settings.retention, &learned) {
                 let freed = steps.iter().map(|s| s.reclaimed_bytes).sum();
-                steps.push(retention::predict(settings, r, daemon, l, freed).await);
+                steps.push(
+                    retention::predict(settings, r, daemon, &inputs.snapshot, l, freed).await,
+                );
             }
             report.steps = steps;
             report.error = error;
@@ -266,10 +248,6 @@ async fn prune_steps(
         let (step, stop) = match (class, &settings.retention, learned) {
             (Class::TaggedImages, Some(r), Some(l)) => match recheck(class, settings, daemon).await
             {
-                Ok((_, engine)) if engine.refuse(class).is_some() => (
-                    StepReport::skipped(class, engine.refuse(class).unwrap_or_default()),
-                    None,
-                ),
                 Ok((fresh, _)) => (
                     retention::remove(settings, r, daemon, &fresh, l, interrupt).await,
                     None,
