@@ -29,6 +29,15 @@ const KEYS: &[(&str, &str)] = &[
     ("state", "dir"),
     ("schedule", "cron"),
     ("schedule", "random_delay"),
+    ("gates.disk", "paths"),
+    ("swarm", "managers"),
+    ("swarm", "cert_path"),
+    ("retention", "enabled"),
+    ("retention", "high_percent"),
+    ("retention", "low_percent"),
+    ("retention", "min_idle"),
+    ("retention", "keep"),
+    ("retention", "keep_newest"),
 ];
 
 fn check(text: &[u8]) -> (i32, String) {

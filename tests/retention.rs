@@ -417,3 +417,68 @@ fn a_swarm_services_rollback_target_stays() {
         r.stdout
     );
 }
+
+/// Each removal is a destructive call of its own: the activity gates are re-checked before every
+/// image after the first. A CI run that starts while the step works stops it there: the rest
+/// stay, the report lists exactly what went, and the run ends skipped by that gate.
+#[test]
+fn a_ci_run_starting_during_the_step_stops_it_before_the_next_image() {
+    let mut d = PrivateDaemon::start();
+    let full = d.small_fs(8, 95);
+    let n = 60;
+    let layers: Vec<Vec<u8>> = (0..n)
+        .map(|i| layer_tar(&[("data.txt", format!("image {i}\n").as_bytes(), 0o644)]))
+        .collect();
+    let images: Vec<TarImage> = (0..n)
+        .map(|i| TarImage {
+            created: "2000-01-01T00:00:00Z".into(),
+            tags: vec![format!("pg-many{i}:1")],
+            layers: vec![i],
+            label: format!("many-{i}"),
+        })
+        .collect();
+    let tarball = d.dir.path().join("many.tar");
+    std::fs::write(&tarball, image_tarball(&layers, &images)).unwrap();
+    d.docker(&["load", "-q", "-i", tarball.to_str().unwrap()]);
+    d.build("pg-ci:1", "", "ci");
+    let on =
+        "enabled = true\nmin_idle = \"0s\"\nlow_percent = 0\nkeep_newest = 0\nkeep = [\"^pg-ci:\"]";
+    d.prunegate(&config(&d, &full, on), &["run"]).expect(0);
+    let before = tags(&d);
+
+    // As soon as the first image is gone, a CI run starts.
+    let run = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            d.wait_for("the first tagged image to go", || {
+                tags(&d).len() < before.len()
+            });
+            d.run_detached(
+                "ci-run",
+                "pg-ci:1",
+                &["--label", "com.docker.compose.project=ci-5"],
+            );
+        });
+        let run = d.prunegate(&config(&d, &full, on), &["run", "--json"]);
+        watcher.join().unwrap();
+        run
+    });
+    run.expect(10);
+    let report = run.json();
+    assert_eq!(report["stopped_by"]["name"], "live_runs", "{}", run.stdout);
+    let step = tagged(&report);
+    let removed = tagged_items(&report);
+    assert!(
+        !removed.is_empty() && removed.len() < n,
+        "some went, the rest stayed: {step}"
+    );
+    assert!(
+        step["reason"]
+            .as_str()
+            .unwrap()
+            .contains("more not removed: gate live_runs closed"),
+        "{step}"
+    );
+    // The report lists exactly what the daemon lost.
+    let after = tags(&d);
+    assert_eq!(before.len() - after.len(), removed.len(), "{step}");
+}

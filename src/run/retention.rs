@@ -10,6 +10,7 @@ use crate::docker::tagged::Removed;
 use crate::docker::Daemon;
 use crate::engine::{daemon_identity, SwarmRole};
 use crate::gates::disk::fullest;
+use crate::gates::{self, GateResult};
 use crate::model::{Candidate, Class, Command, Read, ReadError};
 use crate::report::{KeptImage, StepReport, StepStatus};
 use crate::retention::{self, Decision, Retention, Use};
@@ -351,9 +352,20 @@ pub async fn predict(
     step
 }
 
+/// Why the real step stopped before its last image.
+pub enum Stopped {
+    /// An activity gate closed: re-checked before every image after the first (the runner
+    /// re-checked before the step), since each removal is a destructive call of its own.
+    Gate(GateResult),
+    Interrupted,
+    /// The daemon stopped answering the re-check.
+    Lost(String),
+}
+
 /// The real step, after the fresh re-check the runner made (`snapshot`): decides on the disk as
-/// it is now and removes the chosen images in order, stopping at a signal. An image the engine
-/// refuses is skipped with its answer; the rest go on.
+/// it is now and removes the chosen images in order, re-checking the activity gates before each
+/// one after the first and stopping at a signal. An image the engine refuses is skipped with its
+/// answer; the rest go on.
 pub async fn remove(
     settings: &Settings,
     r: &Retention,
@@ -361,25 +373,49 @@ pub async fn remove(
     snapshot: &Snapshot,
     learned: &Learned,
     interrupt: &Interrupt,
-) -> StepReport {
+) -> (StepReport, Option<Stopped>) {
     let class = Class::TaggedImages;
+    let skipped = |why: &str| {
+        (
+            StepReport::skipped(class, format!("removes nothing: {why}")),
+            None,
+        )
+    };
     let known = match &learned.known {
         Ok(k) => k,
-        Err(why) => return StepReport::skipped(class, format!("removes nothing: {why}")),
+        Err(why) => return skipped(why),
     };
     let decided = match gather(settings, daemon, snapshot).await {
         Ok(g) => judge(&g, r, known, 0),
         Err(why) => Err(why),
     };
     let d = match decided {
-        Err(why) => return StepReport::skipped(class, format!("removes nothing: {why}")),
+        Err(why) => return skipped(&why),
         Ok(d) => d,
     };
     let mut removed: Vec<Candidate> = Vec::new();
     let mut refused: Vec<String> = Vec::new();
-    for c in &d.remove {
+    let mut stopped = None;
+    for (n, c) in d.remove.iter().enumerate() {
         if interrupt.raised() {
-            refused.push(format!("{}: not removed: interrupted by a signal", c.id));
+            stopped = Some(Stopped::Interrupted);
+        } else if n > 0 {
+            let fresh = Snapshot::take(daemon).await;
+            if let Err(e) = &fresh.engine {
+                stopped = Some(Stopped::Lost(format!(
+                    "lost the Docker daemon during the tagged_images step: {e}"
+                )));
+            } else if let Some(g) = gates::first_closed(&gates::activity(&settings.gates, &fresh)) {
+                stopped = Some(Stopped::Gate(g.clone()));
+            }
+        }
+        if let Some(why) = &stopped {
+            let why = match why {
+                Stopped::Gate(g) => format!("gate {} closed: {}", g.name.as_str(), g.reason),
+                Stopped::Interrupted => "interrupted by a signal".to_string(),
+                Stopped::Lost(e) => e.clone(),
+            };
+            refused.push(format!("{} more not removed: {why}", d.remove.len() - n));
             break;
         }
         match remove_one(daemon, c).await {
@@ -399,7 +435,7 @@ pub async fn remove(
     }
     step.reason = Some(reason);
     step.kept = kept_list(&d);
-    step
+    (step, stopped)
 }
 
 /// Removes one image: by id when it has one tag; with several, each tag but the last is

@@ -248,10 +248,16 @@ async fn prune_steps(
         let (step, stop) = match (class, &settings.retention, learned) {
             (Class::TaggedImages, Some(r), Some(l)) => match recheck(class, settings, daemon).await
             {
-                Ok((fresh, _)) => (
-                    retention::remove(settings, r, daemon, &fresh, l, interrupt).await,
-                    None,
-                ),
+                Ok((fresh, _)) => {
+                    let (step, stopped) =
+                        retention::remove(settings, r, daemon, &fresh, l, interrupt).await;
+                    let halt = stopped.map(|s| match s {
+                        retention::Stopped::Gate(g) => Halt::Gate(g),
+                        retention::Stopped::Interrupted => Halt::Interrupted,
+                        retention::Stopped::Lost(e) => Halt::Lost(e),
+                    });
+                    (step, halt)
+                }
                 Err(halted) => halted,
             },
             _ => prune_step(class, settings, daemon).await,
