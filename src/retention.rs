@@ -26,10 +26,12 @@ pub struct Tagged {
     pub layers: Vec<String>,
 }
 
-/// When prunegate saw an image in use, or first saw it at all (Unix seconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When prunegate saw an image in use, or first saw it at all (Unix seconds): what the judge
+/// takes and what `retention.json` stores, alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Use {
     pub first_seen: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used: Option<i64>,
 }
 
@@ -52,33 +54,14 @@ pub struct History {
     /// events since then.
     #[serde(default)]
     pub updated_at: i64,
-    pub images: BTreeMap<String, UseRecord>,
-}
-
-/// [`Use`] as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UseRecord {
-    pub first_seen: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_used: Option<i64>,
+    pub images: BTreeMap<String, Use>,
 }
 
 impl History {
     /// The history as the judge takes it: `None` when it belongs to another daemon (or to
     /// none), so that nothing is eligible on a history that says nothing of these images.
     pub fn for_daemon(&self, daemon_id: &str) -> Option<BTreeMap<String, Use>> {
-        (!daemon_id.is_empty() && self.daemon_id == daemon_id).then(|| {
-            self.images
-                .iter()
-                .map(|(id, r)| {
-                    let u = Use {
-                        first_seen: r.first_seen,
-                        last_used: r.last_used,
-                    };
-                    (id.clone(), u)
-                })
-                .collect()
-        })
+        (!daemon_id.is_empty() && self.daemon_id == daemon_id).then(|| self.images.clone())
     }
 
     /// The history after a run saw `present` images, `in_use` of them used by containers now,
@@ -108,7 +91,7 @@ impl History {
                 }
                 (
                     id.to_string(),
-                    UseRecord {
+                    Use {
                         first_seen,
                         last_used,
                     },
@@ -695,7 +678,7 @@ mod tests {
             History::default().observe("D1", 100, &["a", "b"], &HashSet::new(), &HashMap::new());
         assert_eq!(
             h.images["a"],
-            UseRecord {
+            Use {
                 first_seen: 100,
                 last_used: None
             }
@@ -709,21 +692,21 @@ mod tests {
         );
         assert_eq!(
             h.images["a"],
-            UseRecord {
+            Use {
                 first_seen: 100,
                 last_used: Some(150)
             }
         );
         assert_eq!(
             h.images["b"],
-            UseRecord {
+            Use {
                 first_seen: 100,
                 last_used: Some(200)
             }
         );
         assert_eq!(
             h.images["c"],
-            UseRecord {
+            Use {
                 first_seen: 200,
                 last_used: None
             }
@@ -736,7 +719,7 @@ mod tests {
         let other = h.observe("D2", 400, &["a"], &HashSet::new(), &HashMap::new());
         assert_eq!(
             other.images["a"],
-            UseRecord {
+            Use {
                 first_seen: 400,
                 last_used: None
             }
