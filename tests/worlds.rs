@@ -10,14 +10,16 @@ mod common;
 mod world;
 
 use common::*;
+use serde_json::Value;
 use std::collections::BTreeSet;
 use world::oracle::{self, Inventories, Run, Window};
-use world::{Detail, Settings};
+use world::{retain, Detail, HistoryDraw, Settings};
 
 /// Chosen so that CI sees worlds with every gate open and every class enabled, with classes
-/// switched off, with each gate closed, swarms, and `reclaim` (checked by
-/// `the_fixed_seeds_cover_every_gate`).
-const CI_SEEDS: &[u64] = &[1, 2, 4, 8, 16, 24, 34];
+/// switched off, with each gate closed, swarms, `reclaim`, and the retention class on with its
+/// history (the dry run listing images, and the run stopping part-way down its order) and with
+/// a gate closed (checked by `the_fixed_seeds_cover_every_gate`).
+const CI_SEEDS: &[u64] = &[1, 2, 4, 8, 9, 16, 24, 34];
 
 /// Parses `1-40`, `7` or `3,9,12`.
 fn parse_seeds(text: &str) -> Vec<u64> {
@@ -74,13 +76,167 @@ fn kinds(d: &Detail) -> [Vec<String>; 4] {
     ]
 }
 
+/// The watched filesystem at `path` as `df` counts it (used and available bytes).
+fn df(path: &std::path::Path) -> retain::Disk {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=used,avail"])
+        .arg(path)
+        .output()
+        .expect("running df");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let n: Vec<u64> = text
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(n.len() == 2, "df {}: {text}", path.display());
+    retain::Disk {
+        used: n[0],
+        available: n[1],
+    }
+}
+
+/// The retention class's part of the verdict, when the world has the class and every gate was
+/// open: marks in `e` what each tagged image had to do, judged by `world::retain` on what the
+/// daemon held before, the history the world left and the watched disk (`disk`, read before the
+/// dry run: nothing the runs remove is on it); and returns the problems with the two reports'
+/// `tagged_images` steps — the run's in its order, the dry run's list and `may_also_remove` —
+/// with how many of them are the dry run's, and a word for the world's line.
+fn retention_verdict(
+    settings: &Settings,
+    w: &world::World,
+    (before, disk, now): (&Detail, retain::Disk, i64),
+    e: &mut oracle::Expect,
+    dry: &Value,
+    real: &Value,
+) -> (Vec<String>, usize, String) {
+    let (Some(r), Some(rw)) = (&settings.retention, &w.retention) else {
+        return (Vec::new(), 0, String::new());
+    };
+    let mut problems = Vec::new();
+    let (dry_step, real_step) = (retain::step(dry), retain::step(real));
+    let history = match (&rw.history, engine().kind) {
+        (_, Kind::Podman) => Err("not supported on Podman"),
+        (None, _) if r.history == HistoryDraw::Missing => Err("no use history yet"),
+        (None, _) => Err("was of another daemon"),
+        (Some(h), _) => Ok(h),
+    };
+    let history = match history {
+        Ok(h) => h,
+        // Nothing tagged goes (the generic verdict says so); the step says why.
+        Err(says) => {
+            for (what, step) in [("dry run", dry_step), ("run", real_step)] {
+                let ok = step.is_some_and(|s| {
+                    s["status"] == "skipped" && s["reason"].as_str().unwrap_or("").contains(says)
+                });
+                if !ok {
+                    problems.push(format!(
+                        "tagged_images in the {what}: expected skipped, \"{says}\"; got {step:?}"
+                    ));
+                }
+            }
+            return (problems, 0, format!(" tagged: none ({says})"));
+        }
+    };
+    let policy = retain::Policy {
+        high: r.high,
+        low: r.low,
+        min_idle_secs: r.min_idle_secs,
+        keep: r
+            .keep
+            .iter()
+            .map(|k| regex::Regex::new(k).unwrap())
+            .collect(),
+        keep_newest: r.keep_newest,
+    };
+    let seen = retain::Seen {
+        images: &before.images,
+        containers: &before.containers,
+        swarm_tags: &rw.swarm_tags,
+        history,
+        now,
+    };
+    let judged = retain::judge(&seen, &policy);
+    let removes = retain::select(&judged.eligible, disk, &policy);
+    // The dry run judges on the disk less what it predicts the safe classes free; what the run
+    // takes beyond that list it gives under may_also_remove (docs/retention.md).
+    let freed: u64 = dry["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["class"] != "tagged_images")
+        .filter_map(|s| s["reclaimed_bytes"].as_u64())
+        .sum();
+    let listed = retain::select(&judged.eligible, disk.less(freed), &policy);
+    let maybe: Vec<String> = removes
+        .iter()
+        .filter(|id| !listed.contains(id))
+        .cloned()
+        .collect();
+    for (id, why) in &judged.protected {
+        e.stay(id, format!("tagged, kept by retention: {why}"));
+    }
+    for (id, _) in &judged.eligible {
+        if removes.contains(id) {
+            e.stay.remove(id);
+            e.go(
+                id,
+                "tagged, eligible for retention and needed to reach low_percent",
+            );
+        } else {
+            e.stay(id, "tagged, eligible for retention but not needed");
+        }
+    }
+    let context = || {
+        format!(
+            "disk {}% (high {}, low {}), dry run judged on {}% ({freed} B freed before),              eligible {:?}",
+            disk.percent(),
+            r.high,
+            r.low,
+            disk.less(freed).percent(),
+            judged.eligible
+        )
+    };
+    let got = retain::listed(real_step, "items");
+    if got != removes {
+        problems.push(format!(
+            "tagged_images: the run removed {got:?} in that order, its rules give {removes:?}; {}",
+            context()
+        ));
+    }
+    let mut mismatches = 0;
+    for (key, want) in [("items", &listed), ("may_also_remove", &maybe)] {
+        let got = retain::listed(dry_step, key);
+        if &got != want {
+            mismatches += 1;
+            problems.push(format!(
+                "tagged_images: the dry run's {key} are {got:?}, its rules give {want:?}; {}",
+                context()
+            ));
+        }
+    }
+    let note = format!(
+        " tagged: {} eligible, {} must go ({} listed, {} maybe; {} kB freed before)",
+        judged.eligible.len(),
+        removes.len(),
+        listed.len(),
+        maybe.len(),
+        freed / 1000
+    );
+    (problems, mismatches, note)
+}
+
 /// The oracle's verdict on world `w` between `before` and `after`, the runs having taken place
-/// from `t0` to `t1` (Unix seconds).
+/// from `t0` to `t1` (Unix seconds). `disk`: the retention class's watched filesystem before
+/// the runs, when its part is to be judged.
 fn verdict(
     settings: &Settings,
     w: &world::World,
     (before, after): (&Detail, &Detail),
     (t0, t1): (f64, f64),
+    disk: Option<retain::Disk>,
     dry: &serde_json::Value,
     real: &serde_json::Value,
 ) -> oracle::Verdict {
@@ -90,7 +246,7 @@ fn verdict(
     for i in &mut images {
         i.dangling_since = w.dangling_since.get(&i.id).copied();
     }
-    let e = oracle::expect(
+    let mut e = oracle::expect(
         &before.containers,
         &images,
         &before.build_cache,
@@ -105,9 +261,15 @@ fn verdict(
             rules: oracle::Rules::of_test_engine(),
         },
     );
+    let (problems, mismatches, note) = match disk {
+        Some(disk) if gates.values().all(|o| *o) => {
+            retention_verdict(settings, w, (before, disk, t0 as i64), &mut e, dry, real)
+        }
+        _ => (Vec::new(), 0, String::new()),
+    };
     let after_sets = kinds(after).map(|v| v.into_iter().collect::<BTreeSet<_>>());
     let [c, i, b, v] = &after_sets;
-    oracle::judge(
+    let mut verdict = oracle::judge(
         &e,
         Inventories {
             before: kinds(before),
@@ -116,17 +278,22 @@ fn verdict(
         dry,
         real,
         &gates,
-    )
+    );
+    verdict.problems.extend(problems);
+    verdict.dry_run_mismatches += mismatches;
+    verdict.note = note;
+    verdict
 }
 
 fn run_world(seed: u64, scale: usize) -> Outcome {
     let started = std::time::Instant::now();
     let settings = Settings::from_seed(seed, scale);
     let _swarm = SWARM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let d = PrivateDaemon::start();
-    let w = world::build(&d, &settings);
+    let mut d = PrivateDaemon::start();
+    let w = world::build(&mut d, &settings);
     let before = Detail::read(&d);
-    let config = settings.config(w.older_than_ms);
+    let disk = w.retention.as_ref().map(|r| df(&r.disk));
+    let config = settings.config(&w);
     let command = settings.command;
 
     let t0 = world::unix_now();
@@ -142,6 +309,7 @@ fn run_world(seed: u64, scale: usize) -> Outcome {
         &w,
         (&before, &after),
         (t0, t1),
+        disk,
         &dry.json(),
         &real.json(),
     );
@@ -163,7 +331,7 @@ fn run_world(seed: u64, scale: usize) -> Outcome {
     let line =
         format!(
         "seed {seed:>4}: {:<118}{} objects {:>4} must go {:>4} removed {:>4} wrongful {} missed {} unsure {} \
-         problems {} ({:.0} s)",
+         problems {}{} ({:.0} s)",
         settings.summary(),
         if late { " (runs outlasted the gap)" } else { "" },
         verdict.examined,
@@ -173,6 +341,7 @@ fn run_world(seed: u64, scale: usize) -> Outcome {
         verdict.missed.len(),
         verdict.unsure,
         verdict.problems.len(),
+        verdict.note,
         started.elapsed().as_secs_f64()
     );
     Outcome {
@@ -287,6 +456,21 @@ fn the_fixed_seeds_cover_every_gate() {
         x.pending_service && x.converging_enabled
     });
     covered("reclaim in a swarm", &|x| x.command == "reclaim" && x.swarm);
+    let open = |x: &Settings| {
+        x.disk != Toggle::Closed && x.grace != Toggle::Closed && !x.ci_live && !x.pending_service
+    };
+    covered(
+        "the retention class with its history, every gate open",
+        &|x| {
+            open(x)
+                && x.retention
+                    .as_ref()
+                    .is_some_and(|r| r.history == HistoryDraw::Seeded)
+        },
+    );
+    covered("the retention class with a gate closed", &|x| {
+        x.retention.is_some() && !open(x)
+    });
 }
 
 /// The oracle can fail: a blanket `docker system prune --all --volumes` on a world is caught
@@ -294,14 +478,11 @@ fn the_fixed_seeds_cover_every_gate() {
 #[test]
 fn the_oracle_catches_a_blanket_prune() {
     let settings = Settings::from_seed(1, 1);
-    let d = PrivateDaemon::start();
-    let w = world::build(&d, &settings);
+    let mut d = PrivateDaemon::start();
+    let w = world::build(&mut d, &settings);
     let before = Detail::read(&d);
     let t0 = world::unix_now();
-    let dry = d.prunegate(
-        &settings.config(w.older_than_ms),
-        &["run", "--dry-run", "--json"],
-    );
+    let dry = d.prunegate(&settings.config(&w), &["run", "--dry-run", "--json"]);
     if engine().kind == Kind::Podman {
         // The CLI's system prune ends in a build-cache prune, which Podman answers 404, and
         // Podman 4.3 refuses `image prune --all` ("dangling" filter given twice): the same
@@ -322,6 +503,7 @@ fn the_oracle_catches_a_blanket_prune() {
         &w,
         (&before, &after),
         (t0, t1),
+        None,
         &dry.json(),
         &serde_json::json!({}),
     );

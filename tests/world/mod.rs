@@ -12,10 +12,12 @@
 //! boundary falls in the middle of the gap for the whole of the dry run and the run.
 
 pub mod oracle;
+pub mod retain;
 
 use crate::common::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A gate setting: switched off, or set so that it opens, or so that it closes.
@@ -44,6 +46,81 @@ pub struct Settings {
     /// A swarm service that can never be placed (unsatisfiable constraint).
     pub pending_service: bool,
     pub classes: oracle::Classes,
+    /// The retention class, on in part of the worlds.
+    pub retention: Option<RetentionDraw>,
+}
+
+/// The retention class as a world draws it (docs/retention.md). Its watched filesystem is a
+/// tmpfs of 64 MB a unit of scale, filled to `fill` percent, which nothing the run removes frees: the class goes by
+/// its projection (the disk's used bytes less each image's unique bytes), as it does on any
+/// disk.
+#[derive(Debug, Clone)]
+pub struct RetentionDraw {
+    pub fill: u64,
+    pub high: u8,
+    pub low: u8,
+    pub min_idle_secs: i64,
+    pub keep: Vec<&'static str>,
+    pub keep_newest: usize,
+    pub history: HistoryDraw,
+}
+
+/// The use history the world leaves in the state directory before the runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryDraw {
+    /// This daemon's, with each tagged image's first sight and last use drawn (some left out).
+    Seeded,
+    /// None: the first run with the class on.
+    Missing,
+    /// Another daemon's.
+    OtherDaemon,
+}
+
+/// Always in `keep`: images the world builds (`d.dangling`) share their busybox layer with the
+/// dangling image the build leaves, which the images step removes — after which the tagged
+/// image frees more than `/system/df` said before the run, and neither the dry run nor this
+/// oracle can know by how much (docs/retention.md, "The dry run").
+pub const KEEP_BUILT: &str = "^pgw/built-";
+
+/// Draws the retention class from a stream of its own, so that worlds without it are the same
+/// worlds as before it existed.
+fn draw_retention(seed: u64) -> Option<RetentionDraw> {
+    let mut r = fastrand::Rng::with_seed(seed ^ 0x7e7e_0000_1e7a);
+    if r.u8(0..100) >= 45 {
+        return None;
+    }
+    let fill = r.u64(55..=95);
+    let (high, low) = if r.bool() {
+        // Close to the disk's level: the class stops part-way down its order, or waits.
+        let high = fill as i64 - r.i64(-2..=3);
+        (high, high - r.i64(1..=6))
+    } else {
+        // Far below: the dry run, which judges on the disk less what it predicts the safe
+        // classes free, lists images too.
+        let high = fill as i64 - r.i64(10..=40);
+        (high, high - r.i64(1..=12))
+    };
+    let high = high.clamp(2, 99) as u8;
+    let low = low.clamp(1, i64::from(high) - 1) as u8;
+    let mut keep = vec![KEEP_BUILT];
+    for pattern in ["^pgw/base:", "^pgw/r1:", "-alias$"] {
+        if r.u8(0..100) < 30 {
+            keep.push(pattern);
+        }
+    }
+    Some(RetentionDraw {
+        fill,
+        high,
+        low,
+        min_idle_secs: if r.bool() { 3_600 } else { 720 * 3_600 },
+        keep,
+        keep_newest: r.usize(0..=2),
+        history: match r.u8(0..100) {
+            0..=84 => HistoryDraw::Seeded,
+            85..=92 => HistoryDraw::Missing,
+            _ => HistoryDraw::OtherDaemon,
+        },
+    })
 }
 
 fn toggle(rng: &mut fastrand::Rng, off: u8, closed: u8) -> Toggle {
@@ -98,11 +175,14 @@ impl Settings {
                 images: rng.u8(0..100) < 85,
                 build_cache: rng.u8(0..100) < 85,
             },
+            retention: draw_retention(seed),
         }
     }
 
-    /// prunegate's config for this world, with the cut-off the build chose.
-    pub fn config(&self, older_than_ms: u64) -> String {
+    /// prunegate's config for world `w`: the cut-off its build chose; with the retention class,
+    /// the disk gate and the class on the world's small filesystem, the state in its directory.
+    pub fn config(&self, w: &World) -> String {
+        let older_than_ms = w.older_than_ms;
         let disk = match self.disk {
             Toggle::Off => "enabled = false".to_string(),
             // Any real disk is at least 1% used; none here is 100% used.
@@ -116,12 +196,28 @@ impl Settings {
             Toggle::Closed => "min_uptime = \"1h\"",
         };
         let c = &self.classes;
+        let (path, retention) = match (&self.retention, &w.retention) {
+            (Some(r), Some(rw)) => (
+                format!("path = \"{}\"\n", rw.disk.display()),
+                format!(
+                    "[state]\ndir = \"{}\"\n[retention]\nenabled = true\nhigh_percent = {}\n\
+                     low_percent = {}\nmin_idle = \"{}s\"\nkeep = {:?}\nkeep_newest = {}\n",
+                    rw.state.display(),
+                    r.high,
+                    r.low,
+                    r.min_idle_secs,
+                    r.keep,
+                    r.keep_newest
+                ),
+            ),
+            _ => (String::new(), String::new()),
+        };
         format!(
-            "[gates.disk]\n{disk}\n[gates.grace]\n{grace}\n\
+            "[gates.disk]\n{path}{disk}\n[gates.grace]\n{grace}\n\
              [gates.live_runs]\nenabled = {}\npattern = \"{}\"\n\
              [gates.converging]\nenabled = {}\n\
              [prune]\nolder_than = \"{older_than_ms}ms\"\ncontainers = {}\nimages = {}\n\
-             build_cache = {}\n",
+             build_cache = {}\n{retention}",
             self.live_runs_enabled,
             self.pattern,
             self.converging_enabled,
@@ -152,9 +248,21 @@ impl Settings {
     /// One line for the log: the settings that decide the outcome.
     pub fn summary(&self) -> String {
         let c = &self.classes;
+        let retention = match &self.retention {
+            None => String::new(),
+            Some(r) => format!(
+                " retention={}%:{}-{}:{}h:n{}:{:?}",
+                r.fill,
+                r.high,
+                r.low,
+                r.min_idle_secs / 3_600,
+                r.keep_newest,
+                r.history
+            ),
+        };
         format!(
             "{} disk={:?} grace={:?} live_runs={}{} ci_live={} swarm={} pending={} \
-             converging={} classes=c{}i{}b{}",
+             converging={} classes=c{}i{}b{}{retention}",
             self.command,
             self.disk,
             self.grace,
@@ -236,6 +344,19 @@ pub struct World {
     /// before and after). On the containerd image store a dangling image's record is made at
     /// that moment, and its age is that record's ([`oracle::Rules`]).
     pub dangling_since: BTreeMap<String, (f64, f64)>,
+    pub retention: Option<RetentionWorld>,
+}
+
+/// The retention class's part of a world.
+pub struct RetentionWorld {
+    /// The watched filesystem (a small tmpfs) and prunegate's state directory.
+    pub disk: PathBuf,
+    pub state: PathBuf,
+    /// What the use history left for the runs says (image id → first seen, last used); `None`
+    /// when it is missing or another daemon's.
+    pub history: Option<BTreeMap<String, (i64, Option<i64>)>>,
+    /// The tags the swarm's services (and so their tasks) name.
+    pub swarm_tags: BTreeSet<String>,
 }
 
 pub fn unix_now() -> f64 {
@@ -263,11 +384,19 @@ fn image_date(rng: &mut fastrand::Rng) -> String {
 }
 
 /// Builds the world for `settings` on `d`.
-pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
+pub fn build(d: &mut PrivateDaemon, settings: &Settings) -> World {
     // A stream of its own, so that changing what a world holds does not change the settings
     // `Settings::from_seed` drew for the same seed.
     let mut rng = fastrand::Rng::with_seed(settings.seed ^ 0x05ee_d0fa_0b1d);
+    // The retention class's draws: a stream of their own again, so that worlds without the
+    // class are built as before it existed.
+    let mut rr = fastrand::Rng::with_seed(settings.seed ^ 0x0b1d_1e7a_0000);
+    let retention = settings.retention.is_some();
     let s = settings.scale.max(1);
+    let disk = settings
+        .retention
+        .as_ref()
+        .map(|r| d.small_fs(64 * s as u64, r.fill));
     let mut live_names = BTreeSet::new();
 
     // Images, loaded in one tarball: every one can run (busybox in a shared layer).
@@ -280,10 +409,24 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
         label: "base".into(),
     }];
     let n_images = rng.usize(12..=24) * s;
+    // With the retention class, images share repositories (four of them, for keep_newest),
+    // layers carry bytes worth freeing, and some images are built on others (the base rule).
+    // Images in such a pair keep their tags (see the moves below).
+    let mut related = BTreeSet::new();
     for i in 0..n_images {
+        let repo = format!("pgw/r{}", i % 4);
         let tags = match rng.u8(0..10) {
-            0..=2 => Vec::new(),
+            // Fewer dangling images in a retention world: what the images step frees is the
+            // dry run's uncertainty there.
+            0..=2 if !(retention && rr.u8(0..100) < 70) => Vec::new(),
+            0..=2 if retention => vec![format!("{repo}:{i}")],
+            3..=7 if retention => vec![format!("{repo}:{i}")],
             3..=7 => vec![format!("pgw/img{i}:1")],
+            _ if retention => vec![
+                format!("{repo}:{i}"),
+                format!("{repo}:{i}-alias"),
+                format!("pgw/alias:{i}"),
+            ],
             _ => vec![
                 format!("pgw/img{i}:1"),
                 format!("pgw/img{i}:latest"),
@@ -291,13 +434,34 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
             ],
         };
         let mut own = vec![0];
-        if rng.bool() {
+        // Every image of a retention world has bytes of its own (an image of the shared
+        // busybox layer alone is a base of every other and frees nothing).
+        if rng.bool() || retention {
             let data = format!("image {i} of world {}\n", settings.seed);
-            layers.push(layer_tar(&[(
-                &format!("data/{i}.txt"),
-                data.as_bytes(),
-                0o644,
-            )]));
+            let (text, bin) = (format!("data/{i}.txt"), format!("data/{i}.bin"));
+            let mut files = vec![(text.as_str(), data.into_bytes(), 0o644)];
+            // Bytes to free on tagged images: what the images step frees is the dry run's
+            // uncertainty (may_also_remove), kept smaller than what the class takes.
+            if retention && !tags.is_empty() {
+                let mut blob = vec![0u8; rr.usize(256 << 10..2 << 20)];
+                rr.fill(&mut blob);
+                files.push((bin.as_str(), blob, 0o644));
+            }
+            let files: Vec<(&str, &[u8], u32)> = files
+                .iter()
+                .map(|(p, b, m)| (*p, b.as_slice(), *m))
+                .collect();
+            layers.push(layer_tar(&files));
+            // On a tagged image whose tags stay, now and then: built on an earlier one.
+            let parents: Vec<usize> = (1..images.len())
+                .filter(|&p| images[p].layers.len() > 1 && !images[p].tags.is_empty())
+                .collect();
+            if retention && !tags.is_empty() && !parents.is_empty() && rr.u8(0..100) < 30 {
+                let p = parents[rr.usize(..parents.len())];
+                own = images[p].layers.clone();
+                related.insert(images[p].label.clone());
+                related.insert(format!("w{}-{i}", settings.seed));
+            }
             own.push(layers.len() - 1);
         }
         images.push(TarImage {
@@ -318,6 +482,16 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
         .map(|i| format!("pgw-vol{i}"))
         .collect();
     let mut plan_containers = |rng: &mut fastrand::Rng, phase: &str, n: usize| -> Vec<Plan> {
+        // In a retention world most containers run the base, so that some tagged images are
+        // used by none.
+        let mut image = |rng: &mut fastrand::Rng| {
+            let drawn = image_ids[rng.usize(..image_ids.len())].clone();
+            if retention && rr.u8(0..100) < 75 {
+                image_ids[0].clone()
+            } else {
+                drawn
+            }
+        };
         (0..n)
             .map(|i| {
                 let state = pick_state(rng);
@@ -345,7 +519,7 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
                 }
                 Plan {
                     name: format!("pgw-{phase}{i}"),
-                    image: image_ids[rng.usize(..image_ids.len())].clone(),
+                    image: image(rng),
                     state,
                     labels,
                     anon_volume: state == "running_anon" || rng.u8(0..10) == 0,
@@ -397,7 +571,10 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
         .iter()
         .filter(|i| !i.tags.is_empty() && i.label != "base")
     {
-        if rng.u8(0..10) >= 4 {
+        // A base and the image built on it keep their tags: one left dangling and removed by
+        // the images step would change what the other frees (see KEEP_BUILT).
+        let moves = rng.u8(0..10) < 4 && !(retention && rr.bool());
+        if !moves || related.contains(&i.label) {
             continue;
         }
         moved.push(TarImage {
@@ -420,7 +597,9 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
     for v in &volumes {
         d.api_post("/volumes/create", &json!({ "Name": v }).to_string());
     }
+    let mut swarm_tags = BTreeSet::new();
     if settings.swarm {
+        swarm_tags.insert("pgw/base:1".to_string());
         d.swarm_init();
         let mut services = vec![("web".to_string(), rng.usize(0..=1))];
         if settings.ci_live && !live_names.iter().any(|n| n.starts_with("ci-")) {
@@ -463,7 +642,9 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
     } else {
         25
     };
-    let gap = Duration::from_millis(6_000 + per_object * objects as u64);
+    // The retention class reads more (every tagged image's layers, /system/df) in both runs.
+    let reads = if retention { 4_000 } else { 0 };
+    let gap = Duration::from_millis(6_000 + reads + per_object * objects as u64);
     if let Some(rest) = gap.checked_sub(phase_a_end.elapsed()) {
         std::thread::sleep(rest);
     }
@@ -494,6 +675,15 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
             d.dangling("pgw/built-b:1");
         });
     }
+    let retention = settings.retention.as_ref().zip(disk).map(|(r, disk)| {
+        let state = d.dir.path().join("state");
+        RetentionWorld {
+            history: leave_history(d, &state, r, &mut rr),
+            disk,
+            state,
+            swarm_tags,
+        }
+    });
     let ready_at = Instant::now();
     World {
         live_names,
@@ -501,7 +691,89 @@ pub fn build(d: &PrivateDaemon, settings: &Settings) -> World {
         ready: unix_now(),
         slack: (gap / 2).as_secs_f64() - 1.0,
         dangling_since,
+        retention,
     }
+}
+
+/// Leaves the use history the draw asks for in `state` (as a previous run would have, updated
+/// now: the runs read the events from here on), and returns what it says when it is this
+/// daemon's. Each tagged image, in the order of its first tag: left out (prunegate then sees
+/// it first at the run), used recently (within `min_idle`), or idle for longer — never within
+/// ten minutes of the boundary, and no two at the same second, so that the order is the
+/// history's.
+fn leave_history(
+    d: &PrivateDaemon,
+    state: &std::path::Path,
+    r: &RetentionDraw,
+    rr: &mut fastrand::Rng,
+) -> Option<BTreeMap<String, (i64, Option<i64>)>> {
+    let mut tagged: Vec<(String, String)> = d
+        .api("/images/json")
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| {
+            let mut tags: Vec<&str> = i["RepoTags"]
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|t| *t != "<none>:<none>")
+                .collect();
+            tags.sort();
+            Some((tags.first()?.to_string(), i["Id"].as_str()?.to_string()))
+        })
+        .collect();
+    tagged.sort();
+    let now = unix_now() as i64;
+    let mut seconds = BTreeSet::new();
+    let mut history = BTreeMap::new();
+    for (_, id) in tagged {
+        let draw = rr.u8(0..100);
+        if draw < 10 {
+            continue;
+        }
+        let since = loop {
+            let s = if draw < 30 {
+                now - rr.i64(60..r.min_idle_secs - 600)
+            } else {
+                now - r.min_idle_secs - rr.i64(600..86_400 * 60)
+            };
+            if seconds.insert(s) {
+                break s;
+            }
+        };
+        let entry = if rr.bool() {
+            (since, None)
+        } else {
+            (since - rr.i64(0..86_400 * 90), Some(since))
+        };
+        history.insert(id, entry);
+    }
+    let daemon_id = match r.history {
+        HistoryDraw::Missing => return None,
+        HistoryDraw::OtherDaemon => "OTHER:DAEMON".to_string(),
+        HistoryDraw::Seeded => d.api("/info")["ID"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let images: serde_json::Map<String, Value> = history
+        .iter()
+        .map(|(id, (first, last))| {
+            let mut u = json!({ "first_seen": first });
+            if let Some(l) = last {
+                u["last_used"] = json!(l);
+            }
+            (id.clone(), u)
+        })
+        .collect();
+    std::fs::create_dir_all(state).unwrap();
+    std::fs::write(
+        state.join("retention.json"),
+        json!({ "daemon_id": daemon_id, "updated_at": now, "images": images }).to_string(),
+    )
+    .unwrap();
+    (r.history == HistoryDraw::Seeded).then_some(history)
 }
 
 /// Ids of the untagged images `/images/json?all=1` lists.
@@ -662,9 +934,38 @@ impl Detail {
                     .collect(),
                 created: i["Created"].as_i64().unwrap_or_default(),
                 dangling_since: None,
+                layers: Vec::new(),
+                unique_bytes: None,
             })
             .collect();
         let df = d.df();
+        let mut images: Vec<oracle::Image> = images;
+        // For the retention class: what each image frees (`Size − SharedSize`, as the engine
+        // reports it) and, for the tagged ones, their layers.
+        let unique: BTreeMap<String, u64> = df_list(&df, "Images")
+            .iter()
+            .map(|i| {
+                let size = i["Size"].as_i64().unwrap_or_default();
+                let shared = i["SharedSize"].as_i64().unwrap_or_default().max(0);
+                (
+                    normalized_id(&str_of(&i["Id"])),
+                    (size - shared).max(0) as u64,
+                )
+            })
+            .collect();
+        for i in images.iter_mut() {
+            i.unique_bytes = unique.get(&i.id).copied();
+            // Podman refuses the class: no layers needed there.
+            if !i.tags.is_empty() && engine().kind == Kind::Docker {
+                i.layers = d.api(&format!("/images/{}/json", i.id))["RootFS"]["Layers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(str_of)
+                    .collect();
+            }
+        }
         let time = |v: &Value| {
             v.as_str()
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
