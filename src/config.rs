@@ -362,9 +362,12 @@ impl Config {
     /// Checks the rules types cannot express. Each message starts with the key it is about.
     pub fn validate(&self) -> Result<(), String> {
         let d = &self.gates.disk;
+        let r = &self.retention;
         for (key, value) in [
             ("gates.disk.used_percent", d.used_percent),
             ("gates.disk.inodes_used_percent", d.inodes_used_percent),
+            ("retention.high_percent", r.high_percent),
+            ("retention.low_percent", r.low_percent),
         ] {
             if value > 100 {
                 return Err(format!(
@@ -395,17 +398,6 @@ impl Config {
             }
         }
         live_runs_regex(&self.gates.live_runs.pattern)?;
-        let r = &self.retention;
-        for (key, value) in [
-            ("retention.high_percent", r.high_percent),
-            ("retention.low_percent", r.low_percent),
-        ] {
-            if value > 100 {
-                return Err(format!(
-                    "key `{key}`: {value} is not a percentage (0 to 100)"
-                ));
-            }
-        }
         if r.low_percent >= r.high_percent {
             return Err(format!(
                 "key `retention.low_percent`: {} must be below retention.high_percent ({})",

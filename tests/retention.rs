@@ -71,6 +71,16 @@ fn assert_dry_run_matches(dry: &Value, removed: &[String], context: &str) {
     );
 }
 
+/// The class removed nothing in `report`, and said why: `says`.
+fn assert_skipped(report: &Value, says: &str) {
+    let step = tagged(report);
+    assert_eq!(step["status"], "skipped", "{says}: {step}");
+    assert!(
+        step["reason"].as_str().unwrap_or_default().contains(says),
+        "{says}: {step}"
+    );
+}
+
 /// Why the class kept the image with `tag`.
 fn why_kept(report: &Value, tag: &str) -> String {
     tagged(report)["kept"]
@@ -159,15 +169,7 @@ fn each_protection_keeps_its_image_and_cold_images_go_by_every_tag() {
     // First run with the class: no history yet, so nothing goes; the history is started.
     let first = d.prunegate(&config(&d, &full, on), &["run", "--json"]);
     first.expect(0);
-    let step = tagged(&first.json());
-    assert_eq!(step["status"], "skipped", "{step}");
-    assert!(
-        step["reason"]
-            .as_str()
-            .unwrap()
-            .contains("no use history yet"),
-        "{step}"
-    );
+    assert_skipped(&first.json(), "no use history yet");
     assert_eq!(tags(&d), all_tags);
     assert!(history_path(&d).exists());
 
@@ -298,9 +300,7 @@ fn use_is_learned_between_runs_and_an_unknown_history_removes_nothing() {
         let before = tags(&d);
         let r = d.prunegate(&config(&d, &full, on), &["run", "--json"]);
         r.expect(0);
-        let step = tagged(&r.json());
-        assert_eq!(step["status"], "skipped", "{says}: {step}");
-        assert!(step["reason"].as_str().unwrap().contains(says), "{step}");
+        assert_skipped(&r.json(), says);
         assert_eq!(tags(&d), before, "{says}: nothing removed");
         // The history is started afresh: this daemon's, with every image first seen now.
         let h: Value =
@@ -338,15 +338,7 @@ fn the_watermarks_bound_what_goes_least_recently_used_first() {
     // Below the high watermark: nothing.
     let r = d.prunegate(&config(&d, &full, &on(99)), &["run", "--json"]);
     r.expect(0);
-    let step = tagged(&r.json());
-    assert_eq!(step["status"], "skipped", "{step}");
-    assert!(
-        step["reason"]
-            .as_str()
-            .unwrap()
-            .contains("below retention.high_percent (99%)"),
-        "{step}"
-    );
+    assert_skipped(&r.json(), "below retention.high_percent (99%)");
 
     let dry = d.prunegate(&config(&d, &full, &on(90)), &["run", "--dry-run", "--json"]);
     let r = d.prunegate(&config(&d, &full, &on(90)), &["run", "--json"]);
