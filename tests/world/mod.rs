@@ -51,9 +51,9 @@ pub struct Settings {
 }
 
 /// The retention class as a world draws it (docs/retention.md). Its watched filesystem is a
-/// tmpfs of 64 MB a unit of scale, filled to `fill` percent, which nothing the run removes frees: the class goes by
-/// its projection (the disk's used bytes less each image's unique bytes), as it does on any
-/// disk.
+/// tmpfs of 64 MB a unit of scale, filled to `fill` percent, which nothing the run removes
+/// frees: the class goes by its projection (the disk's used bytes less each image's unique
+/// bytes), as it does on any disk.
 #[derive(Debug, Clone)]
 pub struct RetentionDraw {
     pub fill: u64,
@@ -418,10 +418,9 @@ pub fn build(d: &mut PrivateDaemon, settings: &Settings) -> World {
         let tags = match rng.u8(0..10) {
             // Fewer dangling images in a retention world: what the images step frees is the
             // dry run's uncertainty there.
-            0..=2 if !(retention && rr.u8(0..100) < 70) => Vec::new(),
-            0..=2 if retention => vec![format!("{repo}:{i}")],
-            3..=7 if retention => vec![format!("{repo}:{i}")],
-            3..=7 => vec![format!("pgw/img{i}:1")],
+            0..=2 if !retention || rr.u8(0..100) >= 70 => Vec::new(),
+            0..=7 if retention => vec![format!("{repo}:{i}")],
+            0..=7 => vec![format!("pgw/img{i}:1")],
             _ if retention => vec![
                 format!("{repo}:{i}"),
                 format!("{repo}:{i}-alias"),
