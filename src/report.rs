@@ -346,11 +346,13 @@ impl Report {
                 }
             }
             if let Some(maybe) = &s.may_also_remove {
-                let _ = writeln!(
-                    out,
-                    "    and possibly {} records whose layers only the removed images used:",
-                    maybe.len()
-                );
+                let what = match s.class {
+                    Class::TaggedImages => {
+                        "tagged images, if the safe classes free less on the watched disk than predicted"
+                    }
+                    _ => "records whose layers only the removed images used",
+                };
+                let _ = writeln!(out, "    and possibly {} {what}:", maybe.len());
                 for o in maybe {
                     write_object(&mut out, o);
                 }
@@ -433,6 +435,34 @@ mod tests {
         assert_eq!(Outcome::Skipped.exit_code(), 10);
         assert_eq!(Outcome::Closed.exit_code(), 10);
         assert_eq!(Outcome::Error.exit_code(), 1);
+    }
+
+    /// `may_also_remove` says what it holds: build-cache records for that class, tagged images
+    /// for the retention class.
+    #[test]
+    fn the_text_names_what_may_also_go_by_class() {
+        let maybe = |class| {
+            let o = Candidate {
+                id: "sha256:0123456789abcdef".into(),
+                size_bytes: Some(1024),
+                description: "x".into(),
+                what: serde_json::Value::Null,
+            };
+            StepReport::with_objects(class, StepStatus::WouldRemove, vec![], 0, Some(vec![o]))
+        };
+        let mut r = Report::new(Command::Run, "unix:///s", "24h", Outcome::DryRun);
+        r.steps = vec![maybe(Class::BuildCache), maybe(Class::TaggedImages)];
+        let text = r.to_text();
+        assert!(
+            text.contains("and possibly 1 records whose layers only the removed images used:"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "and possibly 1 tagged images, if the safe classes free less on the watched disk than predicted:"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
