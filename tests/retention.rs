@@ -1,7 +1,7 @@
 //! The opt-in retention class (docs/retention.md) on a real private daemon: each protection
 //! with and without, use learned from events between runs, a lost, corrupt or other daemon's
-//! history, the watermarks, several tags, a swarm rollback target, a live CI run, and the class
-//! off. The watched disk is a small tmpfs filled to a known level (`small_fs`), so the
+//! history, the watermarks, several tags, a swarm rollback target, a live CI run, a layer shared
+//! with a dangling image the images step removes, and the class off. The watched disk is a small tmpfs filled to a known level (`small_fs`), so the
 //! watermarks are the test's to set.
 
 mod common;
@@ -487,4 +487,113 @@ fn a_ci_run_starting_during_the_step_stops_it_before_the_next_image() {
     // The report lists exactly what the daemon lost.
     let after = tags(&d);
     assert_eq!(before.len() - after.len(), removed.len(), "{step}");
+}
+
+/// A tagged image sharing a layer with a dangling image the images step removes frees that
+/// layer too once the dangling image is gone: the real step, reading `/system/df` after the
+/// safe classes, sees it larger than the dry run did. The dry run still lists what the run
+/// removes: it counted the shared layer in the dangling image's size, as freed by the images
+/// step before the class, so the run never needs fewer images than listed — only fewer of
+/// `may_also_remove` (docs/retention.md, "The dry run").
+#[test]
+fn an_image_sharing_a_layer_with_a_pruned_dangling_image_takes_no_fewer_than_listed() {
+    let mut d = PrivateDaemon::start();
+    let full = d.small_fs(16, 99);
+    let mut rng = fastrand::Rng::with_seed(13);
+    let mut bytes = |kb: usize| -> Vec<u8> { (0..kb * 1024).map(|_| rng.u8(..)).collect() };
+    // Layers: 0 shared (300 kB), 1 the tagged image's own, 2 the dangling one's, 3 the kept
+    // image's, 4.. the cold images'.
+    let mut layers: Vec<Vec<u8>> = [300, 50, 50, 10]
+        .iter()
+        .enumerate()
+        .map(|(i, kb)| layer_tar(&[(&format!("l{i}.bin"), &bytes(*kb), 0o644)]))
+        .collect();
+    let cold = 8;
+    for i in 0..cold {
+        layers.push(layer_tar(&[(&format!("c{i}.bin"), &bytes(300), 0o644)]));
+    }
+    let image = |tag: &str, layers: Vec<usize>| TarImage {
+        created: "2000-01-01T00:00:00Z".into(),
+        tags: vec![tag.to_string()],
+        layers,
+        label: tag.to_string(),
+    };
+    let mut images = vec![
+        image("pg-share:1", vec![0, 1]),
+        image("pg-gone:1", vec![0, 2]),
+        image("pg-keep:1", vec![3]),
+    ];
+    images.extend((0..cold).map(|i| image(&format!("pg-cold{i}:1"), vec![4 + i])));
+    let tarball = d.dir.path().join("shared.tar");
+    std::fs::write(&tarball, image_tarball(&layers, &images)).unwrap();
+    d.docker(&["load", "-q", "-i", tarball.to_str().unwrap()]);
+    let id = |tag: &str| d.image_id(tag);
+    let share = id("pg-share:1");
+    let gone = id("pg-gone:1");
+    let on = "enabled = true\nmin_idle = \"0s\"\nhigh_percent = 95\nlow_percent = 90\n\
+              keep_newest = 0\nkeep = [\"^pg-keep:\"]";
+    d.prunegate(&config(&d, &full, on), &["run"]).expect(0);
+    // Least recently used first: pg-share:1, then the cold images in turn.
+    let path = history_path(&d);
+    let mut h: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut order = vec![share.clone()];
+    order.extend((0..cold).map(|i| id(&format!("pg-cold{i}:1"))));
+    for (n, i) in order.iter().enumerate() {
+        h["images"][i]["last_used"] = (1_000 + n as i64).into();
+        h["images"][i]["first_seen"] = 500.into();
+    }
+    std::fs::write(&path, h.to_string()).unwrap();
+    // pg-gone:1's tag moves away: its image is dangling, sharing layer 0 with pg-share:1.
+    d.docker(&["tag", "pg-keep:1", "pg-gone:1"]);
+    // On the containerd store its dangling record is made now: older than a 0s cut-off in a
+    // second.
+    settle();
+
+    let dry = d.prunegate(&config(&d, &full, on), &["run", "--dry-run", "--json"]);
+    dry.expect(0);
+    let r = d.prunegate(&config(&d, &full, on), &["run", "--json"]);
+    r.expect(0);
+    let (dry, run) = (dry.json(), r.json());
+    let step = |report: &Value, class: &str| {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["class"] == class)
+            .cloned()
+            .unwrap()
+    };
+    let items = |s: Value| -> Vec<String> {
+        s["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        items(step(&dry, "images")).contains(&gone),
+        "the images step lists the dangling image: {dry}"
+    );
+    assert!(
+        items(step(&run, "images")).contains(&gone),
+        "and removes it: {}",
+        r.stdout
+    );
+    let listed = tagged_items(&dry);
+    assert_eq!(
+        listed.first(),
+        Some(&share),
+        "pg-share:1 listed first: {dry}"
+    );
+    let removed = tagged_items(&run);
+    assert_dry_run_matches(&dry, &removed, &r.stdout);
+    // The case is the one described: pg-share:1 freed more in the run than the dry run said.
+    let size = |s: Value| s["objects"][0]["size_bytes"].as_u64().unwrap();
+    let (before, after) = (size(tagged(&dry)), size(tagged(&run)));
+    assert!(
+        after > before + 200 * 1024,
+        "pg-share:1 frees its shared layer once the dangling image is gone: {before} then {after}\n{}",
+        r.stdout
+    );
 }

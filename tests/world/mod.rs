@@ -78,8 +78,10 @@ pub enum HistoryDraw {
 
 /// Always in `keep`: images the world builds (`d.dangling`) share their busybox layer with the
 /// dangling image the build leaves, which the images step removes — after which the tagged
-/// image frees more than `/system/df` said before the run, and neither the dry run nor this
-/// oracle can know by how much (docs/retention.md, "The dry run").
+/// image frees more than `/system/df` said before the run. The run still takes every image the
+/// dry run listed, but this oracle predicts how many of `may_also_remove` it takes from the
+/// sizes before the run, and by how much the image grows no Engine API says (docs/retention.md,
+/// "The dry run").
 pub const KEEP_BUILT: &str = "^pgw/built-";
 
 /// Draws the retention class from a stream of its own, so that worlds without it are the same
