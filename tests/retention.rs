@@ -1,8 +1,8 @@
 //! The opt-in retention class (docs/retention.md) on a real private daemon: each protection
 //! with and without, use learned from events between runs, a lost, corrupt or other daemon's
 //! history, the watermarks, several tags, a swarm rollback target, a live CI run, a layer shared
-//! with a dangling image the images step removes, and the class off. The watched disk is a small tmpfs filled to a known level (`small_fs`), so the
-//! watermarks are the test's to set.
+//! with a dangling image the images step removes, and the class off. The watched disk is a small
+//! tmpfs filled to a known level (`small_fs`), so the watermarks are the test's to set.
 
 mod common;
 use common::*;
@@ -29,19 +29,29 @@ fn history_path(d: &PrivateDaemon) -> PathBuf {
     state_dir(d).join("retention.json")
 }
 
-/// The `tagged_images` step of a report.
-fn tagged(report: &Value) -> Value {
+/// A report's step of `class`.
+fn step(report: &Value, class: &str) -> Value {
     report["steps"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["class"] == "tagged_images")
+        .find(|s| s["class"] == class)
         .cloned()
-        .unwrap_or_else(|| panic!("no tagged_images step in {report}"))
+        .unwrap_or_else(|| panic!("no {class} step in {report}"))
+}
+
+/// The `tagged_images` step of a report.
+fn tagged(report: &Value) -> Value {
+    step(report, "tagged_images")
 }
 
 fn tagged_items(report: &Value) -> Vec<String> {
-    tagged(report)["items"]
+    items(&tagged(report))
+}
+
+/// A step's `items`: the ids it removed (or would).
+fn items(step: &Value) -> Vec<String> {
+    step["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -527,9 +537,8 @@ fn an_image_sharing_a_layer_with_a_pruned_dangling_image_takes_no_fewer_than_lis
     let tarball = d.dir.path().join("shared.tar");
     std::fs::write(&tarball, image_tarball(&layers, &images)).unwrap();
     d.docker(&["load", "-q", "-i", tarball.to_str().unwrap()]);
-    let id = |tag: &str| d.image_id(tag);
-    let share = id("pg-share:1");
-    let gone = id("pg-gone:1");
+    let share = d.image_id("pg-share:1");
+    let gone = d.image_id("pg-gone:1");
     let on = "enabled = true\nmin_idle = \"0s\"\nhigh_percent = 95\nlow_percent = 90\n\
               keep_newest = 0\nkeep = [\"^pg-keep:\"]";
     d.prunegate(&config(&d, &full, on), &["run"]).expect(0);
@@ -537,7 +546,7 @@ fn an_image_sharing_a_layer_with_a_pruned_dangling_image_takes_no_fewer_than_lis
     let path = history_path(&d);
     let mut h: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let mut order = vec![share.clone()];
-    order.extend((0..cold).map(|i| id(&format!("pg-cold{i}:1"))));
+    order.extend((0..cold).map(|i| d.image_id(&format!("pg-cold{i}:1"))));
     for (n, i) in order.iter().enumerate() {
         h["images"][i]["last_used"] = (1_000 + n as i64).into();
         h["images"][i]["first_seen"] = 500.into();
@@ -554,29 +563,12 @@ fn an_image_sharing_a_layer_with_a_pruned_dangling_image_takes_no_fewer_than_lis
     let r = d.prunegate(&config(&d, &full, on), &["run", "--json"]);
     r.expect(0);
     let (dry, run) = (dry.json(), r.json());
-    let step = |report: &Value, class: &str| {
-        report["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["class"] == class)
-            .cloned()
-            .unwrap()
-    };
-    let items = |s: Value| -> Vec<String> {
-        s["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
-    };
     assert!(
-        items(step(&dry, "images")).contains(&gone),
+        items(&step(&dry, "images")).contains(&gone),
         "the images step lists the dangling image: {dry}"
     );
     assert!(
-        items(step(&run, "images")).contains(&gone),
+        items(&step(&run, "images")).contains(&gone),
         "and removes it: {}",
         r.stdout
     );
