@@ -467,8 +467,8 @@ pub fn judge(
                 .cloned()
                 .collect()
         };
-        let predicted = items(dry, class);
-        if sure(&predicted) != sure(removed) {
+        let (predicted, removed) = (sure(&items(dry, class)), sure(removed));
+        if predicted != removed {
             v.dry_run_mismatches += 1;
             // Each object the two lists disagree on, with what the oracle made of it.
             let said = |id: &String| {
@@ -480,12 +480,12 @@ pub fn judge(
             };
             let differ: Vec<String> = predicted
                 .iter()
-                .filter(|id| !removed.contains(id) && !e.unsure.contains(*id))
+                .filter(|id| !removed.contains(id))
                 .map(|id| format!("predicted, kept: {id} ({})", said(id)))
                 .chain(
                     removed
                         .iter()
-                        .filter(|id| !predicted.contains(id) && !e.unsure.contains(*id))
+                        .filter(|id| !predicted.contains(id))
                         .map(|id| format!("removed, not predicted: {id} ({})", said(id))),
                 )
                 .collect();
