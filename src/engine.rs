@@ -198,6 +198,21 @@ impl Engine {
         self.image_store == ImageStore::Containerd
     }
 
+    /// Whether the engine's own `dangling=true` image prune also takes images pulled by digest
+    /// that no tag names — the cache a swarm or a digest-pinned compose project leaves — so
+    /// that the images step must judge junk itself and remove it image by image.
+    ///
+    /// On the classic store it does: moby `daemon/images/image_prune.go` takes every head
+    /// image (no child) whose references include no `NamedTagged` one, and deletes each of its
+    /// digest references (seen on 20.10: `docker service create` of a registry image, then
+    /// `service rm`, and the prune removed `REPO@sha256:…`). The containerd store prunes only
+    /// its `moby-dangling@…` records (`daemon/containerd/image_prune.go`, `isDanglingImage`)
+    /// and keeps a digest pull as a named record; Podman's prune takes images with no name at
+    /// all (`libimage` `isDangling`), and a digest pull is named `REPO@sha256:…` there.
+    pub fn dangling_includes_digest_pulls(&self) -> bool {
+        self.product != Product::Podman && matches!(self.image_store, ImageStore::Graphdriver(_))
+    }
+
     /// Why `class` must not be sent to this engine, if it must not: the dry run then says the
     /// same as the run, and no request is wasted on a known refusal.
     pub fn refuse(&self, class: Class) -> Option<String> {
@@ -218,6 +233,59 @@ impl Engine {
             _ => None,
         }
     }
+}
+
+/// The reference the classic store's `/images/json` lists for an image without a tag (Docker
+/// 20.10 to 28; newer daemons and the containerd store send an empty list instead).
+const UNTAGGED: &str = "<none>:<none>";
+/// The same for an image without a digest.
+const UNDIGESTED: &str = "<none>@<none>";
+
+/// The tags an image listing names, without the untagged placeholder.
+pub fn tags(repo_tags: &[String]) -> impl Iterator<Item = &str> {
+    repo_tags
+        .iter()
+        .map(String::as_str)
+        .filter(|t| *t != UNTAGGED)
+}
+
+/// The digest references (`REPO@sha256:…`) an image listing names, without the placeholder.
+pub fn digests(repo_digests: &[String]) -> impl Iterator<Item = &str> {
+    repo_digests
+        .iter()
+        .map(String::as_str)
+        .filter(|d| *d != UNDIGESTED)
+}
+
+/// Whether a listed image holds a tag.
+pub fn is_tagged(repo_tags: &[String]) -> bool {
+    tags(repo_tags).next().is_some()
+}
+
+/// The repository of a tag or digest reference: `127.0.0.1:5000/app` of
+/// `127.0.0.1:5000/app:1` and of `127.0.0.1:5000/app@sha256:…` (a port's colon is not a tag's:
+/// the tag follows the last `/`).
+pub fn repository(reference: &str) -> &str {
+    let name = reference.split('@').next().unwrap_or(reference);
+    let last = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last..].rfind(':') {
+        Some(colon) => &name[..last + colon],
+        None => name,
+    }
+}
+
+/// The digest a reference pins (`sha256:…` of `REPO:TAG@sha256:…` or `REPO@sha256:…`), if any:
+/// how a swarm spec names the image it runs.
+pub fn pinned_digest(reference: &str) -> Option<&str> {
+    reference.split_once('@').map(|(_, d)| d)
+}
+
+/// Whether `id` is an image id in Docker's form (`sha256:` and 64 lowercase hex digits): the
+/// only thing the images step puts into a request path by id. A daemon that lists anything
+/// else is not believed.
+pub fn is_image_id(id: &str) -> bool {
+    id.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// A container state in Docker's words. Podman 4.3's compat API says `stopped` for a container

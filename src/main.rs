@@ -12,6 +12,7 @@ mod docker;
 mod duration;
 mod engine;
 mod gates;
+mod junk;
 mod lock;
 mod model;
 mod plan;

@@ -15,6 +15,7 @@
 use crate::docker::inventory::{BuildCacheRecord, Inventory};
 use crate::docker::objects;
 use crate::engine;
+use crate::junk::{self, Pins, SeenTags, Verdict};
 use crate::model::{Candidate, Class, ReadError};
 use crate::settings::PruneSettings;
 use bollard::models::{ContainerSummary, ImageSummary};
@@ -54,7 +55,14 @@ pub fn containers(list: &[ContainerSummary], policy: &Policy) -> Vec<Candidate> 
 }
 
 fn is_tagged(img: &ImageSummary) -> bool {
-    img.repo_tags.iter().any(|t| t != "<none>:<none>")
+    engine::is_tagged(&img.repo_tags)
+}
+
+/// Whether the daemon deletes `img` as the untagged parent of an image it deletes: no
+/// reference at all, tag or digest (moby `imageIsDangling`, followed by `imageDeleteHelper`
+/// with `prune`).
+fn unreferenced(img: &ImageSummary) -> bool {
+    !is_tagged(img) && engine::digests(&img.repo_digests).next().is_none()
 }
 
 /// The images held by containers that will still exist once the container step has run.
@@ -66,11 +74,55 @@ fn held_images<'a>(all_containers: &'a [ContainerSummary], policy: &Policy) -> H
         .collect()
 }
 
+/// What the images step judges untagged images by where the engine's own prune would also take
+/// cache ([`crate::engine::Engine::dangling_includes_digest_pulls`]): the tags seen on earlier
+/// runs and the swarm specs' pins ([`crate::junk`]).
+pub struct Judging<'a> {
+    pub seen: &'a SeenTags,
+    pub pins: &'a Pins,
+}
+
+/// The images step, judged on one listing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImagePlan {
+    /// Every image the step removes: the heads it deletes and the untagged parents the daemon
+    /// deletes with them.
+    pub remove: Vec<Candidate>,
+    /// The heads, in order, each with the references to delete it by.
+    pub deletes: Vec<Delete>,
+    /// The untagged images old enough and unused that stay as cache, with why.
+    pub kept: Vec<Kept>,
+}
+
+/// One `DELETE /images/{reference}` call or a series of them, never forced, for one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delete {
+    pub id: String,
+    /// The image id; or, for an image whose digests are in several repositories (the daemon
+    /// refuses to delete such an image by id unforced), each digest reference, the last of
+    /// which deletes it — as the engine's own prune does.
+    pub by: Vec<String>,
+}
+
+/// An untagged image kept as cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub id: String,
+    pub digests: Vec<String>,
+    pub why: String,
+}
+
+/// The classic image store's prune, predicted: untagged heads (no child image) created at or
+/// before the cut-off that no container remaining after the container step uses — and, with
+/// `judging`, only those that are junk ([`crate::junk::judge`]); without it, all of them (the
+/// engine's own word, Podman's). Deleting a head also deletes its parents that no reference
+/// and no other child holds (no age check on those, as in the Engine).
 pub fn images(
     list: &[ImageSummary],
     all_containers: &[ContainerSummary],
     policy: &Policy,
-) -> Vec<Candidate> {
+    judging: Option<&Judging>,
+) -> ImagePlan {
     let in_use = held_images(all_containers, policy);
     let by_id: HashMap<&str, &ImageSummary> = list.iter().map(|i| (i.id.as_str(), i)).collect();
     let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -82,15 +134,38 @@ pub fn images(
                 .push(img.id.as_str());
         }
     }
-    let removable = |img: &ImageSummary| !is_tagged(img) && !in_use.contains(img.id.as_str());
-    let mut removed: BTreeMap<&str, &ImageSummary> = list
-        .iter()
-        .filter(|i| {
-            !children.contains_key(i.id.as_str()) && i.created <= policy.cutoff && removable(i)
-        })
-        .map(|i| (i.id.as_str(), i))
-        .collect();
+    let holders = junk::tag_holders(list);
+    let mut kept = Vec::new();
+    let mut why_junk: HashMap<&str, String> = HashMap::new();
+    let mut removed: BTreeMap<&str, &ImageSummary> = BTreeMap::new();
+    let heads = list.iter().filter(|i| {
+        !children.contains_key(i.id.as_str())
+            && i.created <= policy.cutoff
+            && !is_tagged(i)
+            && !in_use.contains(i.id.as_str())
+    });
+    for head in heads {
+        let verdict = judging.map(|j| junk::judge(head, j.seen, &holders, j.pins));
+        match verdict {
+            Some(Verdict::Cache(why)) => kept.push(Kept {
+                id: head.id.clone(),
+                digests: engine::digests(&head.repo_digests)
+                    .map(String::from)
+                    .collect(),
+                why,
+            }),
+            Some(Verdict::Junk(why)) => {
+                why_junk.insert(head.id.as_str(), why);
+                removed.insert(head.id.as_str(), head);
+            }
+            None => {
+                removed.insert(head.id.as_str(), head);
+            }
+        }
+    }
+    let deletes = removed.values().map(|h| delete_of(h)).collect();
     // Follow parent chains: a parent goes when every child of it goes and nothing else holds it.
+    let removable = |img: &ImageSummary| unreferenced(img) && !in_use.contains(img.id.as_str());
     let mut frontier: Vec<&str> = removed.keys().copied().collect();
     while let Some(id) = frontier.pop() {
         let parent_id = by_id[id].parent_id.as_str();
@@ -105,7 +180,35 @@ pub fn images(
             frontier.push(parent_id);
         }
     }
-    removed.values().map(|i| objects::image(i)).collect()
+    let remove = removed
+        .values()
+        .map(|i| {
+            let mut c = objects::image(i);
+            if let Some(why) = why_junk.get(i.id.as_str()) {
+                c.what["why"] = why.clone().into();
+            }
+            c
+        })
+        .collect();
+    ImagePlan {
+        remove,
+        deletes,
+        kept,
+    }
+}
+
+/// How to delete a head unforced: by id, unless its digests span several repositories.
+fn delete_of(head: &ImageSummary) -> Delete {
+    let digests: Vec<&str> = engine::digests(&head.repo_digests).collect();
+    let repositories: HashSet<&str> = digests.iter().map(|d| engine::repository(d)).collect();
+    Delete {
+        id: head.id.clone(),
+        by: if repositories.len() > 1 {
+            digests.into_iter().map(String::from).collect()
+        } else {
+            vec![head.id.clone()]
+        },
+    }
 }
 
 /// Images a prune would remove where the daemon itself has already applied `dangling` and
@@ -169,6 +272,7 @@ pub fn build_cache(
         .filter(|r| !engine::build_cache_kind_kept(&r.kind) && !r.in_use && old_enough(r))
         .collect();
     Prediction {
+        kept: Vec::new(),
         remove: eligible
             .iter()
             .filter(|r| !r.shared)
@@ -193,6 +297,32 @@ pub struct Prediction {
     pub remove: Vec<Candidate>,
     /// Possibly removed too, where the API cannot tell (see [`build_cache`]).
     pub may_also_remove: Vec<Candidate>,
+    /// Images step only: the untagged images kept as cache ([`ImagePlan::kept`]).
+    pub kept: Vec<Kept>,
+}
+
+/// The images step's plan on `inv`: by the daemon's own filtered list on the containerd store,
+/// else by the classic rules ([`images`]), with `judging` where the engine's prune would take
+/// cache.
+pub fn image_plan(
+    inv: &Inventory,
+    policy: &Policy,
+    judging: Option<&Judging>,
+) -> Result<ImagePlan, ReadError> {
+    let containers_list = inv.containers.as_ref().map_err(Clone::clone)?;
+    let all = inv.images.as_ref().map_err(Clone::clone)?;
+    Ok(match &inv.dangling_until {
+        Some(dangling) => ImagePlan {
+            remove: images_by_record_time(
+                dangling.as_ref().map_err(Clone::clone)?,
+                all,
+                containers_list,
+                policy,
+            ),
+            ..ImagePlan::default()
+        },
+        None => images(all, containers_list, policy, judging),
+    })
 }
 
 /// The prediction for one class, or why it cannot be made.
@@ -201,28 +331,24 @@ pub fn predict(
     class: Class,
     inv: &Inventory,
     policy: &Policy,
+    judging: Option<&Judging>,
     images_step_removes: bool,
 ) -> Result<Prediction, ReadError> {
     let containers_list = inv.containers.as_ref().map_err(Clone::clone)?;
     let certain = |remove| Prediction {
         remove,
-        may_also_remove: Vec::new(),
+        ..Prediction::default()
     };
     Ok(match class {
         Class::Containers => certain(containers(containers_list, policy)),
-        Class::Images => certain(match &inv.dangling_until {
-            Some(dangling) => images_by_record_time(
-                dangling.as_ref().map_err(Clone::clone)?,
-                inv.images.as_ref().map_err(Clone::clone)?,
-                containers_list,
-                policy,
-            ),
-            None => images(
-                inv.images.as_ref().map_err(Clone::clone)?,
-                containers_list,
-                policy,
-            ),
-        }),
+        Class::Images => {
+            let plan = image_plan(inv, policy, judging)?;
+            Prediction {
+                remove: plan.remove,
+                may_also_remove: Vec::new(),
+                kept: plan.kept,
+            }
+        }
         Class::BuildCache => build_cache(
             inv.build_cache.as_ref().map_err(Clone::clone)?,
             policy,
@@ -282,11 +408,16 @@ mod tests {
     fn podman_listing_predicts_podmans_own_prune() {
         let inv = fixture("podman_4.3_inventory.json");
         let images = crate::engine::normalized_images(inv.images.unwrap());
-        let ids: Vec<String> =
-            super::images(&images, &inv.containers.unwrap(), &policy(i64::MAX, false))
-                .into_iter()
-                .map(|c| c.id)
-                .collect();
+        let ids: Vec<String> = super::images(
+            &images,
+            &inv.containers.unwrap(),
+            &policy(i64::MAX, false),
+            None,
+        )
+        .remove
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
         assert_eq!(
             ids,
             ["sha256:e9fb1a1d6371bcb9145e7b7ee2697b6c406bb37e651585d091057e91c277abec"]
@@ -302,7 +433,7 @@ mod tests {
         let inv = fixture("containerd_28.5_multitag_inventory.json");
         let listed = inv.dangling_until.clone().unwrap().unwrap();
         assert_eq!(listed.len(), 2, "the filtered list has both");
-        let p = predict(Class::Images, &inv, &policy(AFTER_ALL, false), false).unwrap();
+        let p = predict(Class::Images, &inv, &policy(AFTER_ALL, false), None, false).unwrap();
         assert_eq!(short_ids(&p.remove), ["2437eab5b44e"]);
     }
 
@@ -321,11 +452,15 @@ mod tests {
     fn dangling_images_go_with_their_untagged_parents_tagged_and_used_stay() {
         let inv = world();
         let all = inv.containers.as_ref().unwrap();
-        let got = short_ids(&images(
-            inv.images.as_ref().unwrap(),
-            all,
-            &policy(AFTER_ALL, true),
-        ));
+        let got = short_ids(
+            &images(
+                inv.images.as_ref().unwrap(),
+                all,
+                &policy(AFTER_ALL, true),
+                None,
+            )
+            .remove,
+        );
         // junk's first build; stopheld's first build (its only container is pruned first);
         // the classic build f8a4… with its untagged parent 67b4…. Not 2186… (a running
         // container uses it), not 26cd… (parent of the tagged chain:1), no tagged image.
@@ -339,11 +474,15 @@ mod tests {
             ]
         );
         // Without the container step, the stopped container keeps its image.
-        let got = short_ids(&images(
-            inv.images.as_ref().unwrap(),
-            all,
-            &policy(AFTER_ALL, false),
-        ));
+        let got = short_ids(
+            &images(
+                inv.images.as_ref().unwrap(),
+                all,
+                &policy(AFTER_ALL, false),
+                None,
+            )
+            .remove,
+        );
         assert_eq!(got, ["2f3f221600db", "67b43bb849b4", "f8a4d9817f41"]);
     }
 
@@ -351,22 +490,29 @@ mod tests {
     fn nothing_newer_than_the_cut_off_is_listed() {
         let inv = world();
         let before_all = policy(1_000_000_000, true);
-        assert!(predict(Class::Containers, &inv, &before_all, false)
+        assert!(predict(Class::Containers, &inv, &before_all, None, false)
             .unwrap()
             .remove
             .is_empty());
-        assert!(predict(Class::Images, &inv, &before_all, false)
+        assert!(predict(Class::Images, &inv, &before_all, None, false)
             .unwrap()
             .remove
             .is_empty());
-        let cache = predict(Class::BuildCache, &inv, &before_all, true).unwrap();
+        let cache = predict(Class::BuildCache, &inv, &before_all, None, true).unwrap();
         assert!(cache.remove.is_empty() && cache.may_also_remove.is_empty());
     }
 
     #[test]
     fn build_cache_lists_unshared_records_and_shared_ones_apart() {
         let inv = world();
-        let p = predict(Class::BuildCache, &inv, &policy(AFTER_ALL, true), true).unwrap();
+        let p = predict(
+            Class::BuildCache,
+            &inv,
+            &policy(AFTER_ALL, true),
+            None,
+            true,
+        )
+        .unwrap();
         let mut ids: Vec<&str> = p.remove.iter().map(|c| c.id.as_str()).collect();
         ids.sort();
         assert_eq!(
@@ -381,8 +527,14 @@ mod tests {
         for id in ["2tgtm1rvx0f7rjvb9mhp8i6hy", "uxa9by5u21ryxz4l9dw7fdguk"] {
             assert!(p.may_also_remove.iter().any(|c| c.id == id), "{id}");
         }
-        let without_images =
-            predict(Class::BuildCache, &inv, &policy(AFTER_ALL, true), false).unwrap();
+        let without_images = predict(
+            Class::BuildCache,
+            &inv,
+            &policy(AFTER_ALL, true),
+            None,
+            false,
+        )
+        .unwrap();
         assert!(without_images.may_also_remove.is_empty());
         assert_eq!(without_images.remove, p.remove);
     }

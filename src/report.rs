@@ -78,17 +78,32 @@ pub struct StepReport {
     /// Engine API does not say which image a record belongs to, so these are listed apart.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub may_also_remove: Option<Vec<Candidate>>,
-    /// Retention class only: each tagged image it kept, with its tags and why.
+    /// Retention class: each tagged image it kept, with its tags and why. Images step: each
+    /// untagged image old enough and unused that it kept as cache, with its digests and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept: Option<Vec<KeptImage>>,
 }
 
-/// A tagged image the retention class kept, and the protection that kept it.
+/// An image a step kept, and why: a tagged image the retention class kept (its tags), or an
+/// untagged image the images step kept as cache (its digests).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeptImage {
     pub id: String,
     pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub digests: Vec<String>,
     pub why: String,
+}
+
+impl From<crate::plan::Kept> for KeptImage {
+    fn from(k: crate::plan::Kept) -> Self {
+        KeptImage {
+            id: k.id,
+            tags: Vec::new(),
+            digests: k.digests,
+            why: k.why,
+        }
+    }
 }
 
 impl StepReport {

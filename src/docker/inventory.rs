@@ -97,7 +97,6 @@ impl Inventory {
         dangling_until: Option<&str>,
     ) -> Inventory {
         let d = &daemon.read;
-        let images_opts = ListImagesOptionsBuilder::default().all(true).build();
         let build_cache = async {
             if !want_build_cache {
                 return Ok(Vec::new());
@@ -125,15 +124,13 @@ impl Inventory {
                 size: true,
                 label: None,
             }),
-            d.list_images(Some(images_opts)),
+            daemon.all_images(),
             build_cache,
             dangling,
         );
         Inventory {
             containers,
-            images: images
-                .map(crate::engine::normalized_images)
-                .map_err(|e| daemon.read_err(e)),
+            images,
             build_cache,
             dangling_until,
         }

@@ -8,6 +8,7 @@ use super::objects;
 use super::Daemon;
 use crate::engine;
 use crate::model::{Candidate, ReadError};
+use bollard::models::ImageSummary;
 use bollard::query_parameters::{
     ListImagesOptionsBuilder, PruneBuildOptionsBuilder, PruneContainersOptionsBuilder,
     PruneImagesOptionsBuilder,
@@ -39,6 +40,16 @@ fn bytes(n: Option<i64>) -> u64 {
 }
 
 impl Daemon {
+    /// Every image, intermediate ones too (`all=1`: parent chains), ids in Docker's form.
+    pub async fn all_images(&self) -> Result<Vec<ImageSummary>, ReadError> {
+        let opts = ListImagesOptionsBuilder::default().all(true).build();
+        self.read
+            .list_images(Some(opts))
+            .await
+            .map(engine::normalized_images)
+            .map_err(|e| self.read_err(e))
+    }
+
     /// `POST /containers/prune`: every non-running container created before `until`. The
     /// containers are listed just before, to describe the removed ones in the report and audit.
     pub async fn prune_containers(&self, until: &str) -> Result<Pruned, ReadError> {
@@ -73,13 +84,9 @@ impl Daemon {
     /// chain ids (all `sha256:…`), so the images present just before the call are listed first
     /// and only those ids are reported as removed images.
     pub async fn prune_images(&self, until: &str) -> Result<Pruned, ReadError> {
-        let list_opts = ListImagesOptionsBuilder::default().all(true).build();
-        let listed = self
-            .read
-            .list_images(Some(list_opts))
-            .await
-            .map_err(|e| self.read_err(e))?;
-        let images: HashMap<String, Candidate> = engine::normalized_images(listed)
+        let images: HashMap<String, Candidate> = self
+            .all_images()
+            .await?
             .iter()
             .map(|i| (i.id.clone(), objects::image(i)))
             .collect();

@@ -104,7 +104,7 @@ impl Daemon {
     async fn layers(&self, images: &[ImageSummary]) -> Read<HashMap<String, Vec<String>>> {
         let tagged = images
             .iter()
-            .filter(|i| i.repo_tags.iter().any(|t| t != "<none>:<none>"));
+            .filter(|i| crate::engine::is_tagged(&i.repo_tags));
         let inspected: Vec<Read<(String, Vec<String>)>> = stream::iter(tagged)
             .map(|i| async move {
                 let inspect = self
@@ -143,17 +143,47 @@ impl Daemon {
     /// Each service's previous spec image (service name, reference): the rollback target.
     /// Read raw because bollard 0.21's `Service` has no `PreviousSpec` (the daemon sends it).
     pub async fn previous_specs(&self) -> Read<Vec<(String, String)>> {
+        Ok(self
+            .spec_images()
+            .await?
+            .into_iter()
+            .filter(|(_, which, _)| *which == "previous")
+            .map(|(service, _, image)| (service, image))
+            .collect())
+    }
+
+    /// Every service's current and previous spec image: `(service, "current" | "previous",
+    /// reference)`.
+    pub async fn spec_images(&self) -> Read<Vec<(String, &'static str, String)>> {
         let body = self.raw_get("/services").await?;
-        decode_previous_specs(&body).map_err(ReadError::local)
+        decode_spec_images(&body).map_err(ReadError::local)
+    }
+
+    /// An image's tags now (`/images/{id}/json`): checked right before the images step deletes
+    /// it, so that an image tagged since the listing is not deleted.
+    pub async fn image_tags(&self, id: &str) -> Read<Vec<String>> {
+        let i = self
+            .read
+            .inspect_image(id)
+            .await
+            .map_err(|e| self.read_err(e))?;
+        Ok(crate::engine::tags(&i.repo_tags.unwrap_or_default())
+            .map(String::from)
+            .collect())
     }
 
     /// `DELETE /images/{reference}`, never forced; `noprune`: the untagged parents a classic
-    /// build left stay for the images step to judge by its own rules. The daemon's answer:
-    /// what it untagged and what it deleted.
-    pub async fn remove_image(&self, reference: &str) -> Result<Vec<Removed>, ReadError> {
+    /// build left stay (the retention class: for the images step to judge by its own rules);
+    /// without it the daemon deletes them with the image, as its own prune does (the images
+    /// step). The daemon's answer: what it untagged and what it deleted.
+    pub async fn remove_image(
+        &self,
+        reference: &str,
+        noprune: bool,
+    ) -> Result<Vec<Removed>, ReadError> {
         let opts = RemoveImageOptionsBuilder::default()
             .force(false)
-            .noprune(true)
+            .noprune(noprune)
             .build();
         let answer = self
             .prune
@@ -199,21 +229,26 @@ pub fn decode_events(body: &[u8]) -> Result<Vec<UseEvent>, String> {
     Ok(out)
 }
 
-/// (service name, `PreviousSpec.TaskTemplate.ContainerSpec.Image`) for services that have one.
-pub fn decode_previous_specs(body: &[u8]) -> Result<Vec<(String, String)>, String> {
+/// `(service name, "current" | "previous", image)` for each spec a service has:
+/// `Spec.TaskTemplate.ContainerSpec.Image` and `PreviousSpec.…`.
+pub fn decode_spec_images(body: &[u8]) -> Result<Vec<(String, &'static str, String)>, String> {
     let services: Vec<serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| format!("decoding /services: {e}"))?;
     Ok(services
         .iter()
-        .filter_map(|s| {
-            let image = s
-                .pointer("/PreviousSpec/TaskTemplate/ContainerSpec/Image")?
-                .as_str()?;
+        .flat_map(|s| {
             let name = s
                 .pointer("/Spec/Name")
                 .and_then(|n| n.as_str())
                 .unwrap_or("?");
-            Some((name.to_string(), image.to_string()))
+            [("current", "/Spec"), ("previous", "/PreviousSpec")]
+                .into_iter()
+                .filter_map(move |(which, spec)| {
+                    let image = s
+                        .pointer(&format!("{spec}/TaskTemplate/ContainerSpec/Image"))?
+                        .as_str()?;
+                    Some((name.to_string(), which, image.to_string()))
+                })
         })
         .collect())
 }
@@ -248,8 +283,12 @@ mod tests {
             "PreviousSpec":{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"app:1@sha256:ab"}}}},
             {"ID":"s2","Spec":{"Name":"db","TaskTemplate":{"ContainerSpec":{"Image":"db:1"}}}}]"#;
         assert_eq!(
-            decode_previous_specs(services).unwrap(),
-            [("web".to_string(), "app:1@sha256:ab".to_string())]
+            decode_spec_images(services).unwrap(),
+            [
+                ("web".to_string(), "current", "app:2".to_string()),
+                ("web".to_string(), "previous", "app:1@sha256:ab".to_string()),
+                ("db".to_string(), "current", "db:1".to_string())
+            ]
         );
     }
 }

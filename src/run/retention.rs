@@ -258,6 +258,7 @@ fn kept_list(d: &Decision) -> Option<Vec<KeptImage>> {
             .map(|(id, why)| KeptImage {
                 id: id.clone(),
                 tags: d.tags.get(id).cloned().unwrap_or_default(),
+                digests: Vec::new(),
                 why: why.to_string(),
             })
             .collect(),
@@ -465,13 +466,13 @@ async fn remove_one(daemon: &Daemon, c: &Candidate) -> Result<Vec<String>, Strin
             Err(e) => return Err(format!("{tag}: {e}")),
         }
         let r = daemon
-            .remove_image(tag)
+            .remove_image(tag, true)
             .await
             .map_err(|e| format!("untagging {tag}: {e}"))?;
         say(r, &mut lines);
     }
     let r = daemon
-        .remove_image(&c.id)
+        .remove_image(&c.id, true)
         .await
         .map_err(|e| e.to_string())?;
     say(r, &mut lines);

@@ -2,6 +2,7 @@
 //! re-check. Decisions are the gates', the engine's and the plan's; this module only sequences
 //! them and the daemon calls they lead to.
 
+use super::images;
 use super::inputs::{self, disk_reading};
 use super::retention;
 use super::Interrupt;
@@ -68,7 +69,8 @@ pub async fn execute(
         }
         Ok(_) if !all_open => Outcome::Skipped,
         Ok(engine) if dry_run => {
-            let (mut steps, error) = dry_run_steps(settings, daemon, engine).await;
+            let (mut steps, error) =
+                dry_run_steps(settings, daemon, engine, &inputs.snapshot).await;
             if let (Some(r), Some(l)) = (&settings.retention, &learned) {
                 let freed = steps.iter().map(|s| s.reclaimed_bytes).sum();
                 steps.push(
@@ -147,12 +149,23 @@ async fn dry_run_steps(
     settings: &Settings,
     daemon: &Daemon,
     engine: &Engine,
+    snapshot: &Snapshot,
 ) -> (Vec<StepReport>, Option<String>) {
     let classes = &settings.prune.classes;
     let until = engine
         .image_until_is_record_time()
         .then(|| settings.prune.until());
-    let inventory = Inventory::take(daemon, classes.contains(&Class::BuildCache), until).await;
+    let judged = classes.contains(&Class::Images) && engine.dangling_includes_digest_pulls();
+    let (inventory, known) = tokio::join!(
+        Inventory::take(daemon, classes.contains(&Class::BuildCache), until),
+        async {
+            match judged {
+                true => Some(images::knowledge(settings, daemon, snapshot).await),
+                false => None,
+            }
+        }
+    );
+    let judging = known.as_ref().map(|k| k.judging());
     let policy = Policy::at(&settings.prune, chrono::Utc::now().timestamp());
     let mut failed = None;
     let mut images_step_removes = false;
@@ -163,17 +176,28 @@ async fn dry_run_steps(
             continue;
         }
         steps.push(
-            match plan::predict(class, &inventory, &policy, images_step_removes) {
+            match plan::predict(
+                class,
+                &inventory,
+                &policy,
+                judging.as_ref(),
+                images_step_removes,
+            ) {
                 Ok(prediction) => {
                     images_step_removes |= class == Class::Images && !prediction.remove.is_empty();
                     let reclaimed = prediction.remove.iter().filter_map(|o| o.size_bytes).sum();
-                    StepReport::with_objects(
+                    let mut step = StepReport::with_objects(
                         class,
                         StepStatus::WouldRemove,
                         prediction.remove,
                         reclaimed,
                         Some(prediction.may_also_remove).filter(|m| !m.is_empty()),
-                    )
+                    );
+                    if class == Class::Images && judged {
+                        step.kept = Some(prediction.kept.into_iter().map(Into::into).collect());
+                        step.reason = known.as_ref().and_then(|k| k.warning.clone());
+                    }
+                    step
                 }
                 Err(e) => {
                     failed.get_or_insert_with(|| format!("cannot list {}: {e}", class.as_str()));
@@ -186,7 +210,7 @@ async fn dry_run_steps(
 }
 
 /// Why the prune steps stopped before the last one: the one channel a step reports a stop on.
-enum Halt {
+pub(super) enum Halt {
     Interrupted,
     /// The daemon stopped answering before a step; the run's error.
     Lost(String),
@@ -198,7 +222,7 @@ enum Halt {
 
 impl Halt {
     /// The reason given for every step not run because of this halt.
-    fn note(&self) -> String {
+    pub(super) fn note(&self) -> String {
         match self {
             Halt::Interrupted => "not run: interrupted by a signal".into(),
             Halt::Lost(_) => "not run: the daemon stopped answering".into(),
@@ -260,7 +284,7 @@ async fn prune_steps(
                 }
                 Err(halted) => halted,
             },
-            _ => prune_step(class, settings, daemon).await,
+            _ => prune_step(class, settings, daemon, interrupt).await,
         };
         steps.push(step);
         halt = stop;
@@ -270,7 +294,7 @@ async fn prune_steps(
 
 /// The re-check before every step: a fresh snapshot, the activity gates judged on it. The
 /// snapshot and its engine, or the step's report and the halt that ends the run.
-async fn recheck(
+pub(super) async fn recheck(
     class: Class,
     settings: &Settings,
     daemon: &Daemon,
@@ -299,13 +323,17 @@ async fn prune_step(
     class: Class,
     settings: &Settings,
     daemon: &Daemon,
+    interrupt: &Interrupt,
 ) -> (StepReport, Option<Halt>) {
-    let engine = match recheck(class, settings, daemon).await {
-        Ok(fresh) => fresh.1,
+    let (fresh, engine) = match recheck(class, settings, daemon).await {
+        Ok(fresh) => fresh,
         Err(halted) => return halted,
     };
     if let Some(why) = engine.refuse(class) {
         return (StepReport::skipped(class, why), None);
+    }
+    if class == Class::Images && engine.dangling_includes_digest_pulls() {
+        return images::remove_junk(settings, daemon, &fresh, interrupt).await;
     }
     let until = settings.prune.until();
     let result = match class {
