@@ -1,7 +1,7 @@
 //! A private, throwaway dockerd for each test, and helpers to build fixtures on it, by role:
 //! [`daemon`] (its life), [`api`] (the tests' own view of it), [`fixtures`] (objects made on
-//! it), [`tarball`] (images made without a registry), [`prunegate`] (running prunegate against
-//! it and reading its reports).
+//! it), [`tarball`] (images made without a registry), [`registry`] (a private registry to
+//! pull from), [`prunegate`] (running prunegate against it and reading its reports).
 //!
 //! Tests never touch the machine's own daemon. If the daemon cannot start, the test fails and
 //! says what is missing: these tests never skip.
@@ -13,10 +13,12 @@ mod daemon;
 mod engine;
 mod fixtures;
 mod prunegate;
+mod registry;
 mod tarball;
 
 pub use api::*;
 pub use daemon::*;
 pub use engine::*;
 pub use prunegate::*;
+pub use registry::*;
 pub use tarball::*;

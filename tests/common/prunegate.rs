@@ -31,9 +31,9 @@ impl PrivateDaemon {
     }
 
     /// A prunegate command against this daemon with a config written from `config_toml`.
-    /// Unless the config says otherwise, the run lock lives in this test's directory (tests run
-    /// in parallel, each with its own daemon) and the grace period is 0 (the daemon is seconds
-    /// old); the lock and grace tests set both themselves.
+    /// Unless the config says otherwise, the run lock and the state directory live in this
+    /// test's directory (tests run in parallel, each with its own daemon) and the grace period
+    /// is 0 (the daemon is seconds old); the lock and grace tests set both themselves.
     pub fn prunegate_cmd(&self, config_toml: &str, args: &[&str]) -> Command {
         self.prunegate_cmd_at(&self.host, config_toml, args)
     }
@@ -46,6 +46,15 @@ impl PrivateDaemon {
             text.push_str(&format!(
                 "\n[lock]\npath = \"{}\"\n",
                 self.lock_path().display()
+            ));
+        }
+        // prunegate's state (the tags seen, the totals) in this test's directory: the
+        // default, /var/lib/prunegate, would be shared by tests running in parallel and is the
+        // host's.
+        if !text.contains("[state]") {
+            text.push_str(&format!(
+                "\n[state]\ndir = \"{}\"\n",
+                self.dir.path().join("state").display()
             ));
         }
         if !text.contains("[gates.grace]") {

@@ -1,0 +1,195 @@
+//! A private registry for the tests: Debian's `docker-registry` (distribution 2.8) on a free
+//! loopback port with its own storage directory, so fixtures are pulled the way hosts pull
+//! them — by tag, by digest, by swarm with `--resolve-image always`. dockerd talks to a
+//! 127.0.0.0/8 registry over plain HTTP without `--insecure-registry`. Stopped when dropped.
+
+use super::{unique, PrivateDaemon};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const REGISTRY: &str = "/usr/bin/docker-registry";
+
+pub struct Registry {
+    /// `127.0.0.1:PORT`: the prefix of every repository pushed here.
+    pub address: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        assert!(
+            Path::new(REGISTRY).exists(),
+            "{REGISTRY} is missing: install Debian's docker-registry (apt-get install \
+             docker-registry; scripts/setup does); the registry tests need it and do not skip"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("pg-registry-")
+            .tempdir_in("/tmp")
+            .expect("temporary directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: \
+                 {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new(REGISTRY)
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {REGISTRY}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the private registry did not listen on {address} within 30 s: {}",
+                std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry {
+            address,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// `127.0.0.1:PORT/name`.
+    pub fn repo(&self, name: &str) -> String {
+        format!("{}/{name}", self.address)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PrivateDaemon {
+    /// Builds `reference` (`REPO:TAG`) with `content`, pushes it, and removes it locally, as a
+    /// CI pipeline publishes an image built elsewhere. Returns its image id and its digest
+    /// reference (`REPO@sha256:…`).
+    pub fn publish(&self, reference: &str, content: &str) -> (String, String) {
+        let id = self.build(reference, "", content);
+        self.docker(&["push", "-q", reference]);
+        let digest = self.digest_of(reference);
+        self.docker(&["rmi", reference]);
+        (id, digest)
+    }
+
+    /// The `REPO@sha256:…` reference the daemon recorded for `reference`.
+    pub fn digest_of(&self, reference: &str) -> String {
+        let out = self.docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{range .RepoDigests}}{{.}} {{end}}",
+            reference,
+        ]);
+        out.split_whitespace()
+            .next()
+            .unwrap_or_else(|| panic!("{reference} has no digest: {out:?}"))
+            .to_string()
+    }
+
+    /// `docker pull -q reference`.
+    pub fn pull(&self, reference: &str) {
+        self.docker(&["pull", "-q", reference]);
+    }
+
+    /// A swarm service from a registry image, pinned by digest as swarm does by default
+    /// (`--resolve-image always`), labelled as stack `stack`'s; waits until its task runs.
+    /// `extra`: more `service create` options (`--no-resolve-image` for a reference already
+    /// pinned).
+    pub fn registry_service(&self, name: &str, stack: &str, reference: &str, extra: &[&str]) {
+        let label = format!("com.docker.stack.namespace={stack}");
+        let mut args = vec![
+            "service",
+            "create",
+            "-d",
+            "--name",
+            name,
+            "--label",
+            &label,
+            "--container-label",
+            &label,
+        ];
+        args.extend_from_slice(extra);
+        args.push(reference);
+        self.docker(&args);
+        self.wait_for_service(name);
+    }
+
+    /// Waits until `name`'s tasks all run (its image pulled).
+    pub fn wait_for_service(&self, name: &str) {
+        self.wait_for(&format!("service {name} to run"), || {
+            self.docker(&[
+                "service",
+                "ls",
+                "--filter",
+                &format!("name={name}"),
+                "--format",
+                "{{.Replicas}}",
+            ])
+            .lines()
+            .any(|r| r == "1/1")
+        });
+    }
+
+    /// Removes a service and waits until its containers are gone (a stack's teardown).
+    pub fn remove_service(&self, name: &str) {
+        self.docker(&["service", "rm", name]);
+        let filter = format!("label=com.docker.swarm.service.name={name}");
+        self.wait_for(&format!("service {name}'s containers to go"), || {
+            self.docker(&["ps", "-aq", "--filter", &filter]).is_empty()
+        });
+    }
+
+    /// The image ids present, each with its tags (`RepoTags`), from `/images/json?all=1`.
+    pub fn images_with_tags(&self) -> Vec<(String, Vec<String>)> {
+        self.api("/images/json?all=1")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let id = i["Id"].as_str().unwrap().to_string();
+                let id = if id.starts_with("sha256:") {
+                    id
+                } else {
+                    format!("sha256:{id}")
+                };
+                let tags = i["RepoTags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str())
+                    .filter(|t| *t != "<none>:<none>")
+                    .map(String::from)
+                    .collect();
+                (id, tags)
+            })
+            .collect()
+    }
+
+    /// A fresh name for a repository in this test.
+    pub fn fresh(&self, name: &str) -> String {
+        format!("{name}-{}", unique())
+    }
+}
