@@ -184,7 +184,8 @@ async fn dry_run_steps(
                 images_step_removes,
             ) {
                 Ok(prediction) => {
-                    images_step_removes |= class == Class::Images && !prediction.remove.is_empty();
+                    images_step_removes |= class == Class::Images
+                        && (!prediction.remove.is_empty() || prediction.pending);
                     let reclaimed = prediction.remove.iter().filter_map(|o| o.size_bytes).sum();
                     let mut step = StepReport::with_objects(
                         class,
