@@ -11,7 +11,7 @@ mod world;
 
 use common::*;
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use world::oracle::{self, Inventories, Run, Window};
 use world::{retain, Detail, HistoryDraw, Settings};
 
@@ -243,8 +243,18 @@ fn verdict(
     let gates = settings.expected_gates(&w.live_names);
     let older = w.older_than_ms as f64 / 1000.0;
     let mut images = before.images.clone();
+    let holders: BTreeMap<String, String> = images
+        .iter()
+        .flat_map(|i| i.tags.iter().map(|t| (t.clone(), i.id.clone())))
+        .collect();
     for i in &mut images {
         i.dangling_since = w.dangling_since.get(&i.id).copied();
+        i.superseded = w
+            .seen_tags
+            .get(&i.id)
+            .into_iter()
+            .flatten()
+            .any(|t| holders.get(t).is_some_and(|holder| *holder != i.id));
     }
     let mut e = oracle::expect(
         &before.containers,
@@ -331,7 +341,7 @@ fn run_world(seed: u64, scale: usize) -> Outcome {
     let line =
         format!(
         "seed {seed:>4}: {:<118}{} objects {:>4} must go {:>4} removed {:>4} wrongful {} missed {} unsure {} \
-         problems {}{} ({:.0} s)",
+         problems {}{}{} ({:.0} s)",
         settings.summary(),
         if late { " (runs outlasted the gap)" } else { "" },
         verdict.examined,
@@ -342,6 +352,7 @@ fn run_world(seed: u64, scale: usize) -> Outcome {
         verdict.unsure,
         verdict.problems.len(),
         verdict.note,
+        w.pulls,
         started.elapsed().as_secs_f64()
     );
     Outcome {

@@ -347,6 +347,11 @@ pub struct World {
     /// that moment, and its age is that record's ([`oracle::Rules`]).
     pub dangling_since: BTreeMap<String, (f64, f64)>,
     pub retention: Option<RetentionWorld>,
+    /// What `state/tags.json` says a previous run saw (image id → its tags then): the oracle's
+    /// knowledge of which digest pulls were superseded ([`oracle::Image::superseded`]).
+    pub seen_tags: BTreeMap<String, Vec<String>>,
+    /// What was pulled from the world's registry, and how, for the world's line.
+    pub pulls: String,
 }
 
 /// The retention class's part of a world.
@@ -634,6 +639,8 @@ pub fn build(d: &mut PrivateDaemon, settings: &Settings) -> World {
         });
     }
 
+    let (seen_tags, pulls) = registry_pulls(d, settings, &mut dangling_since);
+
     // The gap: long enough that the boundary stays inside it while both runs take place.
     // Podman's prunes take longer (each container removal goes through conmon and its
     // database): its runs need more of the gap to finish while the boundary stays inside it.
@@ -693,7 +700,111 @@ pub fn build(d: &mut PrivateDaemon, settings: &Settings) -> World {
         slack: (gap / 2).as_secs_f64() - 1.0,
         dangling_since,
         retention,
+        seen_tags,
+        pulls,
     }
+}
+
+/// Images a private registry gives the host, on Docker engines in seven worlds of ten (Podman's
+/// compat pull wants TLS from any registry not configured insecure): pushed, removed, and pulled
+/// back the ways hosts pull them — by tag, by digest (a digest-pinned compose service), by a
+/// swarm service that is then removed (a torn-down stack), or by tag and then superseded by a
+/// new image under that tag. For some superseded pulls, `state/tags.json` says a previous run
+/// saw the old image hold its tag; those are returned (image id → tags), with a line saying
+/// what was pulled how. A stream of its own.
+fn registry_pulls(
+    d: &PrivateDaemon,
+    settings: &Settings,
+    dangling_since: &mut BTreeMap<String, (f64, f64)>,
+) -> (BTreeMap<String, Vec<String>>, String) {
+    let mut rng = fastrand::Rng::with_seed(settings.seed ^ 0x0e61_57e7_0000);
+    let mut seen = BTreeMap::new();
+    if engine().kind != Kind::Docker || rng.u8(0..10) >= 7 {
+        return (seen, String::new());
+    }
+    let mut ways = BTreeMap::new();
+    let registry = Registry::start();
+    let busybox = std::fs::read(BUSYBOX).expect("reading /bin/busybox");
+    let mut layers = vec![layer_tar(&[("bin/busybox", &busybox, 0o755)])];
+    let n = rng.usize(2..=5) * settings.scale.max(1);
+    let image = |layers: &mut Vec<Vec<u8>>, rng: &mut fastrand::Rng, k: usize, v: u8| {
+        let data = format!("pull {k} v{v} of world {}\n", settings.seed);
+        layers.push(layer_tar(&[("data/pull.txt", data.as_bytes(), 0o644)]));
+        TarImage {
+            created: image_date(rng),
+            tags: vec![registry.repo(&format!("pgw/p{k}:1"))],
+            layers: vec![0, layers.len() - 1],
+            label: format!("w{}-pull{k}-v{v}", settings.seed),
+        }
+    };
+    let pushed: Vec<TarImage> = (0..n).map(|k| image(&mut layers, &mut rng, k, 1)).collect();
+    load(d, &image_tarball(&layers, &pushed));
+    let mut digests = Vec::new();
+    for i in &pushed {
+        d.docker(&["push", "-q", &i.tags[0]]);
+        digests.push(d.digest_of(&i.tags[0]));
+        d.docker(&["rmi", &i.tags[0]]);
+    }
+    let daemon_id = d.api("/info")["ID"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for (k, (i, digest)) in pushed.iter().zip(&digests).enumerate() {
+        let tag = &i.tags[0];
+        let way = match rng.u8(0..4) {
+            0 => "tag",
+            2 if settings.swarm => "swarm",
+            3 => "superseded",
+            _ => "digest",
+        };
+        *ways.entry(way).or_insert(0) += 1;
+        match way {
+            "tag" => d.pull(tag),
+            "swarm" => {
+                let name = format!("pgw-pull{k}");
+                d.docker(&[
+                    "service",
+                    "create",
+                    "-d",
+                    "--name",
+                    &name,
+                    tag,
+                    "/bin/busybox",
+                    "sleep",
+                    "3600",
+                ]);
+                d.wait_for_service(&name);
+                d.remove_service(&name);
+            }
+            "superseded" => {
+                d.pull(tag);
+                let old = normalized_id(&d.image_id(tag));
+                // Upstream moves the tag and the host pulls it again: the old image keeps only
+                // its digest (the classic store) or becomes a dangling record (containerd).
+                let newer = image(&mut layers, &mut rng, k, 2);
+                track(d, dangling_since, || {
+                    load(d, &image_tarball(&layers, std::slice::from_ref(&newer)))
+                });
+                if rng.bool() {
+                    seen.insert(old, vec![tag.clone()]);
+                }
+            }
+            _ => d.pull(digest),
+        }
+    }
+    if !seen.is_empty() {
+        let state = d.dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let tags = json!({ "daemon_id": daemon_id, "tags": seen });
+        std::fs::write(state.join("tags.json"), tags.to_string()).unwrap();
+    }
+    let ways: Vec<String> = ways.iter().map(|(w, n)| format!("{w} {n}")).collect();
+    let line = format!(
+        " pulled: {} ({} seen superseded)",
+        ways.join(", "),
+        seen.len()
+    );
+    (seen, line)
 }
 
 /// Leaves the use history the draw asks for in `state` (as a previous run would have, updated
@@ -933,6 +1044,15 @@ impl Detail {
                     .map(str_of)
                     .filter(|t| t != "<none>:<none>")
                     .collect(),
+                digests: i["RepoDigests"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(str_of)
+                    .filter(|t| t != "<none>@<none>")
+                    .collect(),
+                superseded: false,
                 created: i["Created"].as_i64().unwrap_or_default(),
                 dangling_since: None,
                 layers: Vec::new(),

@@ -30,6 +30,10 @@ pub struct Image {
     pub id: String,
     pub parent: String,
     pub tags: Vec<String>,
+    /// Its digest references (`REPO@sha256:…`): what a registry gave the host.
+    pub digests: Vec<String>,
+    /// Whether a tag a previous run saw it hold (`tags.json`) now names another image.
+    pub superseded: bool,
     /// Unix seconds of the image config's `created`.
     pub created: i64,
     /// When the image was left untagged, if the world's builder saw it happen (Unix seconds,
@@ -70,6 +74,24 @@ impl Rules {
             (Kind::Podman, _) => Rules::Podman,
             (Kind::Docker, true) => Rules::DockerContainerd,
             (Kind::Docker, false) => Rules::DockerClassic,
+        }
+    }
+
+    /// Why an untagged image is cache that the images step keeps, if it is
+    /// (docs/gates.md, "What dangling means"): on the classic store, an image a registry gave
+    /// (a digest names it) that no tag seen on it by a previous run has left for another
+    /// image; on the containerd store, a digest pull is a named record, never a dangling one
+    /// (an image this world left untagged is one: its `dangling_since` is known).
+    fn cache(self, i: &Image) -> Option<&'static str> {
+        let pulled = !i.digests.is_empty();
+        match self {
+            Rules::DockerClassic if pulled && !i.superseded => {
+                Some("pulled by digest, not superseded: cache")
+            }
+            Rules::DockerContainerd if pulled && i.dangling_since.is_none() => {
+                Some("pulled by digest: a named record")
+            }
+            _ => None,
         }
     }
 
@@ -242,6 +264,9 @@ pub fn expect(
         } else if !classes.images {
             e.stay(&i.id, "images not enabled");
             None
+        } else if let Some(why) = rules.cache(i) {
+            e.stay(&i.id, why);
+            None
         } else if children.contains_key(i.id.as_str()) {
             continue; // decided below, from its children
         } else {
@@ -322,7 +347,12 @@ pub fn expect(
             match w.age(r.last_used, r.last_used) {
                 Age::Young => e.stay(&r.id, "build cache used after the cut-off"),
                 Age::Old if !r.shared => e.go(&r.id, "unused build cache, old"),
-                _ => {}
+                Age::Old => {}
+                // Last used while the boundary moved: the run may take it, the earlier dry
+                // run could not list it.
+                Age::Unsure => {
+                    e.unsure.insert(r.id.clone());
+                }
             }
         }
     }
@@ -495,7 +525,12 @@ pub fn judge(
             ));
         }
     }
-    let outside = build_cache_outside_prediction(dry, &removed_by_kind["build_cache"]);
+    let removed_sure: Vec<String> = removed_by_kind["build_cache"]
+        .iter()
+        .filter(|id| !e.unsure.contains(*id))
+        .cloned()
+        .collect();
+    let outside = build_cache_outside_prediction(dry, &removed_sure);
     v.dry_run_mismatches += outside.len();
     v.problems.extend(outside);
     v
@@ -544,6 +579,8 @@ mod tests {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             created,
             dangling_since: None,
+            digests: Vec::new(),
+            superseded: false,
             layers: Vec::new(),
             unique_bytes: None,
         }
@@ -606,6 +643,36 @@ mod tests {
             open(Rules::DockerClassic),
         );
         assert!(e.stay.contains_key("held-by-gone"));
+    }
+
+    #[test]
+    fn a_digest_pull_is_cache_unless_superseded() {
+        let pulled = |id: &str, superseded: bool| Image {
+            digests: vec![format!("reg/app@sha256:{id}")],
+            superseded,
+            ..img(id, "", &[], 1)
+        };
+        let is = [
+            pulled("cache", false),
+            pulled("moved", true),
+            img("leftover", "", &[], 1),
+        ];
+        let e = expect(&[], &is, &[], &[], ALL, open(Rules::DockerClassic));
+        assert!(e.stay.contains_key("cache"), "{e:?}");
+        assert!(
+            e.go.contains_key("moved") && e.go.contains_key("leftover"),
+            "{e:?}"
+        );
+        // The containerd store: a digest pull is a named record; one this world left
+        // untagged (its dangling record's time known) is dangling.
+        let mut dangling = pulled("moved", true);
+        dangling.dangling_since = Some((100.0, 101.0));
+        let is = [pulled("cache", false), dangling];
+        let e = expect(&[], &is, &[], &[], ALL, open(Rules::DockerContainerd));
+        assert!(
+            e.stay.contains_key("cache") && e.go.contains_key("moved"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -194,6 +194,8 @@ mod tests {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             created,
             dangling_since: None,
+            digests: Vec::new(),
+            superseded: false,
             layers: layers.iter().map(|l| l.to_string()).collect(),
             unique_bytes: Some(unique),
         }
