@@ -174,7 +174,7 @@ impl Advisory {
             .iter()
             .flatten()
             .filter(|i| i.containers == 0)
-            .filter(|i| i.repo_tags.iter().flatten().any(|t| t != "<none>:<none>"))
+            .filter(|i| i.repo_tags.as_deref().is_some_and(crate::engine::is_tagged))
             .collect();
         let unused_volumes: Vec<&VolumeUsageData> = usage
             .volumes

@@ -7,6 +7,7 @@
 //! report can tell an operator why each tagged image was kept.
 
 use crate::docker::tagged::UseEvent;
+use crate::engine;
 use crate::model::Candidate;
 pub use crate::settings::Retention;
 use bollard::models::{ContainerSummary, ImageSummary};
@@ -438,12 +439,7 @@ pub fn tagged(
     images
         .iter()
         .filter_map(|i| {
-            let tags: Vec<String> = i
-                .repo_tags
-                .iter()
-                .filter(|t| *t != "<none>:<none>")
-                .cloned()
-                .collect();
+            let tags: Vec<String> = engine::tags(&i.repo_tags).map(String::from).collect();
             if tags.is_empty() {
                 return None;
             }
@@ -533,8 +529,7 @@ fn candidate(i: &Tagged, u: &Use, all: &[ImageSummary], r: &Retention) -> Candid
     let digests: Vec<&str> = all
         .iter()
         .filter(|a| a.id == i.id)
-        .flat_map(|a| a.repo_digests.iter().map(String::as_str))
-        .filter(|d| *d != "<none>@<none>")
+        .flat_map(|a| engine::digests(&a.repo_digests))
         .collect();
     let last = u.last_used.map(rfc3339);
     let why = format!(

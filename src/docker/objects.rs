@@ -35,12 +35,7 @@ pub fn container(c: &ContainerSummary, sized: bool) -> Candidate {
 }
 
 pub fn image(i: &ImageSummary) -> Candidate {
-    let digests: Vec<&str> = i
-        .repo_digests
-        .iter()
-        .map(String::as_str)
-        .filter(|d| *d != "<none>@<none>")
-        .collect();
+    let digests: Vec<&str> = crate::engine::digests(&i.repo_digests).collect();
     Candidate {
         id: i.id.clone(),
         size_bytes: size(Some(i.size)),
