@@ -53,14 +53,21 @@ fn present(d: &PrivateDaemon, id: &str) -> bool {
     d.images_with_tags().iter().any(|(i, _)| i == id)
 }
 
-/// The images step's kept list: (id, why).
-fn kept(report: &Value) -> Vec<(String, String)> {
+/// The images step's `field` list (`kept`, `objects`).
+fn images_step(report: &Value, field: &str) -> Vec<Value> {
     report["steps"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|s| s["class"] == "images")
-        .flat_map(|s| s["kept"].as_array().cloned().unwrap_or_default())
+        .flat_map(|s| s[field].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// The images step's kept list: (id, why).
+fn kept(report: &Value) -> Vec<(String, String)> {
+    images_step(report, "kept")
+        .into_iter()
         .map(|k| {
             (
                 k["id"].as_str().unwrap().to_string(),
@@ -164,12 +171,8 @@ fn a_rollback_target_pulled_by_digest_stays_while_its_service_lives() {
 
 /// The `what` of an image the run's images step removed.
 fn report_object(report: &Value, id: &str) -> Value {
-    report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["class"] == "images")
-        .flat_map(|s| s["objects"].as_array().cloned().unwrap_or_default())
+    images_step(report, "objects")
+        .into_iter()
         .find(|o| o["id"] == id)
         .map(|o| o["what"].clone())
         .unwrap_or_else(|| panic!("{id} is not among the images removed: {report}"))

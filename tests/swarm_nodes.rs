@@ -267,17 +267,7 @@ impl Swarm {
     }
 
     fn wait_service(&self, name: &str, replicas: &str) {
-        let m = &self.nodes[0];
-        m.wait_for(&format!("service {name} at {replicas}"), || {
-            m.docker(&[
-                "service",
-                "ls",
-                "--filter",
-                &format!("name={name}"),
-                "--format",
-                "{{.Replicas}}",
-            ]) == replicas
-        });
+        self.nodes[0].wait_for_replicas(name, replicas);
     }
 
     fn remove_service(&self, name: &str) {

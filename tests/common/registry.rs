@@ -137,9 +137,14 @@ impl PrivateDaemon {
         self.wait_for_service(name);
     }
 
-    /// Waits until `name`'s tasks all run (its image pulled).
+    /// Waits until `name`'s one task runs (its image pulled).
     pub fn wait_for_service(&self, name: &str) {
-        self.wait_for(&format!("service {name} to run"), || {
+        self.wait_for_replicas(name, "1/1");
+    }
+
+    /// Waits until `docker service ls` shows `name` at `replicas` (`running/desired`).
+    pub fn wait_for_replicas(&self, name: &str, replicas: &str) {
+        self.wait_for(&format!("service {name} at {replicas}"), || {
             self.docker(&[
                 "service",
                 "ls",
@@ -147,9 +152,7 @@ impl PrivateDaemon {
                 &format!("name={name}"),
                 "--format",
                 "{{.Replicas}}",
-            ])
-            .lines()
-            .any(|r| r == "1/1")
+            ]) == replicas
         });
     }
 
