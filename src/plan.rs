@@ -195,6 +195,7 @@ pub fn images(
             let mut c = objects::image(i);
             if let Some(why) = why_junk.get(i.id.as_str()) {
                 c.what["why"] = why.clone().into();
+                c.description = format!("{} ({why})", c.description);
             }
             c
         })

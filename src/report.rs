@@ -354,10 +354,23 @@ impl Report {
             for o in s.objects.iter().flatten() {
                 write_object(&mut out, o);
             }
-            // The dry run says why each tagged image the retention class keeps stays.
+            // The dry run says why each image a step keeps stays (tagged ones by their tags,
+            // untagged cache by its id); a run says how many untagged images it kept as cache.
             if s.status == StepStatus::WouldRemove {
                 for k in s.kept.iter().flatten() {
-                    let _ = writeln!(out, "    kept {}: {}", k.tags.join(", "), k.why);
+                    let name = match k.tags.is_empty() {
+                        true => k.id.get(..19).unwrap_or(&k.id).to_string(),
+                        false => k.tags.join(", "),
+                    };
+                    let _ = writeln!(out, "    kept {name}: {}", k.why);
+                }
+            } else if let Some(kept) = s.kept.as_ref().filter(|k| !k.is_empty()) {
+                if s.class == Class::Images {
+                    let _ = writeln!(
+                        out,
+                        "    kept {} untagged images as cache (pulled by digest; --json says why)",
+                        kept.len()
+                    );
                 }
             }
             if let Some(maybe) = &s.may_also_remove {
