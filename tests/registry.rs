@@ -18,10 +18,11 @@ fn swarm_with_registry() -> (std::sync::MutexGuard<'static, ()>, PrivateDaemon, 
     (guard, d, Registry::start())
 }
 
-/// Whether the daemon keeps images on the classic store (where Docker's own `dangling=true`
-/// prune would take a digest pull); the containerd store keeps such a pull as a named record.
+/// Whether the daemon is Docker with the classic store (where Docker's own `dangling=true`
+/// prune would take a digest pull, so prunegate judges junk itself and says why); the
+/// containerd store keeps such a pull as a named record, Podman as a name.
 fn classic() -> bool {
-    !engine().containerd_store
+    engine().kind == Kind::Docker && !engine().containerd_store
 }
 
 /// Every gate open, with only stacks named `ci-…` counting as CI runs (a live `prod` stack

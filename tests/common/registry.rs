@@ -75,6 +75,35 @@ impl Registry {
     }
 }
 
+/// `REPO@sha256:…` for `REPO:TAG` (`127.0.0.1:PORT/name:tag`), as the registry serves it
+/// (`Docker-Content-Digest` of `GET /v2/NAME/manifests/TAG`): what a pull by digest asks for.
+/// Podman's push writes another manifest than the one its image lists, so the daemon's own
+/// `RepoDigests` will not do there.
+pub fn registry_digest(reference: &str) -> String {
+    use std::io::{Read, Write};
+    let (repo, tag) = reference.rsplit_once(':').expect("REPO:TAG");
+    let (address, name) = repo.split_once('/').expect("HOST:PORT/NAME");
+    let mut s = std::net::TcpStream::connect(address).expect("connecting to the registry");
+    write!(
+        s,
+        "HEAD /v2/{name}/manifests/{tag} HTTP/1.0\r\nHost: {address}\r\nAccept: \
+         application/vnd.docker.distribution.manifest.v2+json, \
+         application/vnd.oci.image.manifest.v1+json\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = String::new();
+    s.read_to_string(&mut head).unwrap();
+    let digest = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("docker-content-digest")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("the registry has no manifest for {reference}: {head}"));
+    format!("{repo}@{digest}")
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -89,7 +118,7 @@ impl PrivateDaemon {
     pub fn publish(&self, reference: &str, content: &str) -> (String, String) {
         let id = self.build(reference, "", content);
         self.docker(&["push", "-q", reference]);
-        let digest = self.digest_of(reference);
+        let digest = registry_digest(reference);
         self.docker(&["rmi", reference]);
         (id, digest)
     }
