@@ -288,6 +288,24 @@ pub fn is_image_id(id: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
+/// Whether `reference` is a digest reference a daemon may be sent in a path, `REPO@sha256:<64
+/// hex>` with a repository of the characters a registry's names use (lowercase letters,
+/// digits, `.`, `_`, `-`, `/`, and `:` for a port) and no `..`: the images step deletes an
+/// image by its digests when they span repositories, and a daemon's listing is not trusted to
+/// put only that into a request path.
+pub fn is_digest_reference(reference: &str) -> bool {
+    let Some((repo, digest)) = reference.split_once('@') else {
+        return false;
+    };
+    let repo_ok = !repo.is_empty()
+        && !repo.contains("..")
+        && !repo.starts_with('/')
+        && repo
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' | b'/' | b':'));
+    repo_ok && is_image_id(digest)
+}
+
 /// A container state in Docker's words. Podman 4.3's compat API says `stopped` for a container
 /// that has exited (`docker run` of a command that ends: `State` "stopped", `Status` "Exited (0)
 /// …"), where Docker says `exited`.
@@ -390,6 +408,35 @@ fn swarm_role(info: &SystemInfo) -> SwarmRole {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_are_parsed_and_checked_before_they_reach_a_path() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(repository("127.0.0.1:5000/app:1"), "127.0.0.1:5000/app");
+        assert_eq!(
+            repository(&format!("127.0.0.1:5000/app@{d}")),
+            "127.0.0.1:5000/app"
+        );
+        assert_eq!(repository(&format!("app:1@{d}")), "app");
+        assert_eq!(repository("127.0.0.1:5000/app"), "127.0.0.1:5000/app");
+        assert_eq!(pinned_digest(&format!("app:1@{d}")), Some(d.as_str()));
+        assert!(is_digest_reference(&format!("127.0.0.1:5000/a/b@{d}")));
+        for bad in [
+            format!("../volumes/x@{d}"),
+            format!("app?force=1@{d}"),
+            format!("/app@{d}"),
+            "app@sha256:zz".to_string(),
+            d.clone(),
+        ] {
+            assert!(!is_digest_reference(&bad), "{bad}");
+        }
+        assert!(is_image_id(&d) && !is_image_id("sha256:ABC") && !is_image_id("../x"));
+        assert_eq!(
+            tags(&["<none>:<none>".into(), "a:1".into()]).collect::<Vec<_>>(),
+            ["a:1"]
+        );
+        assert!(!is_tagged(&["<none>:<none>".into()]));
+    }
 
     fn engine(version: &str) -> Engine {
         Engine::from_info(&SystemInfo {

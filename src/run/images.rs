@@ -198,6 +198,12 @@ async fn delete_one(daemon: &Daemon, delete: &plan::Delete) -> Result<Vec<String
             "the daemon listed it with an id that is not an image id".into(),
         ));
     }
+    let safe = |r: &String| engine::is_image_id(r) || engine::is_digest_reference(r);
+    if let Some(bad) = delete.by.iter().find(|r| !safe(r)) {
+        return Err(Refused::Left(format!(
+            "the daemon listed a reference that is not a digest reference: {bad:?}"
+        )));
+    }
     match daemon.image_tags(&delete.id).await {
         Ok(tags) if !tags.is_empty() => {
             return Err(Refused::Left(format!(
