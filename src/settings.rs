@@ -115,9 +115,14 @@ pub struct PruneSettings {
 }
 
 impl PruneSettings {
-    /// The `until` filter every prune call sends.
+    /// The `until` filter every prune call sends: the duration as written, but `0s` for a bare
+    /// `0` — moby's `timetypes.GetTimestamp` reads the string "0" as the Unix time 0, not as a
+    /// duration, so `until=0` would keep everything (issue 22's finding).
     pub fn until(&self) -> &str {
-        self.older_than.as_str()
+        match self.older_than.as_str() {
+            "0" => "0s",
+            text => text,
+        }
     }
 
     /// Unix seconds at `now` before which an object counts as old enough (the dry run's
@@ -276,5 +281,14 @@ mod tests {
         assert_eq!(s.prune.classes, [Class::Containers, Class::BuildCache]);
         assert_eq!(s.lock, None);
         assert!(s.prune.describe_build_cache);
+    }
+
+    #[test]
+    fn a_bare_zero_cut_off_is_sent_as_a_duration() {
+        for (written, sent) in [("0", "0s"), ("0s", "0s"), ("90m", "90m")] {
+            let config = config::parse(&format!("[prune]\nolder_than = \"{written}\"\n")).unwrap();
+            let s = Settings::derive(&config, Address::parse("tcp://h:1").unwrap()).unwrap();
+            assert_eq!(s.prune.until(), sent, "{written}");
+        }
     }
 }

@@ -496,3 +496,22 @@ fn the_retention_class_runs_on_docker_and_is_refused_on_podman() {
         assert!(!tags.contains("pg-r:1"), "{tags}");
     }
 }
+
+/// `prune.older_than = "0"` means no age limit, as `"0s"` does: moby reads the string "0" in
+/// `until` as the Unix time 0, so sent verbatim it would keep everything (issue 22).
+#[test]
+fn a_bare_zero_cut_off_prunes_as_0s_does() {
+    let d = PrivateDaemon::start();
+    d.build("pg-base:1", "", "base");
+    let junk = d.dangling("pg-junk:1");
+    let exited = d.exited("exited1", "pg-base:1");
+    settle();
+    let r = d.prunegate(
+        "[gates.disk]\nused_percent = 1\n[prune]\nolder_than = \"0\"\n",
+        &["run", "--json"],
+    );
+    r.expect(0);
+    let after = d.inventory();
+    assert!(!after.containers.contains(&exited), "{}", r.stdout);
+    assert!(!after.images.contains(&junk), "{}", r.stdout);
+}
