@@ -198,19 +198,23 @@ impl Engine {
         self.image_store == ImageStore::Containerd
     }
 
-    /// Whether the engine's own `dangling=true` image prune also takes images pulled by digest
-    /// that no tag names — the cache a swarm or a digest-pinned compose project leaves — so
-    /// that the images step must judge junk itself and remove it image by image.
+    /// Whether the images step deletes image by image, judging each, rather than calling the
+    /// prune endpoint: wherever that prune could take cache.
     ///
-    /// On the classic store it does: moby `daemon/images/image_prune.go` takes every head
-    /// image (no child) whose references include no `NamedTagged` one, and deletes each of its
-    /// digest references (seen on 20.10: `docker service create` of a registry image, then
-    /// `service rm`, and the prune removed `REPO@sha256:…`). The containerd store prunes only
-    /// its `moby-dangling@…` records (`daemon/containerd/image_prune.go`, `isDanglingImage`)
-    /// and keeps a digest pull as a named record; Podman's prune takes images with no name at
-    /// all (`libimage` `isDangling`), and a digest pull is named `REPO@sha256:…` there.
-    pub fn dangling_includes_digest_pulls(&self) -> bool {
-        self.product != Product::Podman && matches!(self.image_store, ImageStore::Graphdriver(_))
+    /// On the classic store, Docker's `dangling=true` prune takes images pulled by digest that
+    /// no tag names — the cache a swarm or a digest-pinned compose project leaves: moby
+    /// `daemon/images/image_prune.go` takes every head image (no child) whose references include
+    /// no `NamedTagged` one, and deletes each of its digest references (seen on 20.10: `docker
+    /// service create` of a registry image, then `service rm`, and the prune removed
+    /// `REPO@sha256:…`). The containerd store keeps a digest pull as a named record, but its prune
+    /// (`daemon/containerd/image_prune.go`, `isDanglingImage`) takes every `moby-dangling@…`
+    /// record no container uses — also a swarm service's rollback target that the host had
+    /// pulled by tag, once the tag moved (seen on 28.5: swarm pulls nothing for a digest it
+    /// already has, so no named record pins it). Podman has no swarm, and its prune takes only
+    /// images with no name at all (`libimage` `isDangling`; a digest pull is named
+    /// `REPO@sha256:…`, seen on 4.3.1): its prune endpoint stays.
+    pub fn images_step_judges(&self) -> bool {
+        self.product != Product::Podman
     }
 
     /// Why `class` must not be sent to this engine, if it must not: the dry run then says the

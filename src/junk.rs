@@ -142,6 +142,25 @@ pub fn judge(
     }
 }
 
+/// Why a dangling record of the containerd store stays, if it does: a swarm service's spec pins
+/// it. There an image's id is the digest of what was pulled (its manifest or index), which is
+/// what a spec pins (`REPO:TAG@sha256:…`); its digests are checked too. When the specs cannot
+/// be read, a pulled image (one a digest names) stays: it may be a rollback target.
+pub fn pinned(image: &ImageSummary, pins: &Pins) -> Option<String> {
+    let digests: Vec<&str> = engine::digests(&image.repo_digests).collect();
+    match pins {
+        Ok(p) => std::iter::once(image.id.as_str())
+            .chain(digests.iter().filter_map(|d| engine::pinned_digest(d)))
+            .find_map(|d| p.get(d))
+            .map(|whose| format!("pinned by {whose} ({})", image.id)),
+        Err(why) if !digests.is_empty() => Some(format!(
+            "pulled by digest ({}); it may be a rollback target: {why}",
+            digests.join(", ")
+        )),
+        Err(_) => None,
+    }
+}
+
 /// Which image each tag names in `images`.
 pub fn tag_holders(images: &[ImageSummary]) -> HashMap<&str, &str> {
     images

@@ -75,8 +75,8 @@ fn held_images<'a>(all_containers: &'a [ContainerSummary], policy: &Policy) -> H
 }
 
 /// What the images step judges untagged images by where the engine's own prune would also take
-/// cache ([`crate::engine::Engine::dangling_includes_digest_pulls`]): the tags seen on earlier
-/// runs and the swarm specs' pins ([`crate::junk`]).
+/// cache ([`crate::engine::Engine::images_step_judges`]): the tags seen on earlier runs and the
+/// swarm specs' pins ([`crate::junk`]).
 pub struct Judging<'a> {
     pub seen: &'a SeenTags,
     pub pins: &'a Pins,
@@ -331,7 +331,32 @@ pub fn image_plan(
     Ok(match &inv.dangling_until {
         Some(dangling) => {
             let dangling = dangling.as_ref().map_err(Clone::clone)?;
-            let remove = images_by_record_time(dangling, all, containers_list, policy);
+            let taken = images_by_record_time(dangling, all, containers_list, policy);
+            // With judging, a record a swarm spec pins stays (its prune would take it).
+            let by_id: HashMap<&str, &ImageSummary> =
+                dangling.iter().map(|i| (i.id.as_str(), i)).collect();
+            let mut kept = Vec::new();
+            let mut remove = Vec::new();
+            for c in taken {
+                let why = judging.and_then(|j| junk::pinned(by_id[c.id.as_str()], j.pins));
+                match why {
+                    Some(why) => kept.push(Kept {
+                        digests: engine::digests(&by_id[c.id.as_str()].repo_digests)
+                            .map(String::from)
+                            .collect(),
+                        id: c.id,
+                        why,
+                    }),
+                    None => remove.push(c),
+                }
+            }
+            let deletes = remove
+                .iter()
+                .map(|c| Delete {
+                    id: c.id.clone(),
+                    by: vec![c.id.clone()],
+                })
+                .collect();
             // Untagged and unused, but not yet old enough for the daemon's own filter.
             let listed: HashSet<&str> = dangling.iter().map(|i| i.id.as_str()).collect();
             let in_use = held_images(containers_list, policy);
@@ -340,8 +365,9 @@ pub fn image_plan(
             });
             ImagePlan {
                 remove,
+                deletes,
+                kept,
                 pending,
-                ..ImagePlan::default()
             }
         }
         None => images(all, containers_list, policy, judging),

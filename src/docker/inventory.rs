@@ -86,6 +86,24 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// The images the image prune's own filters list (`dangling=true`, `until`), on the
+    /// containerd store, which applies them exactly as its prune does. `all`: that store's prune
+    /// takes every dangling record, intermediate images of the classic builder included
+    /// (checked on Docker 26.1), which the list hides without it.
+    pub async fn dangling_until(&self, until: &str) -> Read<Vec<ImageSummary>> {
+        let opts = ListImagesOptionsBuilder::default()
+            .all(true)
+            .filters(&super::filters::image_filters(until))
+            .build();
+        self.read
+            .list_images(Some(opts))
+            .await
+            .map(crate::engine::normalized_images)
+            .map_err(|e| self.read_err(e))
+    }
+}
+
 impl Inventory {
     /// Three reads, concurrently (four with `dangling_until`, the image prune's `until` value,
     /// given only for the containerd image store). The container list asks for sizes, which
@@ -96,7 +114,6 @@ impl Inventory {
         want_build_cache: bool,
         dangling_until: Option<&str>,
     ) -> Inventory {
-        let d = &daemon.read;
         let build_cache = async {
             if !want_build_cache {
                 return Ok(Vec::new());
@@ -105,18 +122,7 @@ impl Inventory {
         };
         let dangling = async {
             let until = dangling_until?;
-            // `all`: that store's prune takes every dangling record, intermediate images of the
-            // classic builder included (checked on Docker 26.1), which the list hides without it.
-            let opts = ListImagesOptionsBuilder::default()
-                .all(true)
-                .filters(&super::filters::image_filters(until))
-                .build();
-            Some(
-                d.list_images(Some(opts))
-                    .await
-                    .map(crate::engine::normalized_images)
-                    .map_err(|e| daemon.read_err(e)),
-            )
+            Some(daemon.dangling_until(until).await)
         };
         let (containers, images, build_cache, dangling_until) = tokio::join!(
             daemon.containers(Listing {

@@ -1,16 +1,17 @@
-//! The images step where the engine's own prune would also take cache (the classic store:
-//! [`crate::engine::Engine::dangling_includes_digest_pulls`]): read, let
-//! [`crate::plan::images`] judge junk from cache, then delete the junk heads one by one, never
+//! The images step where the engine's own prune could also take cache
+//! ([`crate::engine::Engine::images_step_judges`]: Docker, either store): read, let
+//! [`crate::plan::image_plan`] judge junk from cache, then delete the junk one by one, never
 //! forced, each checked still untagged just before. What it knows to judge by — the tags seen
 //! on earlier runs, the swarm specs' pins — is read here for the dry run too.
 
 use super::runner::{recheck, Halt};
 use super::Interrupt;
+use crate::docker::inventory::Inventory;
 use crate::docker::objects;
 use crate::docker::snapshot::{Snapshot, SwarmSource};
 use crate::docker::tagged::Removed;
 use crate::docker::Daemon;
-use crate::engine::{self, daemon_identity, SwarmRole};
+use crate::engine::{self, daemon_identity, Engine, SwarmRole};
 use crate::junk::{self, Pins, SeenTags};
 use crate::model::{Candidate, Class};
 use crate::plan::{self, Judging, Policy};
@@ -91,6 +92,7 @@ pub(super) async fn remove_junk(
     settings: &Settings,
     daemon: &Daemon,
     fresh: &Snapshot,
+    engine: &Engine,
     interrupt: &Interrupt,
 ) -> (StepReport, Option<Halt>) {
     let class = Class::Images;
@@ -104,21 +106,42 @@ pub(super) async fn remove_junk(
         all: true,
         ..Default::default()
     };
-    let (images, containers, known) = tokio::join!(
+    // On the containerd store, also the prune's own filtered list: its `until` ages a record.
+    let until = settings.prune.until();
+    let dangling = async {
+        match engine.image_until_is_record_time() {
+            true => Some(daemon.dangling_until(until).await),
+            false => None,
+        }
+    };
+    let (images, containers, dangling, known) = tokio::join!(
         daemon.all_images(),
         daemon.containers(listing),
+        dangling,
         knowledge(settings, daemon, fresh),
     );
-    let (images, containers) = match (images, containers) {
-        (Ok(i), Ok(c)) => (i, c),
-        (Err(e), _) | (_, Err(e)) => return failed(format!("images step: cannot list: {e}")),
+    let (images, containers, dangling) = match (images, containers, dangling.transpose()) {
+        (Ok(i), Ok(c), Ok(d)) => (i, c, d),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return failed(format!("images step: cannot list: {e}"))
+        }
     };
     // The containers step, if any, is done: the containers listed now are the ones that stay.
     let policy = Policy {
         containers: false,
         ..Policy::at(&settings.prune, chrono::Utc::now().timestamp())
     };
-    let judged = plan::images(&images, &containers, &policy, Some(&known.judging()));
+    let inventory = Inventory {
+        containers: Ok(containers),
+        images: Ok(images),
+        build_cache: Ok(Vec::new()),
+        dangling_until: dangling.map(Ok),
+    };
+    let judged = match plan::image_plan(&inventory, &policy, Some(&known.judging())) {
+        Ok(p) => p,
+        Err(e) => return failed(format!("images step: {e}")),
+    };
+    let images = inventory.images.unwrap_or_default();
     let mut notes: Vec<String> = known.warning.into_iter().collect();
     let seen = known.seen.observe(&images);
     if let Err(e) = tags::save(&settings.sinks.state_dir, &seen) {

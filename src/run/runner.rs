@@ -155,7 +155,7 @@ async fn dry_run_steps(
     let until = engine
         .image_until_is_record_time()
         .then(|| settings.prune.until());
-    let judged = classes.contains(&Class::Images) && engine.dangling_includes_digest_pulls();
+    let judged = classes.contains(&Class::Images) && engine.images_step_judges();
     let (inventory, known) = tokio::join!(
         Inventory::take(daemon, classes.contains(&Class::BuildCache), until),
         async {
@@ -333,8 +333,8 @@ async fn prune_step(
     if let Some(why) = engine.refuse(class) {
         return (StepReport::skipped(class, why), None);
     }
-    if class == Class::Images && engine.dangling_includes_digest_pulls() {
-        return images::remove_junk(settings, daemon, &fresh, interrupt).await;
+    if class == Class::Images && engine.images_step_judges() {
+        return images::remove_junk(settings, daemon, &fresh, &engine, interrupt).await;
     }
     let until = settings.prune.until();
     let result = match class {

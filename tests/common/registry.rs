@@ -13,6 +13,10 @@ pub const REGISTRY: &str = "/usr/bin/docker-registry";
 pub struct Registry {
     /// `127.0.0.1:PORT`: the prefix of every repository pushed here.
     pub address: String,
+    /// A daemon of its own that builds and pushes what the registry serves, as a CI pipeline
+    /// elsewhere does: building on the host under test would move the host's own tags (and on
+    /// the containerd store a rebuilt tag's old image vanishes outright).
+    publisher: PrivateDaemon,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -64,9 +68,19 @@ impl Registry {
         }
         Registry {
             address,
+            publisher: PrivateDaemon::start(),
             child,
             _dir: dir,
         }
+    }
+
+    /// Builds `reference` (`REPO:TAG`) with `content` on the publisher and pushes it (moving
+    /// the tag upstream when it was pushed before). Returns its digest reference
+    /// (`REPO@sha256:…`) as the registry serves it.
+    pub fn publish(&self, reference: &str, content: &str) -> String {
+        self.publisher.build(reference, "", content);
+        self.publisher.docker(&["push", "-q", reference]);
+        registry_digest(reference)
     }
 
     /// `127.0.0.1:PORT/name`.
@@ -78,7 +92,8 @@ impl Registry {
 /// `REPO@sha256:…` for `REPO:TAG` (`127.0.0.1:PORT/name:tag`), as the registry serves it
 /// (`Docker-Content-Digest` of `GET /v2/NAME/manifests/TAG`): what a pull by digest asks for.
 /// Podman's push writes another manifest than the one its image lists, so the daemon's own
-/// `RepoDigests` will not do there.
+/// `RepoDigests` will not do there; the containerd store pushes an index (any of the four
+/// manifest types is accepted: a registry answers 404 for a type the client does not take).
 pub fn registry_digest(reference: &str) -> String {
     use std::io::{Read, Write};
     let (repo, tag) = reference.rsplit_once(':').expect("REPO:TAG");
@@ -88,7 +103,9 @@ pub fn registry_digest(reference: &str) -> String {
         s,
         "HEAD /v2/{name}/manifests/{tag} HTTP/1.0\r\nHost: {address}\r\nAccept: \
          application/vnd.docker.distribution.manifest.v2+json, \
-         application/vnd.oci.image.manifest.v1+json\r\n\r\n"
+         application/vnd.docker.distribution.manifest.list.v2+json, \
+         application/vnd.oci.image.manifest.v1+json, \
+         application/vnd.oci.image.index.v1+json\r\n\r\n"
     )
     .unwrap();
     let mut head = String::new();
@@ -112,17 +129,6 @@ impl Drop for Registry {
 }
 
 impl PrivateDaemon {
-    /// Builds `reference` (`REPO:TAG`) with `content`, pushes it, and removes it locally, as a
-    /// CI pipeline publishes an image built elsewhere. Returns its image id and its digest
-    /// reference (`REPO@sha256:…`).
-    pub fn publish(&self, reference: &str, content: &str) -> (String, String) {
-        let id = self.build(reference, "", content);
-        self.docker(&["push", "-q", reference]);
-        let digest = registry_digest(reference);
-        self.docker(&["rmi", reference]);
-        (id, digest)
-    }
-
     /// The `REPO@sha256:…` reference the daemon recorded for `reference`.
     pub fn digest_of(&self, reference: &str) -> String {
         let out = self.docker(&[
