@@ -54,6 +54,23 @@ fn present(d: &PrivateDaemon, id: &str) -> bool {
     d.images_with_tags().iter().any(|(i, _)| i == id)
 }
 
+/// Whether the engine itself kept `old` when a pull moved its tag away. Docker 26.1's
+/// containerd store does not: it deletes the image's last record there and then (28.5 keeps a
+/// dangling record; the classic store and Podman an untagged image) — as it does when `docker
+/// load` takes an image's last tag (compatibility.md). Then nothing is left to protect or to
+/// remove; any other engine keeping it is asserted.
+fn engine_kept_after_the_move(d: &PrivateDaemon, old: &str) -> bool {
+    let kept = present(d, old);
+    if !kept {
+        assert_eq!(
+            engine().name,
+            "docker-26-containerd",
+            "{old} went when its tag moved, before any prunegate run"
+        );
+    }
+    kept
+}
+
 /// The images step's `field` list (`kept`, `objects`).
 fn images_step(report: &Value, field: &str) -> Vec<Value> {
     report["steps"]
@@ -136,6 +153,7 @@ fn a_rollback_target_pulled_by_digest_stays_while_its_service_lives() {
     // now its previous spec: the rollback target).
     registry.publish(&app, "web two");
     d.pull(&app);
+    let kept = engine_kept_after_the_move(&d, &old);
     d.docker(&["service", "update", "-d", "--image", &app, "web"]);
     d.wait_for("the update to finish", || {
         d.docker(&[
@@ -148,6 +166,10 @@ fn a_rollback_target_pulled_by_digest_stays_while_its_service_lives() {
     });
     settle();
     let (_, run) = dry_then_run(&d);
+    if !kept {
+        assert!(items(&run, "images").is_empty(), "{run}");
+        return;
+    }
     assert!(present(&d, &old), "the rollback target stays: {run}");
     // On either store: Docker's own prune would take it (a digest pull on the classic store,
     // a dangling record on the containerd store, where the moved tag left it).
@@ -222,7 +244,12 @@ fn a_pull_superseded_by_a_moved_tag_goes() {
     d.pull(&app);
     let new = d.image_id(&app);
     settle();
+    let kept = engine_kept_after_the_move(&d, &old);
     let (dry, run) = dry_then_run(&d);
+    if !kept {
+        assert!(present(&d, &new), "the tag's image stays: {run}");
+        return;
+    }
     assert!(items(&dry, "images").contains(&old), "{dry}");
     assert!(!present(&d, &old), "the superseded pull goes: {run}");
     assert!(present(&d, &new), "the tag's image stays");
