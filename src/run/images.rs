@@ -4,7 +4,7 @@
 //! forced, each checked still untagged just before. What it knows to judge by — the tags seen
 //! on earlier runs, the swarm specs' pins — is read here for the dry run too.
 
-use super::runner::{recheck, Halt};
+use super::recheck::{recheck, Halt};
 use super::Interrupt;
 use crate::docker::inventory::Inventory;
 use crate::docker::objects;

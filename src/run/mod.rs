@@ -7,6 +7,7 @@
 pub mod images;
 pub mod inputs;
 pub mod job;
+pub mod recheck;
 pub mod retention;
 pub mod runner;
 pub mod schedule;

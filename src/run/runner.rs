@@ -4,6 +4,7 @@
 
 use super::images;
 use super::inputs::{self, disk_reading};
+use super::recheck::{recheck, Halt};
 use super::retention;
 use super::Interrupt;
 use crate::disk::DiskReading;
@@ -15,7 +16,6 @@ use crate::engine::{self, Engine};
 use crate::gates::{
     self,
     disk::{fullest, over_thresholds},
-    GateResult,
 };
 use crate::model::{Class, Command};
 use crate::plan::{self, Policy};
@@ -210,44 +210,6 @@ async fn dry_run_steps(
     (steps, failed)
 }
 
-/// Why the prune steps stopped before the last one: the one channel a step reports a stop on.
-pub(super) enum Halt {
-    Interrupted,
-    /// The daemon stopped answering before a step; the run's error.
-    Lost(String),
-    /// An activity gate closed before a step.
-    Gate(GateResult),
-    /// A prune call failed; the run's error.
-    Failed(String),
-}
-
-impl Halt {
-    /// The reason given for every step not run because of this halt.
-    pub(super) fn note(&self) -> String {
-        match self {
-            Halt::Interrupted => "not run: interrupted by a signal".into(),
-            Halt::Lost(_) => "not run: the daemon stopped answering".into(),
-            Halt::Gate(g) => format!("not run: gate {} closed: {}", g.name.as_str(), g.reason),
-            Halt::Failed(_) => "not run: an earlier step failed".into(),
-        }
-    }
-
-    /// Writes the halt into the report and gives the run's outcome.
-    fn into_report(self, report: &mut Report) -> Outcome {
-        match self {
-            Halt::Interrupted => Outcome::Interrupted,
-            Halt::Lost(error) | Halt::Failed(error) => {
-                report.error = Some(error);
-                Outcome::Error
-            }
-            Halt::Gate(gate) => {
-                report.stopped_by = Some(gate);
-                Outcome::Skipped
-            }
-        }
-    }
-}
-
 /// The real steps, in class order; after a halt the remaining classes are listed as not run.
 async fn prune_steps(
     settings: &Settings,
@@ -291,30 +253,6 @@ async fn prune_steps(
         halt = stop;
     }
     (steps, halt)
-}
-
-/// The re-check before every step: a fresh snapshot, the activity gates judged on it. The
-/// snapshot and its engine, or the step's report and the halt that ends the run.
-pub(super) async fn recheck(
-    class: Class,
-    settings: &Settings,
-    daemon: &Daemon,
-) -> Result<(Snapshot, Engine), (StepReport, Option<Halt>)> {
-    let halted = |h: Halt| (StepReport::skipped(class, h.note()), Some(h));
-    let fresh = Snapshot::take(daemon).await;
-    let engine = match &fresh.engine {
-        Ok(engine) => engine.clone(),
-        Err(e) => {
-            return Err(halted(Halt::Lost(format!(
-                "lost the Docker daemon before the {} step: {e}",
-                class.as_str()
-            ))))
-        }
-    };
-    if let Some(closed) = gates::first_closed(&gates::activity(&settings.gates, &fresh)) {
-        return Err(halted(Halt::Gate(closed.clone())));
-    }
-    Ok((fresh, engine))
 }
 
 /// One step: re-read and re-judge the activity gates right before it, then prune (or skip it
