@@ -70,7 +70,7 @@ rec {
     };
     lock = {
       enabled = true;
-      path = "/run/lock/prunegate.lock";
+      path = "/run/prunegate/run.lock";
     };
     state.dir = "/var/lib/prunegate";
     schedule = {
@@ -95,15 +95,21 @@ rec {
 
   # Sandboxing for a oneshot that talks to the Docker socket and reads filesystem usage. It needs
   # AF_UNIX to the socket (as a member of the `docker` group, not as root), read access to the
-  # data root for statvfs, its state directory, and /run/lock for the run lock (lock.path).
-  # Everything else is denied; a metrics.path or audit.path elsewhere needs ReadWritePaths.
+  # data root for statvfs and to the run lock (lock.path, which tmpfiles creates root-owned: see
+  # `tmpfiles`), and its state directory. Everything else is denied; a metrics.path or
+  # audit.path elsewhere needs ReadWritePaths.
+  # Bounds: a run that hangs would keep the timer from ever firing again, so it is stopped after
+  # TimeoutStartSec (2 h: three prune steps at prune_timeout's 30 min, and the reads); memory
+  # and threads are bounded far above what a run uses (about 20 MB, a handful of threads).
   hardening = {
     DynamicUser = true;
     SupplementaryGroups = [ "docker" ];
     StateDirectory = "prunegate";
     StateDirectoryMode = "0700";
-    ReadWritePaths = [ "/run/lock" ];
     UMask = "0077";
+    TimeoutStartSec = "2h";
+    MemoryMax = "512M";
+    TasksMax = 64;
     CapabilityBoundingSet = "";
     AmbientCapabilities = "";
     NoNewPrivileges = true;
@@ -137,6 +143,14 @@ rec {
     ];
     SystemCallErrorNumber = "EPERM";
   };
+
+  # systemd-tmpfiles lines for the run lock at `path`: its directory writable by root alone (so
+  # nobody else can remove the file and recreate it under a deploy that holds the old one), the
+  # file root-owned and readable by all (deploys and prunegate need only read it to flock it).
+  tmpfiles = path: [
+    "d ${dirOf path} 0755 root root -"
+    "f ${path} 0644 root root -"
+  ];
 
   # [Service] of prunegate.service. `SuccessExitStatus = 10`: a closed gate is not a failure.
   serviceConfig =

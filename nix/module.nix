@@ -170,18 +170,22 @@ in
           # The group exists only with a local Docker; a remote daemon is reached over TCP.
           SupplementaryGroups = lib.optionals localDocker data.hardening.SupplementaryGroups;
           # The directories of a configured metrics file or audit log must be writable too.
-          ReadWritePaths =
-            data.hardening.ReadWritePaths
-            ++ map dirOf (
-              lib.filter (p: p != null) [
-                (cfg.settings.metrics.path or null)
-                (cfg.settings.audit.path or null)
-              ]
-            );
+          ReadWritePaths = map dirOf (
+            lib.filter (p: p != null) [
+              (cfg.settings.metrics.path or null)
+              (cfg.settings.audit.path or null)
+            ]
+          );
         }
         # Exactly what a tcp:// docker.host needs, and nothing for a Unix socket.
         // data.network cfg.settings;
     };
+
+    # The run lock, root-owned in a directory only root can write (src/lock.rs refuses a lock
+    # file others could replace); the unit opens it read-only.
+    systemd.tmpfiles.rules = lib.optionals (cfg.settings.lock.enabled or true) (
+      data.tmpfiles (cfg.settings.lock.path or data.settingsDefaults.lock.path)
+    );
 
     systemd.timers.prunegate = {
       description = data.timerUnitSection.Description;

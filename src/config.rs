@@ -195,7 +195,7 @@ impl Default for LockConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            path: PathBuf::from("/run/lock/prunegate.lock"),
+            path: PathBuf::from("/run/prunegate/run.lock"),
         }
     }
 }

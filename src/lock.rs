@@ -2,12 +2,19 @@
 //!
 //! Two prunegate runs never overlap, and any other program can keep prunegate out by holding a
 //! *shared* lock on the same file for as long as it works, e.g. a deploy:
-//! `flock -s /run/lock/prunegate.lock ./deploy.sh`. prunegate does not wait: a run that cannot
+//! `flock -s /run/prunegate/run.lock ./deploy.sh`. prunegate does not wait: a run that cannot
 //! take the lock is skipped (exit 10) and says who holds it, read from `/proc/locks`.
+//!
+//! The lock file is an input other local users may reach, so it is opened as hostile: never
+//! through a symbolic link, never blocking (a FIFO put at the path would hang an `open`), and
+//! used only when it is a regular file that root or prunegate's own user owns, that nobody
+//! else can write, in a directory where nobody else can remove and recreate it (a deploy
+//! holding the old inode would then no longer keep prunegate out). Anything else is refused
+//! with what is wrong: a run that cannot trust its lock does not prune.
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag};
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// A held lock; dropping it releases the lock.
@@ -24,42 +31,131 @@ pub enum LockError {
     Io { path: PathBuf, error: String },
 }
 
-fn open(path: &Path) -> std::io::Result<File> {
-    // Open without O_CREAT first: in a sticky /run/lock, O_CREAT on a file another user created
-    // is refused when fs.protected_regular is set, though plain opening is allowed.
-    match OpenOptions::new().read(true).open(path) {
-        Ok(f) => Ok(f),
+/// Opens the lock file read-only (`flock` needs no more, and deploy users need only read it):
+/// without following a symbolic link and without blocking. Created 0644 when missing, with
+/// `O_EXCL`, so a file another user puts there in between is never opened as created.
+fn open(path: &Path) -> Result<File, String> {
+    let flags = (OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits();
+    let opened = OpenOptions::new().read(true).custom_flags(flags).open(path);
+    let file = match opened {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let f = OpenOptions::new()
+            // Outside systemd-tmpfiles (a container, a hand-run): the lock's own directory is
+            // made here, 0755, as tmpfiles would. Only the last component: a missing /run is
+            // not prunegate's to make.
+            if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+                std::fs::DirBuilder::new()
+                    .mode(0o755)
+                    .create(dir)
+                    .map_err(|e| format!("creating its directory {}: {e}", dir.display()))?;
+            }
+            let file = OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create(true)
-                .truncate(false)
+                .create_new(true)
                 .mode(0o644)
-                .open(path)?;
-            // Readable by all whatever the umask, so unprivileged deploy scripts can share it.
-            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o644));
-            Ok(f)
+                .custom_flags(flags)
+                .open(path)
+                .map_err(|e| describe_open_error(&e, path))?;
+            // Readable by all whatever the umask (fchmod: the file opened, never the path), so
+            // unprivileged deploy scripts can share it.
+            file.set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| format!("setting its mode: {e}"))?;
+            file
         }
-        Err(e) => Err(e),
+        other => other.map_err(|e| describe_open_error(&e, path))?,
+    };
+    Ok(file)
+}
+
+fn describe_open_error(e: &std::io::Error, path: &Path) -> String {
+    if e.raw_os_error() == Some(nix::libc::ELOOP) {
+        format!(
+            "{} is a symbolic link; a lock is never taken through one",
+            path.display()
+        )
+    } else {
+        e.to_string()
     }
+}
+
+/// Whether the opened lock file and its directory can be trusted; why not otherwise.
+fn check(file: &File, path: &Path) -> Result<(), String> {
+    let st = file
+        .metadata()
+        .map_err(|e| format!("reading its status: {e}"))?;
+    let kind = st.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!("it is {what}, not a regular file; remove it"));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if st.uid() != 0 && st.uid() != me {
+        return Err(format!(
+            "it is owned by uid {}, not by root or prunegate's user (uid {me}): its owner could \
+             hold it or replace it; remove it",
+            st.uid()
+        ));
+    }
+    if st.mode() & 0o022 != 0 {
+        return Err(format!(
+            "its mode {:04o} lets others write it; it must be 0644 or stricter",
+            st.mode() & 0o7777
+        ));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let d = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let sticky = d.mode() & 0o1000 != 0;
+    if d.mode() & 0o022 != 0 && !sticky {
+        return Err(format!(
+            "its directory {} (mode {:04o}) lets others remove and recreate the file; use a \
+             directory only root can write, such as /run/prunegate",
+            dir.display(),
+            d.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// Takes the lock or says why not. Never blocks.
 pub fn acquire(path: &Path) -> Result<RunLock, LockError> {
-    let io = |e: &dyn std::fmt::Display| LockError::Io {
+    let io = |e: String| LockError::Io {
         path: path.to_path_buf(),
-        error: e.to_string(),
+        error: e,
     };
-    let file = open(path).map_err(|e| io(&e))?;
-    let inode = file.metadata().map_err(|e| io(&e))?.ino();
+    let file = open(path).map_err(io)?;
+    check(&file, path).map_err(io)?;
+    let st = file.metadata().map_err(|e| io(e.to_string()))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(RunLock { _lock: lock }),
+        Ok(lock) => {
+            // The path must still name the file locked: one removed and recreated meanwhile
+            // would be a lock no deploy holds.
+            match std::fs::symlink_metadata(path) {
+                Ok(now) if now.ino() == st.ino() && now.dev() == st.dev() => {
+                    Ok(RunLock { _lock: lock })
+                }
+                _ => Err(io(
+                    "the file was removed or replaced while it was being locked".into(),
+                )),
+            }
+        }
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(LockError::Held {
             path: path.to_path_buf(),
-            holders: holders_of(inode),
+            holders: holders_of(st.ino()),
         }),
-        Err((_, errno)) => Err(io(&errno)),
+        Err((_, errno)) => Err(io(errno.to_string())),
     }
 }
 
@@ -146,6 +242,77 @@ mod tests {
                      2: -> FLOCK  ADVISORY  WRITE 4242426 fd:01:77 0 EOF\n";
         assert_eq!(describe_holders(locks, 77), "shared by pid 4242424");
         assert_eq!(describe_holders(locks, 1), "by another process");
+    }
+
+    /// A FIFO at the lock path hung every run (628 s, deaf to SIGTERM) before the lock was
+    /// opened non-blocking; now the run is refused at once and says what is there.
+    #[test]
+    fn a_fifo_at_the_lock_path_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.lock");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || tx.send(acquire(&p).map(|_| ()).map_err(|e| e.to_string())));
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("acquire returned instead of blocking on the FIFO");
+        let err = got.unwrap_err();
+        assert!(err.contains("a FIFO, not a regular file"), "{err}");
+    }
+
+    /// A dangling symbolic link made root create a file where it pointed.
+    #[test]
+    fn a_symbolic_link_is_refused_and_its_target_never_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.lock");
+        let target = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let err = acquire(&path).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert!(!target.exists(), "the link's target was created");
+    }
+
+    /// A lock file squatted by another user (who can hold it shared for ever, or remove and
+    /// recreate it under a deploy) is refused, naming the owner.
+    #[test]
+    fn a_file_another_user_owns_is_refused() {
+        if !nix::unistd::geteuid().is_root() {
+            panic!("this test needs root (it gives the lock file to uid 65534)");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.lock");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        let err = acquire(&path).unwrap_err().to_string();
+        assert!(err.contains("owned by uid 65534"), "{err}");
+    }
+
+    #[test]
+    fn a_file_others_can_write_or_a_directory_they_can_empty_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.lock");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = acquire(&path).unwrap_err().to_string();
+        assert!(err.contains("mode 0666"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = acquire(&path).unwrap_err().to_string();
+        assert!(err.contains("lets others remove and recreate"), "{err}");
+        // Sticky, as /run/lock is: others cannot remove root's file.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(acquire(&path).is_ok());
+    }
+
+    #[test]
+    fn a_created_lock_file_is_0644() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.lock");
+        acquire(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().mode() & 0o7777;
+        assert_eq!(mode, 0o644);
     }
 
     #[test]

@@ -267,7 +267,7 @@ mod tests {
         assert_eq!(s.prune.cutoff(100_000), 100_000 - 86_400);
         assert!(!s.prune.describe_build_cache);
         assert!(s.gates.live_runs.regex.is_match("anything"));
-        assert_eq!(s.lock, Some(PathBuf::from("/run/lock/prunegate.lock")));
+        assert_eq!(s.lock, Some(PathBuf::from("/run/prunegate/run.lock")));
         assert_eq!(s.sinks.disk_threshold_percent, 80);
     }
 

@@ -231,6 +231,25 @@ fn plain_units_are_the_rendering_of_the_module_data() {
         "{} is stale: run scripts/render-units",
         drop_in.display()
     );
+    let tmpfiles =
+        std::fs::read_to_string(root().join("config/tmpfiles.d/prunegate.conf")).unwrap();
+    let lines = nix_eval(r#"data.tmpfiles "/run/prunegate/run.lock""#);
+    for line in lines.as_array().unwrap() {
+        assert!(
+            tmpfiles.lines().any(|l| l == line.as_str().unwrap()),
+            "config/tmpfiles.d/prunegate.conf lacks {line}: run scripts/render-units"
+        );
+    }
+    // The lock's directory is root's alone and the file root-owned, readable by all: the
+    // shapes src/lock.rs accepts (tests there refuse the others).
+    assert!(
+        tmpfiles.contains("d /run/prunegate 0755 root root -"),
+        "{tmpfiles}"
+    );
+    assert!(
+        tmpfiles.contains("f /run/prunegate/run.lock 0644 root root -"),
+        "{tmpfiles}"
+    );
 }
 
 /// A swarm worker asks its managers over TCP: their addresses (and the daemon's socket) are all

@@ -66,6 +66,10 @@ let
         type = types.attrsOf (types.submodule { freeformType = types.lazyAttrsOf types.anything; });
         default = { };
       };
+      systemd.tmpfiles.rules = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+      };
       systemd.timers = mkOption {
         type = types.attrsOf (types.submodule { freeformType = types.lazyAttrsOf types.anything; });
         default = { };
@@ -173,6 +177,16 @@ let
       && (s.IPAddressAllow or [ ]) == [ "10.0.0.1" ]
       && s.IPAddressDeny == "any"
       && lib.elem "AF_INET" s.RestrictAddressFamilies;
+    "22: the run lock is root's, in a directory only root writes, and the unit needs no write to it" =
+      plain.systemd.tmpfiles.rules == [
+        "d /run/prunegate 0755 root root -"
+        "f /run/prunegate/run.lock 0644 root root -"
+      ]
+      && !(lib.elem "/run/lock" (svc.serviceConfig.ReadWritePaths or [ ]));
+    "22: a run is bounded in time, memory and tasks" =
+      svc.serviceConfig.TimeoutStartSec == "2h"
+      && svc.serviceConfig ? MemoryMax
+      && svc.serviceConfig ? TasksMax;
     "7: the timer has a Description and Documentation" =
       (plain.systemd.timers.prunegate.description or "") != ""
       && (plain.systemd.timers.prunegate.documentation or [ ]) != [ ];
