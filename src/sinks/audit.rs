@@ -56,6 +56,46 @@ pub fn lines(report: &Report) -> Vec<String> {
     out
 }
 
+/// Opens the audit log for appending, as hostile input: never through a symbolic link (an append
+/// into a root-only file it pointed to was reproduced), never blocking (a FIFO), and only a
+/// regular file that root or prunegate's user owns. Created 0640 when missing.
+fn open(path: &Path) -> Result<std::fs::File, String> {
+    use nix::fcntl::OFlag;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                "it is a symbolic link; the audit log is never written through one".to_string()
+            } else {
+                e.to_string()
+            }
+        })?;
+    let st = f.metadata().map_err(|e| e.to_string())?;
+    if !st.file_type().is_file() {
+        let what = if st.file_type().is_fifo() {
+            "a FIFO"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!(
+            "it is {what}; the audit log must be a regular file"
+        ));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if st.uid() != 0 && st.uid() != me {
+        return Err(format!(
+            "it is owned by uid {}, not by root or prunegate's user (uid {me})",
+            st.uid()
+        ));
+    }
+    Ok(f)
+}
+
 pub fn append(path: &Path, report: &Report) -> Result<(), String> {
     let lines = lines(report);
     if lines.is_empty() {
@@ -63,13 +103,46 @@ pub fn append(path: &Path, report: &Report) -> Result<(), String> {
     }
     let mut text = lines.join("\n");
     text.push('\n');
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(path)
-        .map_err(|e| format!("{} (audit.path): {e}", path.display()))?;
+    let mut f = open(path).map_err(|e| format!("{} (audit.path): {e}", path.display()))?;
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_data())
         .map_err(|e| format!("{} (audit.path): {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_link_a_fifo_or_another_users_file_is_never_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("root-only");
+        std::fs::write(&secret, b"secret\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("audit.log");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let err = open(&link).unwrap_err();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read(&secret).unwrap(), b"secret\n");
+
+        let fifo = dir.path().join("fifo.log");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let err = open(&fifo).unwrap_err();
+        assert!(
+            err.contains("FIFO") || err.contains("No such device"),
+            "{err}"
+        );
+
+        let theirs = dir.path().join("theirs.log");
+        std::fs::write(&theirs, b"").unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), None)
+            .expect("this test needs root (it gives a file to uid 65534)");
+        let err = open(&theirs).unwrap_err();
+        assert!(err.contains("owned by uid 65534"), "{err}");
+        let fresh = dir.path().join("new.log");
+        open(&fresh).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o640);
+    }
 }

@@ -2,31 +2,23 @@
 //! atomically at the end of each run that learned something. Reading it says precisely what is
 //! wrong when it cannot be used, because the class then removes nothing and the report says why.
 
-use super::atomic::write_atomically;
+use super::atomic::{load_json, save_json};
 use crate::retention::History;
 use std::path::{Path, PathBuf};
 
+const NAME: &str = "retention.json";
+
 pub fn path(dir: &Path) -> PathBuf {
-    dir.join("retention.json")
+    dir.join(NAME)
 }
 
 /// The history kept, `Ok(None)` when there is none yet, or why it cannot be read.
 pub fn load(dir: &Path) -> Result<Option<History>, String> {
-    let p = path(dir);
-    match std::fs::read(&p) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| format!("the use history {} is unreadable: {e}", p.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("the use history {}: {e}", p.display())),
-    }
+    load_json(dir, NAME, "the use history")
 }
 
 pub fn save(dir: &Path, history: &History) -> Result<(), String> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("creating the state directory {}: {e}", dir.display()))?;
-    let bytes = serde_json::to_vec_pretty(history).map_err(|e| e.to_string())?;
-    write_atomically(&path(dir), &bytes)
+    save_json(dir, NAME, history)
 }
 
 #[cfg(test)]

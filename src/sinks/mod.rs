@@ -40,7 +40,7 @@ pub fn write_all(sinks: &SinkSettings, report: &Report) -> Vec<String> {
             }
         };
         let text = metrics::render(sinks.disk_threshold_percent, report, state.as_ref(), now);
-        if let Err(e) = write_atomically(path, text.as_bytes()) {
+        if let Err(e) = write_atomically(path, text.as_bytes(), atomic::PUBLIC) {
             warnings.push(format!("metrics not written: {e}"));
         }
     }

@@ -1,6 +1,7 @@
 //! What must outlive a run: cumulative totals and the streaks the metrics report. A small JSON
 //! file in `state.dir`, rewritten atomically after each run that writes metrics.
 
+use super::atomic::{load_json, save_json};
 use crate::gates::GateName;
 use crate::report::{Outcome, Report};
 use serde::{Deserialize, Serialize};
@@ -30,20 +31,11 @@ pub fn path(dir: &Path) -> PathBuf {
 /// Reads the state; a missing file is a fresh start, an unreadable one is an error (the totals
 /// would otherwise restart silently from zero).
 pub fn load(dir: &Path) -> Result<State, String> {
-    let p = path(dir);
-    match std::fs::read(&p) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map_err(|e| format!("state file {}: {e}", p.display()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-        Err(e) => Err(format!("state file {}: {e}", p.display())),
-    }
+    Ok(load_json(dir, "state.json", "state file")?.unwrap_or_default())
 }
 
 pub fn save(dir: &Path, state: &State) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("state.dir {}: {e}", dir.display()))?;
-    let text = serde_json::to_vec_pretty(state).expect("state serializes");
-    super::atomic::write_atomically(&path(dir), &text)
+    save_json(dir, "state.json", state)
 }
 
 impl State {

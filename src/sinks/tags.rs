@@ -3,30 +3,23 @@
 //! run lock. Without it no pull counts as superseded, so a missing or unreadable file only
 //! keeps more images (the report says why), never fewer.
 
-use super::atomic::write_atomically;
+use super::atomic::{load_json, save_json};
 use crate::junk::SeenTags;
 use std::path::{Path, PathBuf};
 
+const NAME: &str = "tags.json";
+
 pub fn path(dir: &Path) -> PathBuf {
-    dir.join("tags.json")
+    dir.join(NAME)
 }
 
 /// The tags seen, empty when there is no file yet, or why it cannot be read.
 pub fn load(dir: &Path) -> Result<SeenTags, String> {
-    let p = path(dir);
-    match std::fs::read(&p) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| format!("the tags seen, {}, are unreadable: {e}", p.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SeenTags::default()),
-        Err(e) => Err(format!("the tags seen, {}: {e}", p.display())),
-    }
+    Ok(load_json(dir, NAME, "the file of tags seen")?.unwrap_or_default())
 }
 
 pub fn save(dir: &Path, seen: &SeenTags) -> Result<(), String> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("creating the state directory {}: {e}", dir.display()))?;
-    let bytes = serde_json::to_vec(seen).map_err(|e| e.to_string())?;
-    write_atomically(&path(dir), &bytes)
+    save_json(dir, NAME, seen)
 }
 
 #[cfg(test)]
@@ -41,7 +34,7 @@ mod tests {
         std::fs::write(path(dir.path()), "{not json").unwrap();
         assert!(load(dir.path())
             .unwrap_err()
-            .contains("tags.json, are unreadable"));
+            .contains("tags.json is unreadable"));
         let seen = SeenTags {
             daemon_id: "D".into(),
             ..Default::default()
