@@ -6,7 +6,7 @@ use crate::gates::GateName;
 use crate::report::{Outcome, Report};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -22,10 +22,6 @@ pub struct State {
     pub blocked_since: Option<i64>,
     /// When a run last completed a pruning pass.
     pub last_pruned: Option<i64>,
-}
-
-pub fn path(dir: &Path) -> PathBuf {
-    dir.join("state.json")
 }
 
 /// Reads the state; a missing file is a fresh start, an unreadable one is an error (the totals

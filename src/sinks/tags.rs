@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 const NAME: &str = "tags.json";
 
-pub fn path(dir: &Path) -> PathBuf {
+#[cfg(test)]
+fn path(dir: &Path) -> PathBuf {
     dir.join(NAME)
 }
 
