@@ -5,12 +5,12 @@
 
 use super::atomic::{load_json, save_json};
 use crate::junk::SeenTags;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const NAME: &str = "tags.json";
 
 #[cfg(test)]
-fn path(dir: &Path) -> PathBuf {
+fn path(dir: &Path) -> std::path::PathBuf {
     dir.join(NAME)
 }
 
