@@ -111,6 +111,28 @@ impl Address {
             Endpoint::Unix(_) => None,
         }
     }
+
+    /// The host of a `tcp://` address, without port or brackets: the name a TLS certificate
+    /// must carry.
+    pub fn host(&self) -> Option<&str> {
+        let authority = self.authority()?;
+        if let Some(rest) = authority.strip_prefix('[') {
+            return rest.split(']').next();
+        }
+        Some(authority.rsplit_once(':').map_or(authority, |(h, _)| h))
+    }
+
+    /// Whether a `tcp://` address stays on this host (a loopback address or `localhost`):
+    /// plain HTTP to it crosses no network.
+    pub fn is_loopback(&self) -> bool {
+        match self.host() {
+            None => true,
+            Some("localhost") => true,
+            Some(h) => h
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+        }
+    }
 }
 
 impl std::fmt::Display for Address {
@@ -146,6 +168,14 @@ mod tests {
         assert!(Address::parse("tcp://").is_err());
         assert!(Address::parse("/var/run/docker.sock").is_err());
         assert!(Address::parse("ssh://me@host").unwrap_err().contains("ssh"));
+        let host = |a: &str| Address::parse(a).unwrap().host().map(str::to_string);
+        assert_eq!(host("tcp://10.0.0.1:2376").as_deref(), Some("10.0.0.1"));
+        assert_eq!(host("tcp://[::1]:2376").as_deref(), Some("::1"));
+        assert_eq!(host("tcp://manager").as_deref(), Some("manager"));
+        let lo = |a: &str| Address::parse(a).unwrap().is_loopback();
+        assert!(lo("tcp://127.0.0.1:2375") && lo("tcp://[::1]:2375") && lo("tcp://localhost:1"));
+        assert!(lo("unix:///run/docker.sock"));
+        assert!(!lo("tcp://10.0.0.1:2375") && !lo("tcp://docker.example:2375"));
     }
 
     #[test]

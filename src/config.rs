@@ -82,6 +82,17 @@ pub struct DockerConfig {
     pub read_timeout: GoDuration,
     /// Bound on each prune call. Long: the daemon answers a prune only once it has finished.
     pub prune_timeout: GoDuration,
+    /// TLS for a `tcp://` daemon: a directory with `ca.pem` (the only CA trusted), `cert.pem`
+    /// and `key.pem`. Unset: `DOCKER_CERT_PATH` when `DOCKER_TLS_VERIFY` is set, as the docker
+    /// CLI does; else plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_path: Option<PathBuf>,
+    /// Plain HTTP to a daemon on another host lets anyone on the path read and command it, so
+    /// such an address is refused unless this is true. Loopback and sockets are always allowed.
+    pub allow_plain_tcp: bool,
+    /// The largest answer read from a daemon, in bytes: an endless or huge answer is an error,
+    /// not memory.
+    pub max_answer_bytes: u64,
 }
 
 impl Default for DockerConfig {
@@ -90,6 +101,9 @@ impl Default for DockerConfig {
             host: None,
             read_timeout: GoDuration::parse("30s").expect("valid literal"),
             prune_timeout: GoDuration::parse("30m").expect("valid literal"),
+            cert_path: None,
+            allow_plain_tcp: false,
+            max_answer_bytes: crate::docker::transport::DEFAULT_MAX_ANSWER,
         }
     }
 }
@@ -423,6 +437,19 @@ impl Config {
                      with TLS; a manager node itself needs no managers)"
                 ));
             }
+        }
+        if let Some(p) = self.docker.cert_path.as_ref().filter(|p| !p.is_absolute()) {
+            return Err(format!(
+                "key `docker.cert_path`: {:?} must be an absolute path",
+                p.display().to_string()
+            ));
+        }
+        if self.docker.max_answer_bytes < 1024 * 1024 {
+            return Err(format!(
+                "key `docker.max_answer_bytes`: {} is below 1048576 (1 MiB): a daemon's \
+                 ordinary answers would be refused",
+                self.docker.max_answer_bytes
+            ));
         }
         match &self.swarm.cert_path {
             None if !self.swarm.managers.is_empty() => {

@@ -6,6 +6,7 @@
 
 use crate::address::Address;
 use crate::config::{self, Config, Source};
+use crate::docker::transport::TlsFiles;
 use crate::duration::GoDuration;
 use crate::model::Class;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,11 @@ pub struct Settings {
     pub address: Address,
     pub read_timeout: Duration,
     pub prune_timeout: Duration,
+    /// TLS for a `tcp://` daemon address (`docker.cert_path`, or `DOCKER_CERT_PATH` with
+    /// `DOCKER_TLS_VERIFY`); `None`: plain HTTP, or a socket.
+    pub tls: Option<TlsFiles>,
+    /// `docker.max_answer_bytes`: the bound on every answer from the daemon and the managers.
+    pub max_answer: u64,
     pub gates: GateSettings,
     pub prune: PruneSettings,
     /// The run lock's path; `None` when `lock.enabled = false`.
@@ -170,6 +176,8 @@ impl Settings {
             address,
             read_timeout: config.docker.read_timeout.as_std(),
             prune_timeout: config.docker.prune_timeout.as_std(),
+            tls: config.docker.cert_path.clone().map(|dir| TlsFiles { dir }),
+            max_answer: config.docker.max_answer_bytes,
             gates: GateSettings {
                 disk: DiskGate::from(&g.disk),
                 live_runs: LiveRunsGate::new(g.live_runs.enabled, &g.live_runs.pattern)?,
@@ -221,9 +229,53 @@ impl Settings {
     ) -> Result<(Settings, Config, Source), String> {
         let (config, source) = config::load(explicit).map_err(|e| e.to_string())?;
         let address = Address::resolve(cli_host, config.docker.host.as_deref())?;
-        let settings = Settings::derive(&config, address)?;
+        let mut settings = Settings::derive(&config, address)?;
+        if settings.tls.is_none() {
+            settings.tls = env_tls(
+                std::env::var_os("DOCKER_TLS_VERIFY"),
+                std::env::var_os("DOCKER_CERT_PATH"),
+                std::env::var_os("HOME"),
+            );
+        }
+        refuse_plain_tcp(
+            &settings.address,
+            settings.tls.as_ref(),
+            config.docker.allow_plain_tcp,
+        )?;
         Ok((settings, config, source))
     }
+}
+
+/// The docker CLI's TLS environment: `DOCKER_TLS_VERIFY` set and not empty means TLS with the
+/// certificates in `DOCKER_CERT_PATH` (default `~/.docker`).
+fn env_tls(
+    verify: Option<std::ffi::OsString>,
+    cert_path: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<TlsFiles> {
+    verify.filter(|v| !v.is_empty())?;
+    let dir = match cert_path.filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(home?).join(".docker"),
+    };
+    Some(TlsFiles { dir })
+}
+
+/// A `tcp://` daemon on another host without TLS is refused unless `docker.allow_plain_tcp`:
+/// whoever is on the network path could read it and, through it, command the daemon.
+fn refuse_plain_tcp(
+    address: &Address,
+    tls: Option<&TlsFiles>,
+    allowed: bool,
+) -> Result<(), String> {
+    if address.authority().is_none() || address.is_loopback() || tls.is_some() || allowed {
+        return Ok(());
+    }
+    Err(format!(
+        "{address} is plain HTTP to another host: anyone on the way could read the daemon and \
+         command it. Use TLS (key `docker.cert_path`, or DOCKER_TLS_VERIFY=1 with \
+         DOCKER_CERT_PATH), or set `docker.allow_plain_tcp = true` for a network you trust"
+    ))
 }
 
 /// `[retention]`, derived once; `None` in the settings when the class is off.
@@ -290,5 +342,38 @@ mod tests {
             let s = Settings::derive(&config, Address::parse("tcp://h:1").unwrap()).unwrap();
             assert_eq!(s.prune.until(), sent, "{written}");
         }
+    }
+
+    #[test]
+    fn plain_tcp_to_another_host_is_refused_unless_allowed_or_tls() {
+        let far = Address::parse("tcp://10.0.0.1:2375").unwrap();
+        let err = refuse_plain_tcp(&far, None, false).unwrap_err();
+        assert!(err.contains("docker.allow_plain_tcp"), "{err}");
+        assert!(refuse_plain_tcp(&far, None, true).is_ok());
+        let tls = TlsFiles {
+            dir: PathBuf::from("/etc/prunegate/tls"),
+        };
+        assert!(refuse_plain_tcp(&far, Some(&tls), false).is_ok());
+        let near = Address::parse("tcp://127.0.0.1:2375").unwrap();
+        assert!(refuse_plain_tcp(&near, None, false).is_ok());
+    }
+
+    #[test]
+    fn the_docker_clis_tls_environment_is_honoured() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(env_tls(None, os("/c"), os("/root")), None);
+        assert_eq!(env_tls(os(""), os("/c"), os("/root")), None);
+        assert_eq!(
+            env_tls(os("1"), os("/c"), os("/root")),
+            Some(TlsFiles {
+                dir: PathBuf::from("/c")
+            })
+        );
+        assert_eq!(
+            env_tls(os("1"), None, os("/root")),
+            Some(TlsFiles {
+                dir: PathBuf::from("/root/.docker")
+            })
+        );
     }
 }

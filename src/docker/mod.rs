@@ -10,6 +10,7 @@ pub mod prune;
 mod raw;
 pub mod snapshot;
 pub mod tagged;
+pub mod transport;
 pub mod usage;
 
 use crate::address::Address;
@@ -55,6 +56,7 @@ fn with_causes(err: &dyn std::error::Error) -> String {
 #[derive(Clone)]
 pub struct Daemon {
     pub address: Address,
+    transport: transport::Transport,
     read: Docker,
     prune: Docker,
     read_timeout: Duration,
@@ -67,64 +69,38 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Builds the clients. Connecting is lazy: nothing is sent until the first read.
+    /// Builds the clients over one [`transport::Transport`]: `tls` for a `tcp://` address's
+    /// certificates (`docker.cert_path`, `DOCKER_CERT_PATH` or `swarm.cert_path`), answers
+    /// bounded by `max_answer` bytes. Certificates are loaded here; connecting is lazy.
     pub fn connect(
         address: &Address,
+        tls: Option<&transport::TlsFiles>,
+        max_answer: u64,
         read_timeout: Duration,
         prune_timeout: Duration,
     ) -> Result<Self, String> {
-        let base = Docker::connect_with_host(address.as_str()).map_err(|e| e.to_string())?;
-        Ok(Self::counting(address, base, read_timeout, prune_timeout))
-    }
-
-    /// A swarm manager's Engine API over TLS with client certificates, for reads only:
-    /// `cert_dir` holds `ca.pem`, `cert.pem` and `key.pem` (Docker's `DOCKER_CERT_PATH`
-    /// layout). Certificates are loaded here; connecting is lazy.
-    pub fn connect_tls(
-        address: &Address,
-        cert_dir: &std::path::Path,
-        read_timeout: Duration,
-    ) -> Result<Self, String> {
-        let file = |name: &str| cert_dir.join(name);
-        let base = Docker::connect_with_ssl(
-            address.as_str(),
-            &file("key.pem"),
-            &file("cert.pem"),
-            &file("ca.pem"),
-            read_timeout.as_secs().max(1),
-            bollard::API_DEFAULT_VERSION,
-        )
-        .map_err(|e| format!("{}: TLS with {}: {e}", address.as_str(), cert_dir.display()))?;
-        Ok(Self::counting(address, base, read_timeout, read_timeout))
-    }
-
-    /// The read and prune clients over one `base` client, each with its bound, both counting
-    /// every request they send.
-    fn counting(
-        address: &Address,
-        base: Docker,
-        read_timeout: Duration,
-        prune_timeout: Duration,
-    ) -> Self {
+        let transport = transport::Transport::new(address, tls, max_answer)?;
         let calls = Arc::new(AtomicUsize::new(0));
-        let counted = |docker: Docker, timeout: Duration| {
+        let counted = |timeout: Duration| {
             let calls = calls.clone();
-            docker
+            transport
+                .bollard(timeout.as_secs().max(1))
                 .with_timeout(timeout)
                 .with_request_modifier(move |req| {
                     calls.fetch_add(1, Ordering::Relaxed);
                     req
                 })
         };
-        Self {
+        Ok(Self {
             address: address.clone(),
-            read: counted(base.clone(), read_timeout),
-            prune: counted(base, prune_timeout),
+            read: counted(read_timeout),
+            prune: counted(prune_timeout),
+            transport,
             read_timeout,
             prune_timeout,
             calls,
             managers: Vec::new(),
-        }
+        })
     }
 
     /// With the managers a worker asks (see [`Daemon::managers`]).

@@ -9,9 +9,7 @@
 use super::Daemon;
 use crate::model::{humanize, ReadError};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::BodyExt;
 use std::sync::atomic::Ordering;
 
 impl Daemon {
@@ -20,27 +18,24 @@ impl Daemon {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let err = ReadError::local;
         let request = async {
-            let response = if let Some(socket) = self.address.socket_path() {
-                let uri: hyper::Uri = hyperlocal::Uri::new(socket, path_and_query).into();
-                let client: Client<_, Full<Bytes>> =
-                    Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
-                client.get(uri).await
-            } else {
-                let authority = self.address.authority().unwrap_or_default();
-                let uri: hyper::Uri = format!("http://{authority}{path_and_query}")
-                    .parse()
-                    .map_err(|e| err(format!("bad address {}: {e}", self.address)))?;
-                let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
-                    .build(hyper_util::client::legacy::connect::HttpConnector::new());
-                client.get(uri).await
-            }
-            .map_err(|e| err(format!("GET {path_and_query}: {e}")))?;
+            let get = hyper::Request::get(path_and_query)
+                .body(bollard::body_full(Bytes::new()))
+                .map_err(|e| err(format!("GET {path_and_query}: {e}")))?;
+            let response =
+                self.transport.send(get).await.map_err(|e| {
+                    err(format!("GET {path_and_query}: {}", super::with_causes(&e)))
+                })?;
             let status = response.status();
             let body = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| err(format!("GET {path_and_query}: reading the answer: {e}")))?
+                .map_err(|e| {
+                    err(format!(
+                        "GET {path_and_query}: reading the answer: {}",
+                        super::with_causes(&e)
+                    ))
+                })?
                 .to_bytes();
             if status.is_success() {
                 Ok(body)

@@ -4,6 +4,7 @@
 
 use crate::disk::{self, DiskPathSource, DiskReading};
 use crate::docker::snapshot::Snapshot;
+use crate::docker::transport::TlsFiles;
 use crate::docker::Daemon;
 use crate::engine::Engine;
 use crate::gates::GateInputs;
@@ -46,6 +47,8 @@ pub fn disk_before_daemon(settings: &Settings, command: Command) -> Option<Vec<D
 pub fn connect(settings: &Settings) -> Result<Daemon, String> {
     let daemon = Daemon::connect(
         &settings.address,
+        settings.tls.as_ref(),
+        settings.max_answer,
         settings.read_timeout,
         settings.prune_timeout,
     )?;
@@ -53,7 +56,13 @@ pub fn connect(settings: &Settings) -> Result<Daemon, String> {
         .managers
         .iter()
         .map(|m| match &settings.cert_path {
-            Some(dir) => Daemon::connect_tls(m, dir, settings.read_timeout),
+            Some(dir) => Daemon::connect(
+                m,
+                Some(&TlsFiles { dir: dir.clone() }),
+                settings.max_answer,
+                settings.read_timeout,
+                settings.read_timeout,
+            ),
             None => Err(format!("{}: swarm.cert_path is not set", m.as_str())),
         })
         .collect();
