@@ -51,6 +51,8 @@ rec {
     docker = {
       read_timeout = "30s";
       prune_timeout = "30m";
+      allow_plain_tcp = false;
+      max_answer_bytes = 268435456;
     };
     gates = {
       disk = {

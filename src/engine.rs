@@ -292,22 +292,54 @@ pub fn is_image_id(id: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
+/// Whether `name` is a repository name a daemon may be sent in a path: components of the
+/// characters registries' names use (letters, digits, `.`, `_`, `-`, and `:` for a port),
+/// separated by single `/`, none of them `.` or `..` and none starting with `.` — nothing a URL
+/// library would resolve as a dot segment, nothing that ends the path (`?`, `#`, `%`).
+fn is_repository(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('/').all(|c| {
+            !c.is_empty()
+                && !c.starts_with('.')
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+        })
+}
+
 /// Whether `reference` is a digest reference a daemon may be sent in a path, `REPO@sha256:<64
-/// hex>` with a repository of the characters a registry's names use (lowercase letters,
-/// digits, `.`, `_`, `-`, `/`, and `:` for a port) and no `..`: the images step deletes an
-/// image by its digests when they span repositories, and a daemon's listing is not trusted to
-/// put only that into a request path.
+/// hex>`: the images step deletes an image by its digests when they span repositories, and a
+/// daemon's listing is not trusted to put only that into a request path.
 pub fn is_digest_reference(reference: &str) -> bool {
     let Some((repo, digest)) = reference.split_once('@') else {
         return false;
     };
-    let repo_ok = !repo.is_empty()
-        && !repo.contains("..")
-        && !repo.starts_with('/')
-        && repo
+    is_repository(repo) && !repo.bytes().any(|b| b.is_ascii_uppercase()) && is_image_id(digest)
+}
+
+/// Whether `reference` is `REPO:TAG` as Docker's reference grammar has it (a tag: a letter,
+/// digit or `_`, then up to 127 of those, `.` and `-`): what the retention class untags by.
+pub fn is_tag_reference(reference: &str) -> bool {
+    let last = reference.rfind('/').map_or(0, |i| i + 1);
+    let Some(colon) = reference[last..].rfind(':').map(|c| last + c) else {
+        return false;
+    };
+    let (repo, tag) = (&reference[..colon], &reference[colon + 1..]);
+    let tag_ok = tag.len() <= 128
+        && tag
             .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' | b'/' | b':'));
-    repo_ok && is_image_id(digest)
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    tag_ok && is_repository(repo)
+}
+
+/// Whether `reference` may go into a request path at all: an image id, a digest reference or
+/// a tag reference. Checked where the path is made (`docker/`), for every reference a
+/// daemon's answer supplied: `../volumes/x` would otherwise become a volume's path.
+pub fn is_path_safe_reference(reference: &str) -> bool {
+    is_image_id(reference) || is_digest_reference(reference) || is_tag_reference(reference)
 }
 
 /// A container state in Docker's words. Podman 4.3's compat API says `stopped` for a container
@@ -435,6 +467,33 @@ mod tests {
             assert!(!is_digest_reference(&bad), "{bad}");
         }
         assert!(is_image_id(&d) && !is_image_id("sha256:ABC") && !is_image_id("../x"));
+        for good in [
+            "app:1",
+            "127.0.0.1:5000/team/app:v1.2-rc_3",
+            "Registry.Example/app:_x",
+        ] {
+            assert!(
+                is_tag_reference(good) && is_path_safe_reference(good),
+                "{good}"
+            );
+        }
+        for bad in [
+            "../volumes/x:1",
+            "app/../../volumes/x:1",
+            "app/./x:1",
+            "app//x:1",
+            "app:1?force=true",
+            "app:1#x",
+            "app%2f..:1",
+            "app:.hidden",
+            "app",
+            "app:",
+            ":1",
+            "/app:1",
+        ] {
+            assert!(!is_path_safe_reference(bad), "{bad}");
+        }
+        assert!(is_path_safe_reference(&d) && is_path_safe_reference(&format!("app@{d}")));
         assert_eq!(
             tags(&["<none>:<none>".into(), "a:1".into()]).collect::<Vec<_>>(),
             ["a:1"]

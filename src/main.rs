@@ -107,7 +107,11 @@ fn config_check(common: &Common) -> ExitCode {
                     source.path.display()
                 )
             };
-            println!("{what} (daemon address: {})", settings.address);
+            println!(
+                "{} (daemon address: {})",
+                report::printable(&what),
+                report::printable(settings.address.as_str())
+            );
             ExitCode::SUCCESS
         }
         Err(e) => usage_error(&e, false, "config check"),
@@ -169,7 +173,7 @@ fn debug_snapshot(common: &Common) -> ExitCode {
 }
 
 fn usage_error(message: &str, json: bool, command: &str) -> ExitCode {
-    eprintln!("prunegate: error: {message}");
+    eprintln!("prunegate: error: {}", report::printable(message));
     if json {
         let doc = serde_json::json!({ "command": command, "outcome": "error", "error": message });
         println!(
@@ -192,7 +196,7 @@ where
         .map_err(|e| format!("cannot start the async runtime: {e}"))
         .and_then(|rt| rt.block_on(body));
     result.unwrap_or_else(|e| {
-        eprintln!("prunegate: error: {e}");
+        eprintln!("prunegate: error: {}", report::printable(&e));
         ExitCode::from(EXIT_FAILURE)
     })
 }
@@ -224,7 +228,7 @@ fn gated(command: Command, common: &Common, dry_run: bool) -> ExitCode {
             print!("{}", report.to_text());
         }
         if let Some(e) = &report.error {
-            eprintln!("prunegate: error: {e}");
+            eprintln!("prunegate: error: {}", report::printable(e));
         }
         Ok(ExitCode::from(report.outcome.exit_code() as u8))
     })

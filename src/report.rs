@@ -319,7 +319,7 @@ impl Report {
             "prunegate {}: {} ({})",
             self.command.as_str(),
             self.outcome_name(),
-            self.docker_host
+            p(&self.docker_host)
         );
         for g in &self.gates {
             let state = match (g.enabled, g.open) {
@@ -327,14 +327,19 @@ impl Report {
                 (true, true) => "open  ",
                 (true, false) => "CLOSED",
             };
-            let _ = writeln!(out, "  gate {:<10} {state} {}", g.name.as_str(), g.reason);
+            let _ = writeln!(
+                out,
+                "  gate {:<10} {state} {}",
+                g.name.as_str(),
+                p(&g.reason)
+            );
         }
         if let Some(g) = &self.stopped_by {
             let _ = writeln!(
                 out,
                 "  stopped: gate {} closed before a step: {}",
                 g.name.as_str(),
-                g.reason
+                p(&g.reason)
             );
         }
         for s in &self.steps {
@@ -348,7 +353,7 @@ impl Report {
                 human_bytes(s.reclaimed_bytes)
             );
             if let Some(r) = &s.reason {
-                let _ = write!(out, " ({r})");
+                let _ = write!(out, " ({})", p(r));
             }
             out.push('\n');
             for o in s.objects.iter().flatten() {
@@ -362,7 +367,7 @@ impl Report {
                         true => k.id.get(..19).unwrap_or(&k.id).to_string(),
                         false => k.tags.join(", "),
                     };
-                    let _ = writeln!(out, "    kept {name}: {}", k.why);
+                    let _ = writeln!(out, "    kept {}: {}", p(&name), p(&k.why));
                 }
             } else if let Some(kept) = s.kept.as_ref().filter(|k| !k.is_empty()) {
                 if s.class == Class::Images {
@@ -387,10 +392,10 @@ impl Report {
             }
         }
         if let Some(e) = &self.error {
-            let _ = writeln!(out, "  error: {e}");
+            let _ = writeln!(out, "  error: {}", p(e));
         }
         for w in &self.warnings {
-            let _ = writeln!(out, "  warning: {w}");
+            let _ = writeln!(out, "  warning: {}", p(w));
         }
         if let Some(a) = &self.advisory {
             let _ = writeln!(
@@ -401,7 +406,7 @@ impl Report {
                 human_bytes(a.unused_tagged_images_bytes),
                 a.unused_volumes,
                 human_bytes(a.unused_volumes_bytes),
-                a.retention
+                p(&a.retention)
             );
         }
         if self.command != Command::Check {
@@ -411,7 +416,7 @@ impl Report {
         }
         let _ = write!(out, "{} API calls", self.api_calls);
         for m in &self.manager_api_calls {
-            let _ = write!(out, " + {} to manager {}", m.api_calls, m.address);
+            let _ = write!(out, " + {} to manager {}", m.api_calls, p(&m.address));
         }
         let _ = writeln!(out, ", {} ms", self.duration_ms);
         out
@@ -423,10 +428,37 @@ fn write_object(out: &mut String, o: &Candidate) {
     let _ = writeln!(
         out,
         "    {}  {:>9}  {}",
-        short(&o.id),
+        p(short(&o.id)),
         o.size_bytes.map_or("-".to_string(), human_bytes),
-        o.description
+        p(&o.description)
     );
+}
+
+/// `text` safe to print on a terminal: every control character (C0, DEL, C1) and every Unicode
+/// bidirectional control escaped, newlines included. Daemon-supplied strings (a build-cache
+/// record's description is any Dockerfile's `RUN` line) reached the terminal raw and set its
+/// title, cleared it, wrote the clipboard (OSC 52) and forged report lines.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn p(text: &str) -> std::borrow::Cow<'_, str> {
+    printable(text)
 }
 
 fn short(id: &str) -> &str {
@@ -509,5 +541,16 @@ mod tests {
             (1, 60)
         );
         assert_eq!((a.unused_volumes, a.unused_volumes_bytes), (1, 10));
+    }
+
+    #[test]
+    fn control_characters_from_a_daemon_never_reach_the_terminal() {
+        let hostile = "RUN x \u{1b}]0;owned\u{7}\u{1b}[2J\u{1b}]52;c;cHduZWQ=\u{7}\nprunegate run: pruned\u{202e}";
+        let out = printable(hostile);
+        assert!(!out.chars().any(|c| c.is_control()), "{out:?}");
+        assert!(out.contains("\\u{1b}]0;owned"), "{out}");
+        assert!(out.contains("\\nprunegate run"), "{out}");
+        assert!(out.contains("\\u{202e}"), "{out}");
+        assert_eq!(printable("plain: ünïcode ok"), "plain: ünïcode ok");
     }
 }

@@ -444,3 +444,66 @@ fn a_daemon_refusing_a_filter_skips_that_step_saying_why() {
     assert_eq!(report["steps"][1]["status"], "done", "the run went on");
     assert!(!after.images.contains(&junk), "the images step ran");
 }
+
+/// Plain HTTP to a daemon on another host was accepted silently (issue 22): it is a usage error
+/// naming the way out, unless `docker.allow_plain_tcp`; loopback stays allowed; and with the
+/// docker CLI's `DOCKER_TLS_VERIFY` the certificates of `DOCKER_CERT_PATH` are used (their
+/// absence is then the error, before anything is sent).
+#[test]
+fn plain_tcp_to_another_host_is_refused_and_the_tls_environment_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |host: &str, config: &str, env: &[(&str, &str)]| {
+        let file = dir.path().join(format!("c{}.toml", unique()));
+        std::fs::write(&file, config).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prunegate"));
+        cmd.args([
+            "check",
+            "--config",
+            file.to_str().unwrap(),
+            "--docker-host",
+            host,
+        ])
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run::from(cmd.output().unwrap())
+    };
+    let far = "tcp://192.0.2.1:2375";
+    let r = run(far, "", &[]);
+    no_panic(&r);
+    r.expect(2);
+    assert!(r.stderr.contains("docker.allow_plain_tcp"), "{}", r.stderr);
+    // Allowed: it is then only unreachable (TEST-NET-1), a runtime error, not a usage one.
+    let r = run(
+        far,
+        "[docker]\nallow_plain_tcp = true\nread_timeout = \"1s\"\n",
+        &[],
+    );
+    no_panic(&r);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let r = run(
+        "tcp://127.0.0.1:1",
+        "[docker]\nread_timeout = \"1s\"\n",
+        &[],
+    );
+    assert_eq!(r.code, 1, "loopback is allowed: {}", r.stderr);
+    let missing = dir.path().join("no-certs");
+    let r = run(
+        far,
+        "",
+        &[
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", missing.to_str().unwrap()),
+        ],
+    );
+    no_panic(&r);
+    assert!(
+        r.stderr
+            .contains(&format!("{}", missing.join("ca.pem").display())),
+        "the TLS environment names the CA it needs: {}",
+        r.stderr
+    );
+}

@@ -35,6 +35,20 @@ pub struct UseEvent {
 /// How many image inspections run at once.
 const INSPECT_CONCURRENCY: usize = 8;
 
+/// Refuses, before anything is sent, a reference a daemon's answer supplied that is not an
+/// image id, digest or tag reference ([`crate::engine::is_path_safe_reference`]): bollard puts
+/// it into the path as it is, and its URL parser resolves `..`.
+fn path_safe(reference: &str) -> Result<(), ReadError> {
+    if crate::engine::is_path_safe_reference(reference) {
+        Ok(())
+    } else {
+        Err(ReadError::local(format!(
+            "refused to send {:?}: not an image id or reference (from the daemon's own answer)",
+            reference
+        )))
+    }
+}
+
 impl Daemon {
     /// The top-level image list, ids normalised.
     pub async fn images(&self) -> Read<Vec<ImageSummary>> {
@@ -58,6 +72,7 @@ impl Daemon {
 
     /// The id a reference names now.
     pub async fn image_id_of(&self, reference: &str) -> Result<String, ReadError> {
+        path_safe(reference)?;
         let i = self
             .read
             .inspect_image(reference)
@@ -107,6 +122,7 @@ impl Daemon {
             .filter(|i| crate::engine::is_tagged(&i.repo_tags));
         let inspected: Vec<Read<(String, Vec<String>)>> = stream::iter(tagged)
             .map(|i| async move {
+                path_safe(&i.id)?;
                 let inspect = self
                     .read
                     .inspect_image(&i.id)
@@ -162,6 +178,7 @@ impl Daemon {
     /// An image's tags now (`/images/{id}/json`): checked right before the images step deletes
     /// it, so that an image tagged since the listing is not deleted.
     pub async fn image_tags(&self, id: &str) -> Read<Vec<String>> {
+        path_safe(id)?;
         let i = self
             .read
             .inspect_image(id)
@@ -181,6 +198,7 @@ impl Daemon {
         reference: &str,
         noprune: bool,
     ) -> Result<Vec<Removed>, ReadError> {
+        path_safe(reference)?;
         let opts = RemoveImageOptionsBuilder::default()
             .force(false)
             .noprune(noprune)

@@ -1,7 +1,8 @@
 //! A private, throwaway dockerd for each test, and helpers to build fixtures on it, by role:
 //! [`daemon`] (its life), [`api`] (the tests' own view of it), [`fixtures`] (objects made on
 //! it), [`tarball`] (images made without a registry), [`registry`] (a private registry to
-//! pull from), [`prunegate`] (running prunegate against it and reading its reports).
+//! pull from), [`prunegate`] (running prunegate against it and reading its reports), [`relay`]
+//! (a hostile daemon: the real one's answers, rewritten as a test says).
 //!
 //! Tests never touch the machine's own daemon. If the daemon cannot start, the test fails and
 //! says what is missing: these tests never skip.
@@ -14,6 +15,7 @@ mod engine;
 mod fixtures;
 mod prunegate;
 mod registry;
+mod relay;
 mod tarball;
 
 pub use api::*;
@@ -21,4 +23,5 @@ pub use daemon::*;
 pub use engine::*;
 pub use prunegate::*;
 pub use registry::*;
+pub use relay::*;
 pub use tarball::*;
