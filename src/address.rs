@@ -91,6 +91,16 @@ impl Address {
         Address::parse(&text).map_err(|e| format!("{}: {e}", origin.key()))
     }
 
+    /// Which flag, key or variable the address in force comes from, for errors about it.
+    pub fn origin(cli: Option<&str>, config: Option<&str>) -> Origin {
+        pick(
+            cli,
+            config,
+            std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()),
+        )
+        .1
+    }
+
     /// The address as written: what reports, logs and bollard are given.
     pub fn as_str(&self) -> &str {
         &self.text

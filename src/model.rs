@@ -205,3 +205,38 @@ mod tests {
         assert_eq!(human_bytes(1_500_000), "1.5 MB");
     }
 }
+
+/// Set by SIGTERM/SIGINT. Steps check it only between steps (and between images in a step that
+/// deletes one by one), so a decision is never cut in half and a prune the daemon has started
+/// is allowed to finish. A *read* in flight is cut at once ([`Interrupt::wait`] in the
+/// transport): it changes nothing, and a daemon that never answers must not keep a stopping
+/// run for the whole read timeout.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt {
+    raised: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    notify: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Interrupt {
+    pub fn raise(&self) {
+        self.raised.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn raised(&self) -> bool {
+        self.raised.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Returns once the interrupt is raised (at once if it already is).
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.raised() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

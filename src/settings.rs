@@ -241,7 +241,11 @@ impl Settings {
             &settings.address,
             settings.tls.as_ref(),
             config.docker.allow_plain_tcp,
-        )?;
+        )
+        .map_err(|e| {
+            let origin = Address::origin(cli_host, config.docker.host.as_deref());
+            format!("{}: {e}", origin.key())
+        })?;
         Ok((settings, config, source))
     }
 }

@@ -507,3 +507,53 @@ fn plain_tcp_to_another_host_is_refused_and_the_tls_environment_honoured() {
         r.stderr
     );
 }
+
+/// SIGTERM ends a run wherever it is blocked (issue 22): a read the daemon never answers is
+/// abandoned at the signal, not at the read timeout (60 s here), and the run still reports,
+/// outcome `interrupted`, nothing decided on the reads it did not finish.
+#[test]
+fn sigterm_cuts_a_read_the_daemon_never_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("silent.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[docker]\nread_timeout = \"60s\"\n[lock]\npath = \"{}\"\n[state]\ndir = \"{}\"\n",
+            dir.path().join("lock").display(),
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_prunegate"))
+        .args(["run", "--json", "--config", config.to_str().unwrap()])
+        .arg("--docker-host")
+        .arg(format!("unix://{}", sock.display()))
+        .env_remove("DOCKER_HOST")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Long enough for prunegate to be waiting on its first read.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let r = Run::from(child.wait_with_output().unwrap());
+    no_panic(&r);
+    r.expect(1);
+    let report = r.json();
+    assert_eq!(report["outcome"], "interrupted", "{report}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.contains("interrupted by a signal"), "{report}");
+    assert!(!r.stdout.contains("no answer within"), "{}", r.stdout);
+}

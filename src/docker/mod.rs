@@ -103,6 +103,15 @@ impl Daemon {
         })
     }
 
+    /// Reads of this daemon and its managers are abandoned when `interrupt` is raised.
+    pub fn with_interrupt(self, interrupt: &crate::model::Interrupt) -> Self {
+        self.transport.set_interrupt(interrupt.clone());
+        for m in self.managers.iter().flatten() {
+            m.transport.set_interrupt(interrupt.clone());
+        }
+        self
+    }
+
     /// With the managers a worker asks (see [`Daemon::managers`]).
     pub fn with_managers(mut self, managers: Vec<Result<Daemon, String>>) -> Self {
         self.managers = managers;

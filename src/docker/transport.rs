@@ -221,6 +221,10 @@ impl tower_service::Service<Uri> for Connector {
 #[derive(Clone)]
 pub struct Transport {
     client: Client<Connector, Body>,
+    /// Cuts a read in flight when raised ([`crate::model::Interrupt`]); prunes and deletes are
+    /// let finish, so their answers (what the engine removed) are reported.
+    /// Shared by the clones bollard's clients hold, so it can be set after they are made.
+    interrupt: Arc<std::sync::OnceLock<crate::model::Interrupt>>,
     /// `http://host:port` (or `http://docker` for a socket): what request URIs start with.
     base: String,
 }
@@ -262,11 +266,31 @@ impl Transport {
         // One connection per request: the answer bound is counted per connection.
         builder.pool_max_idle_per_host(0);
         let client = builder.build(Connector { target, max_answer });
-        Ok(Self { client, base })
+        Ok(Self {
+            client,
+            base,
+            interrupt: Arc::default(),
+        })
     }
 
-    /// Sends `request` (its URI's path and query; its host is ignored) to the daemon.
-    pub async fn send(
+    /// Reads are cut short when `interrupt` is raised (set once; later calls change nothing).
+    pub fn set_interrupt(&self, interrupt: crate::model::Interrupt) {
+        let _ = self.interrupt.set(interrupt);
+    }
+
+    /// Sends `request` (its URI's path and query; its host is ignored) to the daemon. A GET is
+    /// abandoned as soon as the interrupt is raised.
+    pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, SendError> {
+        match (self.interrupt.get(), request.method() == hyper::Method::GET) {
+            (Some(interrupt), true) => tokio::select! {
+                r = self.forward(request) => r.map_err(SendError::Http),
+                _ = interrupt.wait() => Err(SendError::Interrupted),
+            },
+            _ => self.forward(request).await.map_err(SendError::Http),
+        }
+    }
+
+    async fn forward(
         &self,
         mut request: Request<Body>,
     ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
@@ -288,9 +312,12 @@ impl Transport {
         let transport = move |req: bollard::BollardRequest| {
             let me = me.clone();
             async move {
-                me.send(req)
-                    .await
-                    .map_err(|err| bollard::errors::Error::HyperLegacyError { err })
+                me.send(req).await.map_err(|e| match e {
+                    SendError::Http(err) => bollard::errors::Error::HyperLegacyError { err },
+                    SendError::Interrupted => bollard::errors::Error::IOError {
+                        err: std::io::Error::other(INTERRUPTED),
+                    },
+                })
             }
         };
         bollard::Docker::connect_with_custom_transport(
@@ -301,4 +328,16 @@ impl Transport {
         )
         .expect("a custom transport always connects")
     }
+}
+
+/// What a read cut by a signal says.
+pub const INTERRUPTED: &str = "interrupted by a signal";
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Http(hyper_util::client::legacy::Error),
+    #[error("{INTERRUPTED}")]
+    Interrupted,
 }

@@ -56,11 +56,14 @@ pub async fn run(
         },
     };
     match super::inputs::connect(settings) {
-        Ok(daemon) => finish(
-            settings,
-            runner::execute(command, settings, &daemon, dry_run, interrupt, early).await,
-            prunes,
-        ),
+        Ok(daemon) => {
+            let daemon = daemon.with_interrupt(interrupt);
+            finish(
+                settings,
+                runner::execute(command, settings, &daemon, dry_run, interrupt, early).await,
+                prunes,
+            )
+        }
         Err(e) => {
             let error = format!("cannot reach the Docker daemon at {host}: {e}");
             done(Report::failed(command, host, until, error))

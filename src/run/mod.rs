@@ -12,21 +12,4 @@ pub mod retention;
 pub mod runner;
 pub mod schedule;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
-/// Set by SIGTERM/SIGINT; checked only between steps (and between images in a step that
-/// deletes one by one), so a decision is never cut in half and a
-/// prune the daemon has started is allowed to finish.
-#[derive(Debug, Clone, Default)]
-pub struct Interrupt(Arc<AtomicBool>);
-
-impl Interrupt {
-    pub fn raise(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    pub fn raised(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+pub use crate::model::Interrupt;

@@ -42,6 +42,13 @@ pub async fn execute(
     );
     let inputs = inputs::read(settings, command, daemon, early).await;
     report.gates = gates::evaluate_all(&settings.gates, command, &inputs);
+    // A signal during the reads cut them short: nothing was decided on them, nothing removed.
+    if interrupt.raised() {
+        report.outcome = Outcome::Interrupted;
+        report.error = Some("interrupted by a signal while reading the daemon".into());
+        report.api_calls = daemon.api_calls();
+        return report;
+    }
     let all_open = report.gates.iter().all(|g| g.open);
     // Use is learned on every run that could prune, whatever the gates say.
     let learned = retention::learned(settings, daemon, &inputs.snapshot, command, dry_run).await;
