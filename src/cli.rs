@@ -67,6 +67,12 @@ pub enum Cmd {
         #[command(flatten)]
         common: Common,
     },
+    /// On a swarm manager: answer workers' swarm reads (services, tasks, info) over mutual TLS,
+    /// redacted to what the gates need, and nothing else (`[serve]`)
+    ServeSwarm {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Validate or show the configuration
     Config {
         #[command(subcommand)]
@@ -95,6 +101,7 @@ impl Cmd {
             | Cmd::Check { common }
             | Cmd::Reclaim { common, .. }
             | Cmd::Daemon { common }
+            | Cmd::ServeSwarm { common }
             | Cmd::Config {
                 action: ConfigCmd::Check { common } | ConfigCmd::Show { common },
             }

@@ -24,6 +24,7 @@ pub struct Config {
     pub state: StateConfig,
     pub schedule: ScheduleConfig,
     pub swarm: SwarmConfig,
+    pub serve: ServeConfig,
     pub retention: RetentionConfig,
 }
 
@@ -58,8 +59,23 @@ impl Default for RetentionConfig {
     }
 }
 
+/// `prunegate serve-swarm`, on a manager: the swarm reads the workers' gates need, over mutual
+/// TLS, and nothing else (docs/swarm.md, docs/security.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address and port to listen on, e.g. `0.0.0.0:7676`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// `ca.pem` (the CA whose client certificates are accepted: the workers'), `cert.pem` and
+    /// `key.pem` (this manager's server certificate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_path: Option<PathBuf>,
+}
+
 /// How a swarm worker learns what the swarm is doing: only managers can list services and
-/// tasks, so a worker asks one of them over the Engine API, with TLS client certificates.
+/// tasks, so a worker asks one of them with TLS client certificates — `prunegate serve-swarm`
+/// on the manager (the restricted way), or the manager's Engine API.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SwarmConfig {
@@ -437,6 +453,17 @@ impl Config {
                      with TLS; a manager node itself needs no managers)"
                 ));
             }
+        }
+        if let Some(listen) = &self.serve.listen {
+            listen.parse::<std::net::SocketAddr>().map_err(|e| {
+                format!("key `serve.listen`: {listen:?} is not an address and port like 0.0.0.0:7676: {e}")
+            })?;
+        }
+        if let Some(p) = self.serve.cert_path.as_ref().filter(|p| !p.is_absolute()) {
+            return Err(format!(
+                "key `serve.cert_path`: {:?} must be an absolute path",
+                p.display().to_string()
+            ));
         }
         if let Some(p) = self.docker.cert_path.as_ref().filter(|p| !p.is_absolute()) {
             return Err(format!(

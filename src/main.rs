@@ -19,6 +19,7 @@ mod plan;
 mod report;
 mod retention;
 mod run;
+mod serve;
 mod settings;
 mod sinks;
 mod uptime;
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
         Cmd::Check { common } => gated(Command::Check, &common, false),
         Cmd::Reclaim { common, dry_run } => gated(Command::Reclaim, &common, dry_run),
         Cmd::Daemon { common } => daemon(&common),
+        Cmd::ServeSwarm { common } => serve_swarm(&common),
         Cmd::Config {
             action: ConfigCmd::Check { common },
         } => config_check(&common),
@@ -248,6 +250,24 @@ fn daemon(common: &Common) -> ExitCode {
             out,
         )
         .await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn serve_swarm(common: &Common) -> ExitCode {
+    let settings = match load(common) {
+        Ok((settings, _, _)) => settings,
+        Err(e) => return usage_error(&e, false, "serve-swarm"),
+    };
+    let Some(serve) = settings.serve.clone() else {
+        return usage_error(
+            "keys `serve.listen` and `serve.cert_path`: both are needed by serve-swarm",
+            false,
+            "serve-swarm",
+        );
+    };
+    block_on(async {
+        serve::run(&settings, &serve).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -23,6 +23,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// `docker.max_answer_bytes`: the bound on every answer from the daemon and the managers.
     pub max_answer: u64,
+    /// `[serve]`, when both its keys are set: what `prunegate serve-swarm` needs.
+    pub serve: Option<ServeSettings>,
     pub gates: GateSettings,
     pub prune: PruneSettings,
     /// The run lock's path; `None` when `lock.enabled = false`.
@@ -178,6 +180,15 @@ impl Settings {
             prune_timeout: config.docker.prune_timeout.as_std(),
             tls: config.docker.cert_path.clone().map(|dir| TlsFiles { dir }),
             max_answer: config.docker.max_answer_bytes,
+            serve: match (&config.serve.listen, &config.serve.cert_path) {
+                (Some(listen), Some(dir)) => Some(ServeSettings {
+                    listen: listen
+                        .parse()
+                        .map_err(|e| format!("key `serve.listen`: {listen:?}: {e}"))?,
+                    tls: TlsFiles { dir: dir.clone() },
+                }),
+                _ => None,
+            },
             gates: GateSettings {
                 disk: DiskGate::from(&g.disk),
                 live_runs: LiveRunsGate::new(g.live_runs.enabled, &g.live_runs.pattern)?,
@@ -248,6 +259,13 @@ impl Settings {
         })?;
         Ok((settings, config, source))
     }
+}
+
+/// `prunegate serve-swarm`'s listening address and certificates (`ca.pem`: the workers' CA).
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub listen: std::net::SocketAddr,
+    pub tls: TlsFiles,
 }
 
 /// The docker CLI's TLS environment: `DOCKER_TLS_VERIFY` set and not empty means TLS with the

@@ -173,11 +173,32 @@ fn certificates(dir: &Path, server_ip: &str) -> (PathBuf, PathBuf) {
     (dir.to_path_buf(), client)
 }
 
+/// `prunegate serve-swarm` running in a node's namespace; stopped when dropped.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A server directory for `serve.cert_path`: the CA of the clients it accepts, and its own
+/// certificate and key.
+fn serve_dir(to: &Path, client_ca: &Path, server_cert: &Path, server_key: &Path) -> PathBuf {
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::copy(client_ca, to.join("ca.pem")).unwrap();
+    std::fs::copy(server_cert, to.join("cert.pem")).unwrap();
+    std::fs::copy(server_key, to.join("key.pem")).unwrap();
+    to.to_path_buf()
+}
+
 struct Swarm {
-    // Dropped first: the daemons, then the namespaces they ran in.
+    // Dropped first: the server, the daemons, then the namespaces they ran in.
+    served: Vec<Served>,
     nodes: Vec<PrivateDaemon>,
     net: Net,
-    _certs: tempfile::TempDir,
+    certs: tempfile::TempDir,
     client: PathBuf,
     manager_api: String,
 }
@@ -194,25 +215,15 @@ impl Swarm {
             .prefix("pg-tls-")
             .tempdir_in("/tmp")
             .unwrap();
+        // prunegate's own CA: the manager's serve-swarm certificate and the workers' client
+        // certificate. The managers' daemons listen on no TCP port at all.
         let (server, client) = certificates(certs.path(), &net.addr(1));
-        let manager_api = format!("tcp://{}:2376", net.addr(1));
+        let manager_api = format!("tcp://{}:7676", net.addr(1));
         let mut nodes = Vec::new();
         for k in 1..=3 {
-            let mut args = Vec::new();
-            if k == 1 {
-                let pem = |f: &str| server.join(f).display().to_string();
-                args = vec![
-                    "-H".into(),
-                    manager_api.clone(),
-                    "--tlsverify".into(),
-                    format!("--tlscacert={}", pem("ca.pem")),
-                    format!("--tlscert={}", pem("server-cert.pem")),
-                    format!("--tlskey={}", pem("server-key.pem")),
-                ];
-            }
             nodes.push(PrivateDaemon::start_node(Some(Node {
                 netns: net.node(k).to_string(),
-                args,
+                args: Vec::new(),
             })));
         }
         let manager = &nodes[0];
@@ -243,13 +254,91 @@ impl Swarm {
         for n in &nodes {
             n.build("pg-base:1", "", "base");
         }
-        Swarm {
+        let mut swarm = Swarm {
+            served: Vec::new(),
             nodes,
             net,
-            _certs: certs,
+            certs,
             client,
             manager_api,
-        }
+        };
+        let dir = serve_dir(
+            &swarm.certs.path().join("serve"),
+            &server.join("ca.pem"),
+            &server.join("server-cert.pem"),
+            &server.join("server-key.pem"),
+        );
+        let served = swarm.serve(7676, &dir);
+        swarm.served.push(served);
+        swarm
+    }
+
+    /// Starts `prunegate serve-swarm` on node 1 (the manager) at `port` with the certificates
+    /// in `dir`, and waits until it listens.
+    fn serve(&self, port: u16, dir: &Path) -> Served {
+        let m = &self.nodes[0];
+        let config = m.dir.path().join(format!("serve-{port}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[serve]\nlisten = \"{}:{port}\"\ncert_path = \"{}\"\n",
+                self.net.addr(1),
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let log = m.dir.path().join(format!("serve-{port}.log"));
+        let mut cmd = m.node.as_ref().unwrap().enter();
+        cmd.arg(env!("CARGO_BIN_EXE_prunegate"))
+            .args(["serve-swarm", "--config", config.to_str().unwrap()])
+            .arg("--docker-host")
+            .arg(&m.host)
+            .env_remove("DOCKER_HOST")
+            .env("PRUNEGATE_LOG", "prunegate=debug")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let served = Served(cmd.spawn().expect("starting prunegate serve-swarm"));
+        m.wait_for(&format!("serve-swarm to listen on {port}"), || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("serving the swarm's reads")
+        });
+        served
+    }
+
+    /// A raw request from node `k` to `addr:port` over TLS with the client certificate in
+    /// `client` (openssl s_client): the answer's text, or the error.
+    fn raw(&self, k: usize, addr: &str, client: &Path, request: &str) -> String {
+        let mut child = self.nodes[k - 1]
+            .node
+            .as_ref()
+            .unwrap()
+            .enter()
+            .args(["openssl", "s_client", "-quiet", "-connect", addr])
+            .arg("-cert")
+            .arg(client.join("cert.pem"))
+            .arg("-key")
+            .arg(client.join("key.pem"))
+            .arg("-CAfile")
+            .arg(client.join("ca.pem"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("running openssl s_client");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(request.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     }
 
     fn node_id(&self, k: usize) -> String {
@@ -361,6 +450,8 @@ fn every_node_of_a_three_node_swarm_decides_on_the_managers_view() {
             "com.docker.stack.namespace=ci-7",
             "--constraint",
             &format!("node.id=={n3}"),
+            "--env",
+            "DB_PASSWORD=hunter2",
         ],
         "pg-base:1",
     );
@@ -398,6 +489,7 @@ fn every_node_of_a_three_node_swarm_decides_on_the_managers_view() {
         }
         assert_eq!(r.code, 10, "check with a gate closed");
     }
+    workers_key_reads_the_swarm_and_nothing_else(&s);
     s.remove_service("ci-7_job");
 
     // A service that cannot converge: every node skips.
@@ -488,6 +580,33 @@ fn every_node_of_a_three_node_swarm_decides_on_the_managers_view() {
     row("client certificate from another CA", 2, &report);
     assert_eq!(gate(&report, "converging")["open"], false, "{report}");
 
+    // A manager impersonated with a certificate from a second CA, which the worker's
+    // SSL_CERT_FILE trusts: only swarm.cert_path's ca.pem counts, so it is refused (bollard's
+    // TLS took the system's roots and SSL_CERT_FILE too, and opened the gates).
+    let imposter = serve_dir(
+        &s.certs.path().join("imposter"),
+        &s.client.join("ca.pem"),
+        &other.path().join("server-cert.pem"),
+        &other.path().join("server-key.pem"),
+    );
+    let _imposter = s.serve(7677, &imposter);
+    let impersonated = s.config(&[&format!("tcp://{}:7677", s.net.addr(1))], "");
+    let r = Run::from(
+        s.nodes[1]
+            .prunegate_cmd(&impersonated, &["check", "--json"])
+            .env("SSL_CERT_FILE", other.path().join("ca.pem"))
+            .output()
+            .unwrap(),
+    );
+    let report = r.json();
+    row("manager impersonated, its CA in SSL_CERT_FILE", 2, &report);
+    let c = gate(&report, "converging");
+    assert_eq!(c["open"], false, "{report}");
+    assert!(
+        c["reason"].as_str().unwrap().contains("certificate"),
+        "refused for its certificate: {c}"
+    );
+
     // Node 2's disk full, node 3's not: only node 2 prunes.
     let fills = [92, 30];
     let junk: Vec<String> = s.nodes[1..]
@@ -524,6 +643,60 @@ fn every_node_of_a_three_node_swarm_decides_on_the_managers_view() {
     println!("{}", table.join("\n"));
 
     global_service_prunes_every_node(&s);
+}
+
+/// What root on a worker can do with the worker's key (issue 22's high finding): read the
+/// swarm's services and tasks without their environment, and nothing else — no container
+/// made, no other endpoint, and the managers' daemons are not on the network at all.
+fn workers_key_reads_the_swarm_and_nothing_else(s: &Swarm) {
+    let serve = format!("{}:7676", s.net.addr(1));
+    let create = s.raw(
+        2,
+        &serve,
+        &s.client,
+        "POST /containers/create HTTP/1.0\r\nContent-Type: application/json\r\n\
+         Content-Length: 2\r\n\r\n{}",
+    );
+    assert!(create.contains(" 405 "), "create refused: {create}");
+    for path in [
+        "/secrets",
+        "/containers/json",
+        "/services/ci-7_job",
+        "/v1.41/../secrets",
+    ] {
+        let r = s.raw(
+            2,
+            &serve,
+            &s.client,
+            &format!("GET {path} HTTP/1.0\r\n\r\n"),
+        );
+        assert!(r.contains(" 403 "), "{path} refused: {r}");
+    }
+    let services = s.raw(2, &serve, &s.client, "GET /services HTTP/1.0\r\n\r\n");
+    assert!(
+        services.contains(" 200 ") && services.contains("ci-7_job"),
+        "{services}"
+    );
+    assert!(
+        !services.contains("hunter2") && !services.contains("DB_PASSWORD"),
+        "a service's environment reached a worker: {services}"
+    );
+    let tasks = s.raw(2, &serve, &s.client, "GET /tasks HTTP/1.0\r\n\r\n");
+    assert!(
+        tasks.contains(" 200 ") && !tasks.contains("hunter2"),
+        "{tasks}"
+    );
+    let dockerd = s.raw(
+        2,
+        &format!("{}:2376", s.net.addr(1)),
+        &s.client,
+        "GET /info HTTP/1.0\r\n\r\n",
+    );
+    assert!(
+        !dockerd.contains(" 200 "),
+        "the manager's daemon answered a worker: {dockerd}"
+    );
+    println!("a worker's key: POST /containers/create 405, /secrets 403, /services without env");
 }
 
 /// The image the stack file runs, made here from the test's own prunegate and exactly the
@@ -590,10 +763,11 @@ fn global_service_prunes_every_node(s: &Swarm) {
             "[gates.disk]\npaths = [\"/var/lib/docker\"]\nused_percent = 1\n\
              [gates.grace]\nmin_uptime = \"0s\"\n[gates.live_runs]\npattern = \"^ci-\"\n\
              [prune]\nolder_than = \"0s\"\n\
-             [swarm]\nmanagers = [\"{}\"]\ncert_path = \"/run/secrets\"\n\
+             [swarm]\nmanagers = [\"tcp://{}:7678\"]\ncert_path = \"/run/secrets\"\n\
+             [serve]\nlisten = \"0.0.0.0:7678\"\ncert_path = \"/run/secrets\"\n\
              [lock]\npath = \"/var/lib/prunegate/prunegate.lock\"\n[state]\ndir = \"/var/lib/prunegate\"\n\
              [schedule]\ncron = \"*/3 * * * * *\"\n",
-            s.manager_api
+            s.net.addr(1)
         ),
     )
     .unwrap();
@@ -616,7 +790,11 @@ fn global_service_prunes_every_node(s: &Swarm) {
             base.join("{{.Node.ID}}.data").to_str().unwrap(),
         )
         .env("PRUNEGATE_CONFIG", config.to_str().unwrap())
-        .env("PRUNEGATE_TLS", s.client.to_str().unwrap())
+        .env("PRUNEGATE_WORKER_TLS", s.client.to_str().unwrap())
+        .env(
+            "PRUNEGATE_SERVE_TLS",
+            s.certs.path().join("serve").to_str().unwrap(),
+        )
         .output()
         .unwrap();
     assert!(
@@ -624,7 +802,9 @@ fn global_service_prunes_every_node(s: &Swarm) {
         "docker stack deploy: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    s.wait_service("pg_prunegate", "3/3");
+    s.wait_service("pg_manager", "1/1");
+    s.wait_service("pg_serve", "1/1");
+    s.wait_service("pg_worker", "2/2");
     for (i, n) in s.nodes.iter().enumerate() {
         n.wait_for(
             &format!("the global service to prune node {}", i + 1),
@@ -635,8 +815,10 @@ fn global_service_prunes_every_node(s: &Swarm) {
         "service",
         "ps",
         "--format",
-        "{{.Node}} {{.CurrentState}}",
-        "pg_prunegate",
+        "{{.Name}} {{.Node}} {{.CurrentState}}",
+        "pg_manager",
+        "pg_serve",
+        "pg_worker",
     ]);
     println!("global service tasks:\n{tasks}");
     m.docker(&["stack", "rm", "pg"]);

@@ -13,6 +13,12 @@ use http_body_util::BodyExt;
 use std::sync::atomic::Ordering;
 
 impl Daemon {
+    /// GETs `path_and_query` as it is (`prunegate serve-swarm` passes a worker's allowed read
+    /// on): the body of a 2xx answer, or the daemon's error with its status.
+    pub async fn get(&self, path_and_query: &str) -> Result<Bytes, ReadError> {
+        self.raw_get(path_and_query).await
+    }
+
     /// GETs `path_and_query` from the daemon and returns the body of a 2xx answer.
     pub(super) async fn raw_get(&self, path_and_query: &str) -> Result<Bytes, ReadError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
