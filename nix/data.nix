@@ -146,6 +146,21 @@ rec {
     SystemCallErrorNumber = "EPERM";
   };
 
+  # Where systemd puts the unit's credentials (LoadCredential=): readable by the unit's
+  # DynamicUser whatever the source's owner and mode, so a worker's key can stay root-only 0600
+  # where the operator put it, and is never copied anywhere else.
+  credentialsDir = "/run/credentials/prunegate.service";
+
+  # LoadCredential= lines for a certificate directory in DOCKER_CERT_PATH layout: the unit sees
+  # the three files in `credentialsDir`, which `swarm.cert_path` then names.
+  loadCredentials =
+    dir:
+    map (f: "${f}:${dir}/${f}") [
+      "ca.pem"
+      "cert.pem"
+      "key.pem"
+    ];
+
   # systemd-tmpfiles lines for the run lock at `path`: its directory writable by root alone (so
   # nobody else can remove the file and recreate it under a deploy that holds the old one), the
   # file root-owned and readable by all (deploys and prunegate need only read it to flock it).
@@ -215,14 +230,22 @@ rec {
         IPAddressAllow = if builtins.all isIP hosts then hosts else [ "any" ];
       };
 
-  # A drop-in for the plain unit that opens what `settings` needs (see `network`): for a swarm
-  # worker, `{ swarm.managers = [ "tcp://10.0.0.1:2376" ]; }`.
+  # A drop-in for the plain unit that opens what `settings` needs (see `network`) and, with a
+  # `swarm.cert_path`, passes its certificates as credentials: for a swarm worker,
+  # `{ swarm.managers = [ "tcp://10.0.0.1:7676" ]; swarm.cert_path = "/etc/prunegate/worker"; }`.
   plainNetworkDropIn =
     settings:
     toUnit [
       {
         name = "Service";
-        value = network settings;
+        value =
+          network settings
+          // (
+            if settings ? swarm.cert_path then
+              { LoadCredential = loadCredentials settings.swarm.cert_path; }
+            else
+              { }
+          );
       }
     ];
 

@@ -17,6 +17,19 @@ let
   data = import ./data.nix;
   settingsFormat = pkgs.formats.toml { };
 
+  # A certificate directory given as a Nix path (or a string into the store) is copied into the
+  # world-readable /nix/store, key.pem included: refused by an assertion below.
+  isStorePath = p: builtins.isPath p || lib.hasPrefix builtins.storeDir (toString p);
+  swarmCerts = cfg.settings.swarm.cert_path or null;
+  dockerCerts = cfg.settings.docker.cert_path or null;
+  # The worker's certificates reach the unit as credentials (LoadCredential=): the key stays
+  # root-only where it is, the DynamicUser reads systemd's copy, and the config names that copy.
+  effectiveSettings =
+    if swarmCerts == null then
+      cfg.settings
+    else
+      lib.recursiveUpdate cfg.settings { swarm.cert_path = data.credentialsDir; };
+
   # prunegate runs on the build machine to validate the file: in a cross build the host's binary
   # cannot run there, so the build platform's own build of the same package checks it.
   checker =
@@ -32,7 +45,7 @@ let
     pkgs.runCommand "prunegate.toml"
       {
         nativeBuildInputs = [ checker ];
-        rendered = settingsFormat.generate "prunegate-settings.toml" cfg.settings;
+        rendered = settingsFormat.generate "prunegate-settings.toml" effectiveSettings;
         preferLocalBuild = true;
       }
       ''
@@ -134,6 +147,23 @@ in
   config = lib.mkIf cfg.enable {
     assertions = [
       {
+        assertion = swarmCerts == null || !(isStorePath swarmCerts);
+        message = ''
+          services.prunegate.settings.swarm.cert_path is a Nix path or a store path: its key.pem
+          would be copied into the world-readable /nix/store. Give the directory as a string
+          outside the store (e.g. "/etc/prunegate/worker", root-only); the unit receives the files
+          through LoadCredential.
+        '';
+      }
+      {
+        assertion = dockerCerts == null || !(isStorePath dockerCerts);
+        message = ''
+          services.prunegate.settings.docker.cert_path is a Nix path or a store path: its key.pem
+          would be copied into the world-readable /nix/store. Give the directory as a string
+          outside the store.
+        '';
+      }
+      {
         assertion = localDocker || remoteHost;
         message = ''
           services.prunegate needs a Docker daemon: set virtualisation.docker.enable = true, or
@@ -169,6 +199,7 @@ in
         // {
           # The group exists only with a local Docker; a remote daemon is reached over TCP.
           SupplementaryGroups = lib.optionals localDocker data.hardening.SupplementaryGroups;
+          LoadCredential = lib.optionals (swarmCerts != null) (data.loadCredentials (toString swarmCerts));
           # The directories of a configured metrics file or audit log must be writable too.
           ReadWritePaths = map dirOf (
             lib.filter (p: p != null) [

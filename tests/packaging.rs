@@ -224,7 +224,7 @@ fn plain_units_are_the_rendering_of_the_module_data() {
     let drop_in = root().join("config/systemd/prunegate.service.d/swarm-worker.conf");
     let committed = std::fs::read_to_string(&drop_in).unwrap();
     let rendered = nix_eval(
-        r#"data.plainNetworkDropIn { swarm.managers = [ "tcp://10.0.0.1:2376" "tcp://10.0.0.2:2376" ]; }"#,
+        r#"data.plainNetworkDropIn { swarm.managers = [ "tcp://10.0.0.1:7676" "tcp://10.0.0.2:7676" ]; swarm.cert_path = "/etc/prunegate/worker"; }"#,
     );
     assert!(
         committed.starts_with(HEADER) && committed.ends_with(rendered.as_str().unwrap()),

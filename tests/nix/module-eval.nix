@@ -124,6 +124,22 @@ let
     };
   };
   noDocker = eval ../../nix/module.nix { services.prunegate.enable = true; };
+  storeCerts = eval ../../nix/module.nix {
+    virtualisation.docker.enable = true;
+    services.prunegate = {
+      enable = true;
+      settings.swarm.managers = [ "tcp://10.0.0.1:7676" ];
+      settings.swarm.cert_path = ./.;
+    };
+  };
+  worker = eval ../../nix/module.nix {
+    virtualisation.docker.enable = true;
+    services.prunegate = {
+      enable = true;
+      settings.swarm.managers = [ "tcp://10.0.0.1:7676" ];
+      settings.swarm.cert_path = "/etc/prunegate/worker";
+    };
+  };
   lists = eval ../../nix/module.nix {
     virtualisation.docker.enable = true;
     services.prunegate = {
@@ -187,6 +203,24 @@ let
       svc.serviceConfig.TimeoutStartSec == "2h"
       && svc.serviceConfig ? MemoryMax
       && svc.serviceConfig ? TasksMax;
+    "22: a Nix path for swarm.cert_path is refused by an assertion naming it" = lib.any (
+      m: lib.hasInfix "swarm.cert_path" m
+    ) (failedAssertions storeCerts);
+    "22: the worker's certificates reach the unit as credentials, the config names them" =
+      let
+        s = worker.systemd.services.prunegate.serviceConfig;
+        rendered = builtins.fromJSON (
+          worker.environment.etc."prunegate/config.toml".source.env.rendered.json or "{}"
+        );
+      in
+      failedAssertions worker == [ ]
+      &&
+        s.LoadCredential == [
+          "ca.pem:/etc/prunegate/worker/ca.pem"
+          "cert.pem:/etc/prunegate/worker/cert.pem"
+          "key.pem:/etc/prunegate/worker/key.pem"
+        ]
+      && (rendered.swarm.cert_path or "") == "/run/credentials/prunegate.service";
     "7: the timer has a Description and Documentation" =
       (plain.systemd.timers.prunegate.description or "") != ""
       && (plain.systemd.timers.prunegate.documentation or [ ]) != [ ];
