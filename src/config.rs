@@ -111,6 +111,10 @@ pub struct DockerConfig {
     pub max_answer_bytes: u64,
 }
 
+/// The largest answer read when `docker.max_answer_bytes` is not set: 256 MiB, far above the
+/// listings of a host with 10,000 images (about 20 MB) and far below the memory of any host.
+pub const DEFAULT_MAX_ANSWER: u64 = 256 * 1024 * 1024;
+
 impl Default for DockerConfig {
     fn default() -> Self {
         Self {
@@ -119,7 +123,7 @@ impl Default for DockerConfig {
             prune_timeout: GoDuration::parse("30m").expect("valid literal"),
             cert_path: None,
             allow_plain_tcp: false,
-            max_answer_bytes: crate::docker::transport::DEFAULT_MAX_ANSWER,
+            max_answer_bytes: DEFAULT_MAX_ANSWER,
         }
     }
 }

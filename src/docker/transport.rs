@@ -36,10 +36,6 @@ pub type Body = Either<
     >,
 >;
 
-/// The largest answer read when `docker.max_answer` is not set: 256 MiB, far above the
-/// listings of a host with 10,000 images (about 20 MB) and far below the memory of any host.
-pub const DEFAULT_MAX_ANSWER: u64 = 256 * 1024 * 1024;
-
 /// The client certificate and the one CA a TLS connection uses (`DOCKER_CERT_PATH` layout:
 /// `ca.pem`, `cert.pem`, `key.pem`).
 #[derive(Debug, Clone, PartialEq, Eq)]
