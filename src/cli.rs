@@ -67,6 +67,12 @@ pub enum Cmd {
         #[command(flatten)]
         common: Common,
     },
+    /// Follow the daemon's events and record every image use into the retention class's history
+    /// as it happens, until SIGTERM (an always-on unit beside the timer; `daemon` does it too)
+    Record {
+        #[command(flatten)]
+        common: Common,
+    },
     /// On a swarm manager: answer workers' swarm reads (services, tasks, info) over mutual TLS,
     /// redacted to what the gates need, and nothing else (`[serve]`)
     ServeSwarm {
@@ -102,6 +108,7 @@ impl Cmd {
             | Cmd::Reclaim { common, .. }
             | Cmd::Daemon { common }
             | Cmd::ServeSwarm { common }
+            | Cmd::Record { common }
             | Cmd::Config {
                 action: ConfigCmd::Check { common } | ConfigCmd::Show { common },
             }

@@ -219,6 +219,18 @@ impl Engine {
 
     /// Why `class` must not be sent to this engine, if it must not: the dry run then says the
     /// same as the run, and no request is wasted on a known refusal.
+    /// How many events the engine keeps for a replay (`/events?since=`): moby keeps the last
+    /// 256 in memory (`daemon/events/events.go`, `eventsLimit`), emptied by a restart; Podman
+    /// reads its persistent event log (journald or a file), which a restart does not empty:
+    /// `None`.
+    pub fn event_buffer(&self) -> Option<usize> {
+        match self.product {
+            Product::Podman => None,
+            // An engine prunegate refuses anyway: taken as moby, the stricter.
+            Product::Docker | Product::Unknown => Some(256),
+        }
+    }
+
     pub fn refuse(&self, class: Class) -> Option<String> {
         match (class, &self.product) {
             // Its compat API answers 404 to POST /build/prune (checked on Podman 4.3.1).

@@ -64,6 +64,7 @@ fn main() -> ExitCode {
         Cmd::Reclaim { common, dry_run } => gated(Command::Reclaim, &common, dry_run),
         Cmd::Daemon { common } => daemon(&common),
         Cmd::ServeSwarm { common } => serve_swarm(&common),
+        Cmd::Record { common } => record(&common),
         Cmd::Config {
             action: ConfigCmd::Check { common },
         } => config_check(&common),
@@ -268,6 +269,40 @@ fn serve_swarm(common: &Common) -> ExitCode {
     };
     block_on(async {
         serve::run(&settings, &serve).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn record(common: &Common) -> ExitCode {
+    let settings = match load(common) {
+        Ok((settings, _, _)) => settings,
+        Err(e) => return usage_error(&e, false, "record"),
+    };
+    if settings.retention.is_none() {
+        return usage_error(
+            "key `retention.enabled`: false, so there is no use history to record",
+            false,
+            "record",
+        );
+    }
+    block_on(async {
+        let interrupt = Interrupt::default();
+        let listener = interrupt.clone();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| format!("SIGTERM handler: {e}"))?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            listener.raise();
+        });
+        let done = run::record::run(&settings, &interrupt).await?;
+        tracing::info!(
+            merges = done.merges,
+            events = done.events,
+            "recorder stopped"
+        );
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -235,6 +235,10 @@ pub struct Report {
     pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advisory: Option<Advisory>,
+    /// Stretches of time the retention class's use history could not observe, found by this
+    /// run: every image present across one counts as used at its end (docs/retention.md).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history_gaps: Vec<crate::retention::Gap>,
 }
 
 fn now_rfc3339() -> String {
@@ -280,6 +284,7 @@ impl Report {
             error: None,
             warnings: Vec::new(),
             advisory: None,
+            history_gaps: Vec::new(),
         }
     }
 
@@ -396,6 +401,9 @@ impl Report {
         }
         for w in &self.warnings {
             let _ = writeln!(out, "  warning: {}", p(w));
+        }
+        for g in &self.history_gaps {
+            let _ = writeln!(out, "  {}", p(&g.describe()));
         }
         if let Some(a) = &self.advisory {
             let _ = writeln!(

@@ -45,17 +45,66 @@ impl Use {
     }
 }
 
-/// The use history kept in the state directory between runs: whose daemon it describes, and
-/// per image id when it was first seen and last used. Serialised as `retention.json`.
+/// A stretch of time prunegate could not observe: the recorder was down, the daemon restarted
+/// (its event buffer emptied), a replay came back truncated, the clock went backwards. Every
+/// image present across it counts as used at its end — a gap protects, it never makes an
+/// image look cold.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Gap {
+    pub from: i64,
+    pub to: i64,
+    /// How many images were treated as used at `to`.
+    #[serde(default)]
+    pub images: usize,
+    pub why: String,
+}
+
+impl Gap {
+    /// `history gap 12:00:00Z–12:40:00Z: 14 images treated as used at 12:40:00Z (why)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "history gap {}–{}: {} images treated as used at {} ({})",
+            rfc3339(self.from),
+            rfc3339(self.to),
+            self.images,
+            rfc3339(self.to),
+            self.why
+        )
+    }
+}
+
+/// The most gaps a history keeps (the newest): what the report and the metric show.
+const KEPT_GAPS: usize = 20;
+
+/// Before this (2013-03-01, Docker's first release) no history can have begun: a start time
+/// earlier than that is a damaged or hand-made file.
+pub const HISTORY_FLOOR: i64 = 1_362_096_000;
+
+/// Clock slack between two writers of one history (a run and the recorder read the clock
+/// apart): a time this far ahead of `now` is not yet "the future".
+const SKEW: i64 = 120;
+
+/// The use history kept in the state directory between runs: whose daemon it describes, since
+/// when, up to when use is known, per image id when it was first seen and last used, and the
+/// gaps found. Serialised as `retention.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct History {
     /// `/info` `ID` of the daemon the history is of: another daemon's history is never used.
     pub daemon_id: String,
-    /// When it was last brought up to date (Unix seconds): the next run reads the container
-    /// events since then.
+    /// When this history began (Unix seconds): no image in it was first seen earlier.
+    #[serde(default)]
+    pub started_at: i64,
+    /// Up to when use is known (Unix seconds): the next update replays the events since then.
     #[serde(default)]
     pub updated_at: i64,
+    /// When the recorder (`prunegate record`) last merged what its live event stream saw, its
+    /// stream unbroken since its previous merge; `None` when no recorder wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<i64>,
     pub images: BTreeMap<String, Use>,
+    /// The newest gaps found, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<Gap>,
 }
 
 impl History {
@@ -65,30 +114,114 @@ impl History {
         (!daemon_id.is_empty() && self.daemon_id == daemon_id).then(|| self.images.clone())
     }
 
+    /// Whether the history can be believed at `now`, or what contradicts it: a start before
+    /// [`HISTORY_FLOOR`] (none, or `0`), a start or an update in the future (the clock went
+    /// backwards, or the file is not this host's), an image first seen before the history
+    /// began or used after its last update. Such a history is never judged on.
+    pub fn check(&self, now: i64) -> Result<(), String> {
+        if self.started_at < HISTORY_FLOOR {
+            return Err(format!(
+                "it has no plausible start time ({}): written by an older prunegate, or damaged",
+                self.started_at
+            ));
+        }
+        if self.started_at > now + SKEW || self.updated_at > now + SKEW {
+            return Err(format!(
+                "it was last updated at {}, after now ({}): the clock went backwards, or the \
+                 file is another host's",
+                rfc3339(self.updated_at.max(self.started_at)),
+                rfc3339(now)
+            ));
+        }
+        if self.updated_at < self.started_at {
+            return Err(format!(
+                "it was updated at {}, before it began ({})",
+                rfc3339(self.updated_at),
+                rfc3339(self.started_at)
+            ));
+        }
+        for (id, u) in &self.images {
+            if u.first_seen < self.started_at {
+                return Err(format!(
+                    "image {id} was first seen at {}, before the history began ({})",
+                    rfc3339(u.first_seen),
+                    rfc3339(self.started_at)
+                ));
+            }
+            let latest = u.last_used.unwrap_or(u.first_seen).max(u.first_seen);
+            if latest > self.updated_at + SKEW {
+                return Err(format!(
+                    "image {id} was seen at {}, after the history's last update ({})",
+                    rfc3339(latest),
+                    rfc3339(self.updated_at)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A history started at `now` for `present` images, each first seen now: what replaces a
+    /// missing, unreadable, another daemon's or contradictory one. `gap`, when the old history
+    /// said anything (it is kept in the new one's gaps).
+    pub fn fresh(daemon_id: &str, now: i64, present: &[&str], gap: Option<Gap>) -> History {
+        let mut h = History {
+            daemon_id: daemon_id.to_string(),
+            started_at: now,
+            updated_at: now,
+            recorded_at: None,
+            images: present
+                .iter()
+                .map(|id| {
+                    (
+                        id.to_string(),
+                        Use {
+                            first_seen: now,
+                            last_used: None,
+                        },
+                    )
+                })
+                .collect(),
+            gaps: Vec::new(),
+        };
+        if let Some(mut g) = gap {
+            g.images = present.len();
+            h.gaps.push(g);
+        }
+        h
+    }
+
     /// The history after a run saw `present` images, `in_use` of them used by containers now,
-    /// and `used_since` named by container create/start events since the previous run (id →
-    /// the event's time). An image seen for the first time counts from now; images gone are
-    /// forgotten. A history of another daemon is started afresh.
+    /// and `used_since` named by events since the last update (id → the event's time). An image
+    /// seen for the first time counts from now; images gone are forgotten. With `gap`, every
+    /// present image counts as used at the gap's end, and the gap is kept.
     pub fn observe(
         &self,
-        daemon_id: &str,
         now: i64,
         present: &[&str],
         in_use: &HashSet<&str>,
         used_since: &HashMap<&str, i64>,
+        gap: Option<Gap>,
     ) -> History {
-        let mine = self.daemon_id == daemon_id;
         let images = present
             .iter()
             .map(|id| {
-                let old = mine.then(|| self.images.get(*id)).flatten();
+                let old = self.images.get(*id);
                 let first_seen = old.map_or(now, |o| o.first_seen);
                 let mut last_used = old.and_then(|o| o.last_used);
+                let mut used_at = |t: i64| {
+                    last_used = Some(last_used.map_or(t, |l| l.max(t)));
+                };
                 if let Some(t) = used_since.get(id) {
-                    last_used = Some(last_used.map_or(*t, |l| l.max(*t)));
+                    used_at(*t);
+                }
+                if let Some(g) = &gap {
+                    // Not for an image first seen after the gap: it was not there across it.
+                    if old.is_some() {
+                        used_at(g.to);
+                    }
                 }
                 if in_use.contains(id) {
-                    last_used = Some(now);
+                    used_at(now);
                 }
                 (
                     id.to_string(),
@@ -98,12 +231,90 @@ impl History {
                     },
                 )
             })
-            .collect();
-        History {
-            daemon_id: daemon_id.to_string(),
-            updated_at: now,
-            images,
+            .collect::<BTreeMap<_, _>>();
+        let mut gaps = self.gaps.clone();
+        if let Some(mut g) = gap {
+            g.images = present
+                .iter()
+                .filter(|id| self.images.contains_key(**id))
+                .count();
+            gaps.push(g);
         }
+        let excess = gaps.len().saturating_sub(KEPT_GAPS);
+        gaps.drain(..excess);
+        History {
+            daemon_id: self.daemon_id.clone(),
+            started_at: self.started_at,
+            updated_at: now.max(self.updated_at),
+            recorded_at: self.recorded_at,
+            images,
+            gaps,
+        }
+    }
+
+    /// The gaps found after `since` (what one run or one merge added), for the report.
+    pub fn gaps_since(&self, since: i64) -> Vec<Gap> {
+        self.gaps
+            .iter()
+            .filter(|g| g.to >= since)
+            .cloned()
+            .collect()
+    }
+}
+
+/// What a replay of the daemon's events since `since` (up to `now`) leaves unobserved, if
+/// anything. `count`: how many events the unfiltered replay returned, `earliest` the time of
+/// its first; `buffer`: how many events the engine keeps (moby: 256; `None`: a persistent log,
+/// Podman's); `daemon_started`: when the daemon started, `Err` when that cannot be known;
+/// `recorded_until`: up to when the recorder's unbroken live stream saw everything.
+pub fn replay_gap(
+    since: i64,
+    now: i64,
+    count: usize,
+    earliest: Option<i64>,
+    buffer: Option<usize>,
+    daemon_started: Result<i64, String>,
+    recorded_until: Option<i64>,
+) -> Option<Gap> {
+    let Some(buffer) = buffer else {
+        return None;
+    };
+    // What the recorder saw unbroken needs no replay to be believed.
+    let since = since.max(recorded_until.unwrap_or(since));
+    match daemon_started {
+        Ok(started) if started > since => {
+            return Some(Gap {
+                from: since,
+                to: started.min(now),
+                images: 0,
+                why: "the daemon restarted, and its event buffer with it".into(),
+            })
+        }
+        Ok(_) => {}
+        Err(why) if recorded_until.is_none_or(|r| now - r > SKEW) => {
+            return Some(Gap {
+                from: since,
+                to: now,
+                images: 0,
+                why: format!(
+                    "the daemon's start time cannot be known ({why}), so a restart that \
+                     emptied its event buffer cannot be ruled out; `prunegate record` closes \
+                     this"
+                ),
+            })
+        }
+        Err(_) => {}
+    }
+    match earliest {
+        Some(first) if count >= buffer && first > since => Some(Gap {
+            from: since,
+            to: first,
+            images: 0,
+            why: format!(
+                "{count} events since then, the daemon keeps only {buffer}: older ones were lost"
+            ),
+        }),
+        _ => None,
     }
 }
 
@@ -216,6 +427,9 @@ pub enum Kept {
     },
     NoHistory,
     BaseOf(String),
+    /// Removing it would free no byte: every layer it has is another image's too. Its tag
+    /// would be lost for nothing.
+    FreesNothing,
     /// Eligible, but the images before it in the order already bring the disk to
     /// `low_percent`.
     NotNeeded,
@@ -232,6 +446,7 @@ impl Kept {
             Kept::Idle { .. } => "used or first seen within retention.min_idle",
             Kept::NoHistory => "without history",
             Kept::BaseOf(_) => "bases of images that stay",
+            Kept::FreesNothing => "freeing nothing",
             Kept::NotNeeded => "eligible but not needed",
         }
     }
@@ -253,6 +468,10 @@ impl std::fmt::Display for Kept {
             ),
             Kept::NoHistory => write!(f, "no use history for it yet"),
             Kept::BaseOf(id) => write!(f, "a base of {id}, which stays: removing it frees nothing"),
+            Kept::FreesNothing => write!(
+                f,
+                "removing it frees nothing: every layer it has is another image's too"
+            ),
             Kept::NotNeeded => write!(
                 f,
                 "eligible, but not needed to bring the disk to retention.low_percent"
@@ -321,6 +540,9 @@ pub fn judge(
                 let since = seen.get(&i.id).ok_or(Kept::NoHistory)?.since();
                 if now - since < r.min_idle_secs {
                     return Err(Kept::Idle { since });
+                }
+                if i.unique_bytes == 0 {
+                    return Err(Kept::FreesNothing);
                 }
                 Ok(since)
             })();
@@ -667,61 +889,165 @@ mod tests {
         assert_eq!(ids(select(&eligible, 100, 0, &lower)), ["a", "b", "c"]);
     }
 
+    const T0: i64 = 1_700_000_000;
+
     #[test]
     fn history_learns_use_from_containers_and_events_and_is_the_daemons_own() {
-        let h =
-            History::default().observe("D1", 100, &["a", "b"], &HashSet::new(), &HashMap::new());
+        let h = History::fresh("D1", T0 + 100, &["a", "b"], None);
         assert_eq!(
             h.images["a"],
             Use {
-                first_seen: 100,
+                first_seen: T0 + 100,
                 last_used: None
             }
         );
         let h = h.observe(
-            "D1",
-            200,
+            T0 + 200,
             &["a", "b", "c"],
             &HashSet::from(["b"]),
-            &HashMap::from([("a", 150)]),
+            &HashMap::from([("a", T0 + 150)]),
+            None,
         );
-        assert_eq!(
-            h.images["a"],
-            Use {
-                first_seen: 100,
-                last_used: Some(150)
-            }
-        );
-        assert_eq!(
-            h.images["b"],
-            Use {
-                first_seen: 100,
-                last_used: Some(200)
-            }
-        );
+        assert_eq!(h.images["a"].last_used, Some(T0 + 150));
+        assert_eq!(h.images["b"].last_used, Some(T0 + 200));
         assert_eq!(
             h.images["c"],
             Use {
-                first_seen: 200,
+                first_seen: T0 + 200,
                 last_used: None
             }
         );
-        // Gone images are forgotten; another daemon's history is not used, and is restarted.
-        let h2 = h.observe("D1", 300, &["c"], &HashSet::new(), &HashMap::new());
+        assert_eq!(h.check(T0 + 200), Ok(()));
+        // Gone images are forgotten; another daemon's history is not used.
+        let h2 = h.observe(T0 + 300, &["c"], &HashSet::new(), &HashMap::new(), None);
         assert_eq!(h2.images.len(), 1);
         assert!(h.for_daemon("D2").is_none() && h.for_daemon("").is_none());
-        assert_eq!(h.for_daemon("D1").unwrap()["a"].since(), 150);
-        let other = h.observe("D2", 400, &["a"], &HashSet::new(), &HashMap::new());
-        assert_eq!(
-            other.images["a"],
-            Use {
-                first_seen: 400,
-                last_used: None
-            }
-        );
+        assert_eq!(h.for_daemon("D1").unwrap()["a"].since(), T0 + 150);
         // It round-trips through its file form.
         let text = serde_json::to_string(&h).unwrap();
         assert_eq!(serde_json::from_str::<History>(&text).unwrap(), h);
+    }
+
+    /// A gap protects: every image present across it counts as used at its end, and the gap is
+    /// kept with how many images it covered; an image first seen after it is not touched.
+    #[test]
+    fn a_gap_makes_every_image_present_across_it_used_at_its_end() {
+        let h = History::fresh("D1", T0, &["a", "b"], None);
+        let gap = Gap {
+            from: T0 + 10,
+            to: T0 + 500,
+            images: 0,
+            why: "the daemon restarted".into(),
+        };
+        let h = h.observe(
+            T0 + 600,
+            &["a", "b", "new"],
+            &HashSet::new(),
+            &HashMap::new(),
+            Some(gap),
+        );
+        assert_eq!(h.images["a"].since(), T0 + 500);
+        assert_eq!(h.images["b"].since(), T0 + 500);
+        assert_eq!(h.images["new"].since(), T0 + 600);
+        assert_eq!(h.gaps.len(), 1);
+        assert_eq!(h.gaps[0].images, 2);
+        let text = h.gaps[0].describe();
+        assert!(
+            text.starts_with("history gap 2023-11-14T22:13:30Z–2023-11-14T22:21:40Z: 2 images treated as used at"),
+            "{text}"
+        );
+    }
+
+    /// The review's findings: `first_seen: 0` made an image eligible seconds after it was
+    /// first seen; a history from the future (a clock stepped back) read as old. Each is
+    /// refused, saying what contradicts what.
+    #[test]
+    fn a_history_that_contradicts_itself_or_the_clock_is_refused() {
+        let good = History::fresh("D1", T0, &["a"], None);
+        assert_eq!(good.check(T0 + 10), Ok(()));
+        let mut zero = good.clone();
+        zero.images.get_mut("a").unwrap().first_seen = 0;
+        assert!(zero
+            .check(T0 + 10)
+            .unwrap_err()
+            .contains("before the history began"));
+        let mut no_start = good.clone();
+        no_start.started_at = 0;
+        assert!(no_start
+            .check(T0)
+            .unwrap_err()
+            .contains("no plausible start time"));
+        // The clock stepped back an hour since the last update.
+        assert!(good
+            .check(T0 - 3600)
+            .unwrap_err()
+            .contains("the clock went backwards"));
+        let mut used_later = good.clone();
+        used_later.images.get_mut("a").unwrap().last_used = Some(T0 + 10_000);
+        assert!(used_later
+            .check(T0 + 20_000)
+            .unwrap_err()
+            .contains("after the history's last update"));
+    }
+
+    #[test]
+    fn a_replay_is_a_gap_when_truncated_or_after_a_restart_or_when_a_restart_cannot_be_ruled_out() {
+        let started = |t: i64| Ok::<i64, String>(t);
+        // 40 events since: complete.
+        assert_eq!(
+            replay_gap(
+                T0,
+                T0 + 60,
+                40,
+                Some(T0 + 1),
+                Some(256),
+                started(T0 - 99),
+                None
+            ),
+            None
+        );
+        // 256 events, the first after `since`: the buffer overflowed.
+        let g = replay_gap(T0, T0 + 60, 256, Some(T0 + 30), Some(256), started(0), None).unwrap();
+        assert_eq!((g.from, g.to), (T0, T0 + 30));
+        // 256 events reaching back to `since`: nothing lost.
+        assert_eq!(
+            replay_gap(T0, T0 + 60, 256, Some(T0), Some(256), started(0), None),
+            None
+        );
+        // The daemon started after the last update.
+        let g = replay_gap(
+            T0,
+            T0 + 60,
+            3,
+            Some(T0 + 50),
+            Some(256),
+            started(T0 + 20),
+            None,
+        )
+        .unwrap();
+        assert_eq!((g.from, g.to), (T0, T0 + 20));
+        assert!(g.why.contains("restarted"));
+        // Unknown start: a gap, unless the recorder saw up to just now.
+        let unknown = || Err::<i64, String>("not a local socket".into());
+        let g = replay_gap(T0, T0 + 60, 3, Some(T0 + 50), Some(256), unknown(), None).unwrap();
+        assert_eq!((g.from, g.to), (T0, T0 + 60));
+        assert_eq!(
+            replay_gap(
+                T0,
+                T0 + 60,
+                3,
+                Some(T0 + 50),
+                Some(256),
+                unknown(),
+                Some(T0 + 55)
+            ),
+            None
+        );
+        // A persistent event log (Podman): never a gap.
+        assert_eq!(
+            replay_gap(T0, T0 + 60, 9999, Some(T0 + 50), None, unknown(), None),
+            None
+        );
     }
 
     /// On a snapshot captured from a real swarm manager (service `web` on `pg-base:1`, deployed

@@ -134,6 +134,9 @@ fn tags_in(images: &serde_json::Value) -> Vec<String> {
     t
 }
 
+/// A moment long past (2020-09-13) for histories the tests write by hand.
+const LONG_AGO: i64 = 1_600_000_000;
+
 /// Rewrites the history so that every image was first seen `age_secs` ago (the test cannot
 /// wait a month; the file is the operator-visible state the class reads).
 fn age_history(d: &PrivateDaemon, age_secs: i64) {
@@ -143,6 +146,10 @@ fn age_history(d: &PrivateDaemon, age_secs: i64) {
         let t = r["first_seen"].as_i64().unwrap() - age_secs;
         r["first_seen"] = t.into();
     }
+    // The history as a whole began that long ago too (a first sight before the history's
+    // start is a contradiction the class refuses); it is up to date as it was.
+    let started = h["started_at"].as_i64().unwrap() - age_secs;
+    h["started_at"] = started.into();
     std::fs::write(&path, serde_json::to_string(&h).unwrap()).unwrap();
 }
 
@@ -349,14 +356,18 @@ fn the_watermarks_bound_what_goes_least_recently_used_first() {
     let on = |high: u8| {
         format!("enabled = true\nmin_idle = \"0s\"\nhigh_percent = {high}\nlow_percent = 88\nkeep_newest = 0")
     };
+    // The builds' tag events (each a use) in seconds before the history begins: the order the
+    // test writes below is then the only use the runs know.
+    settle();
     d.prunegate(&config(&d, &full, &on(90)), &["run"]).expect(0);
     // Use order: pg-w:3 least recently, then 1, 4, 2.
     let path = history_path(&d);
     let mut h: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     for (i, t) in [(2, 1_000), (0, 2_000), (3, 3_000), (1, 4_000)] {
-        h["images"][&ids[i]]["last_used"] = (t as i64).into();
-        h["images"][&ids[i]]["first_seen"] = 500.into();
+        h["images"][&ids[i]]["last_used"] = (LONG_AGO + t as i64).into();
+        h["images"][&ids[i]]["first_seen"] = LONG_AGO.into();
     }
+    h["started_at"] = LONG_AGO.into();
     std::fs::write(&path, h.to_string()).unwrap();
 
     // Below the high watermark: nothing.
@@ -548,9 +559,10 @@ fn an_image_sharing_a_layer_with_a_pruned_dangling_image_takes_no_fewer_than_lis
     let mut order = vec![share.clone()];
     order.extend((0..cold).map(|i| d.image_id(&format!("pg-cold{i}:1"))));
     for (n, i) in order.iter().enumerate() {
-        h["images"][i]["last_used"] = (1_000 + n as i64).into();
-        h["images"][i]["first_seen"] = 500.into();
+        h["images"][i]["last_used"] = (LONG_AGO + 1_000 + n as i64).into();
+        h["images"][i]["first_seen"] = LONG_AGO.into();
     }
+    h["started_at"] = LONG_AGO.into();
     std::fs::write(&path, h.to_string()).unwrap();
     // pg-gone:1's tag moves away: its image is dangling, sharing layer 0 with pg-share:1.
     d.docker(&["tag", "pg-keep:1", "pg-gone:1"]);

@@ -64,3 +64,75 @@ impl Daemon {
             })?
     }
 }
+
+/// What [`Daemon::event_stream`] yields: one event, or why the stream broke.
+pub type Event = Result<serde_json::Value, String>;
+
+impl Daemon {
+    /// `GET /events?since=…` without `until`: the daemon's buffered events from `since`, then
+    /// every new one as it happens, each decoded as JSON (engines stream one object per line).
+    /// Ends when the daemon ends it; an error item when the connection or a line fails. Bounded
+    /// like every answer: past `docker.max_answer_bytes` on one connection it errs, and the
+    /// recorder connects again.
+    pub fn event_stream(&self, since: i64) -> impl futures_util::Stream<Item = Event> + '_ {
+        use futures_util::stream;
+        enum State {
+            Start,
+            Reading(hyper::body::Incoming, Vec<u8>),
+            Done,
+        }
+        let path = format!("/events?since={since}");
+        stream::unfold(State::Start, move |state| {
+            let path = path.clone();
+            async move {
+                let (mut body, mut buf) = match state {
+                    State::Done => return None,
+                    State::Reading(body, buf) => (body, buf),
+                    State::Start => {
+                        self.calls.fetch_add(1, Ordering::Relaxed);
+                        let get = match hyper::Request::get(path.as_str())
+                            .body(bollard::body_full(Bytes::new()))
+                        {
+                            Ok(g) => g,
+                            Err(e) => return Some((Err(e.to_string()), State::Done)),
+                        };
+                        match self.transport.send(get).await {
+                            Ok(r) if r.status().is_success() => (r.into_body(), Vec::new()),
+                            Ok(r) => {
+                                let status = r.status();
+                                return Some((Err(format!("GET /events: {status}")), State::Done));
+                            }
+                            Err(e) => {
+                                let e = format!("GET /events: {}", super::with_causes(&e));
+                                return Some((Err(e), State::Done));
+                            }
+                        }
+                    }
+                };
+                loop {
+                    if let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = buf.drain(..=end).collect();
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        let item = serde_json::from_slice(&line)
+                            .map_err(|e| format!("decoding an event: {e}"));
+                        return Some((item, State::Reading(body, buf)));
+                    }
+                    match body.frame().await {
+                        None => return None,
+                        Some(Err(e)) => {
+                            let e = format!("reading /events: {}", super::with_causes(&e));
+                            return Some((Err(e), State::Done));
+                        }
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                buf.extend_from_slice(&data);
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    }
+}

@@ -24,12 +24,21 @@ pub struct TaggedReads {
     pub unique_bytes: Read<HashMap<String, u64>>,
 }
 
-/// A container create/start event: the image as the event names it (a reference or an id) and
-/// when (Unix seconds).
+/// A use of an image an event records: the image as the event names it (a reference or an
+/// id) and when (Unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UseEvent {
     pub image: String,
     pub time: i64,
+}
+
+/// An unfiltered replay of the daemon's events: the uses in it, and how many events it held
+/// and the time of its first — what tells a complete replay from one the daemon's buffer cut.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replay {
+    pub uses: Vec<UseEvent>,
+    pub count: usize,
+    pub earliest: Option<i64>,
 }
 
 /// How many image inspections run at once.
@@ -137,20 +146,14 @@ impl Daemon {
         inspected.into_iter().collect()
     }
 
-    /// Container `create` and `start` events from `since` (Unix seconds) to now. The daemon
-    /// keeps only its latest events in memory (moby: 256), so a long gap loses some; the
-    /// containers present at each run are the other source of use. `until` is now to the
-    /// nanosecond: the daemon compares it with each event's nanosecond time, so a whole second
-    /// would leave out the events of the current second (seen on 20.10), and a time to come
-    /// would hold the answer open until then.
-    pub async fn use_events(&self, since: i64) -> Read<Vec<UseEvent>> {
-        let filters = r#"{"type":["container"],"event":["create","start"]}"#;
+    /// Every event since `since` (Unix seconds) up to now, unfiltered: a filter would hide
+    /// whether the daemon's buffer overflowed ([`Replay`]).
+    pub async fn replay(&self, since: i64) -> Read<Replay> {
         let now = chrono::Utc::now();
         let until = format!("{}.{:09}", now.timestamp(), now.timestamp_subsec_nanos());
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("since", &since.to_string())
             .append_pair("until", &until)
-            .append_pair("filters", filters)
             .finish();
         let body = self.raw_get(&format!("/events?{query}")).await?;
         decode_events(&body).map_err(ReadError::local)
@@ -187,6 +190,28 @@ impl Daemon {
         Ok(crate::engine::tags(&i.repo_tags.unwrap_or_default())
             .map(String::from)
             .collect())
+    }
+
+    /// `POST /images/{id}/tag?repo=…&tag=…`: puts `tag` (`repository:tag`) back on the image
+    /// `id` — the retention class's undo when the engine refuses an image's final delete after
+    /// its other tags were taken off.
+    pub async fn tag_image(&self, id: &str, tag: &str) -> Result<(), ReadError> {
+        path_safe(id)?;
+        if !crate::engine::is_tag_reference(tag) {
+            return Err(ReadError::local(format!(
+                "refused to send {tag:?}: not a tag"
+            )));
+        }
+        let repo = crate::engine::repository(tag);
+        let name = &tag[repo.len() + 1..];
+        let opts = bollard::query_parameters::TagImageOptionsBuilder::default()
+            .repo(repo)
+            .tag(name)
+            .build();
+        self.prune
+            .tag_image(id, Some(opts))
+            .await
+            .map_err(|e| self.prune_err(e))
     }
 
     /// `DELETE /images/{reference}`, never forced; `noprune`: the untagged parents a classic
@@ -226,25 +251,37 @@ pub enum Removed {
     Deleted(String),
 }
 
-/// `/events` answers a stream of JSON objects; the image is `Actor.Attributes.image` (or the
-/// legacy `from`), the time `time`.
-pub fn decode_events(body: &[u8]) -> Result<Vec<UseEvent>, String> {
-    let mut out = Vec::new();
+/// Decodes a replay (one JSON object per event). Uses: a container's `create` and `start`
+/// (its `image` attribute, as given: a reference or an id), and an image's `pull`, `tag`,
+/// `load` and `import` (the image's id or reference).
+pub fn decode_events(body: &[u8]) -> Result<Replay, String> {
+    let mut out = Replay::default();
     for value in serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>() {
         let v = value.map_err(|e| format!("decoding /events: {e}"))?;
-        let image = v
-            .pointer("/Actor/Attributes/image")
-            .or_else(|| v.get("from"))
-            .and_then(|i| i.as_str());
-        let time = v.get("time").and_then(|t| t.as_i64());
-        if let (Some(image), Some(time)) = (image, time) {
-            out.push(UseEvent {
-                image: image.to_string(),
-                time,
-            });
+        let Some(time) = v.get("time").and_then(|t| t.as_i64()) else {
+            continue;
+        };
+        out.count += 1;
+        out.earliest = Some(out.earliest.map_or(time, |e| e.min(time)));
+        if let Some(image) = use_of(&v) {
+            out.uses.push(UseEvent { image, time });
         }
     }
     Ok(out)
+}
+
+/// The image an event says was used, if it is a use: see [`decode_events`].
+pub fn use_of(v: &serde_json::Value) -> Option<String> {
+    let kind = v.get("Type").and_then(|t| t.as_str())?;
+    let action = v.get("Action").and_then(|a| a.as_str())?;
+    let text = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(str::to_string);
+    match (kind, action) {
+        ("container", "create" | "start") => {
+            text("/Actor/Attributes/image").or_else(|| text("/from"))
+        }
+        ("image", "pull" | "tag" | "load" | "import") => text("/Actor/ID"),
+        _ => None,
+    }
 }
 
 /// `(service name, "current" | "previous", image)` for each spec a service has:
@@ -282,8 +319,9 @@ mod tests {
 {"status":"start","id":"c1","from":"app:1","Type":"container","Action":"start","Actor":{"ID":"c1","Attributes":{"image":"app:1","name":"x"}},"scope":"local","time":1700000001,"timeNano":1700000001000000000}
 "#;
         let e = decode_events(events).unwrap();
+        assert_eq!((e.count, e.earliest), (2, Some(1_700_000_000)));
         assert_eq!(
-            e,
+            e.uses,
             [
                 UseEvent {
                     image: "app:1".into(),
@@ -295,7 +333,17 @@ mod tests {
                 }
             ]
         );
-        assert!(decode_events(b"").unwrap().is_empty());
+        assert_eq!(decode_events(b"").unwrap(), Replay::default());
+        // Other events count (they fill the buffer) but are no use; an image's pull and tag are.
+        let more = br#"{"Type":"container","Action":"die","Actor":{"ID":"c1","Attributes":{"image":"app:1"}},"time":1700000002}
+{"Type":"network","Action":"connect","Actor":{"ID":"n"},"time":1700000003}
+{"Type":"image","Action":"pull","Actor":{"ID":"busybox:latest"},"time":1700000004}
+{"Type":"image","Action":"tag","Actor":{"ID":"sha256:ab","Attributes":{"name":"x:1"}},"time":1700000005}
+"#;
+        let e = decode_events(more).unwrap();
+        assert_eq!(e.count, 4);
+        let images: Vec<&str> = e.uses.iter().map(|u| u.image.as_str()).collect();
+        assert_eq!(images, ["busybox:latest", "sha256:ab"]);
         assert!(decode_events(b"{nope").is_err());
         let services = br#"[{"ID":"s1","Spec":{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"app:2"}}},
             "PreviousSpec":{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"app:1@sha256:ab"}}}},

@@ -33,9 +33,9 @@ pub async fn run(
         if !gate.open {
             let mut report = Report::skipped_by(command, host, until, gate);
             if settings.retention.is_some() && prunes {
-                report
-                    .warnings
-                    .extend(super::retention::learn_only(settings).await);
+                let (gaps, warning) = super::retention::learn_only(settings).await;
+                report.history_gaps = gaps;
+                report.warnings.extend(warning);
             }
             return done(report);
         }

@@ -8,6 +8,7 @@ pub mod images;
 pub mod inputs;
 pub mod job;
 pub mod recheck;
+pub mod record;
 pub mod retention;
 pub mod runner;
 pub mod schedule;

@@ -8,77 +8,159 @@ use super::Interrupt;
 use crate::docker::snapshot::{Snapshot, SwarmSource};
 use crate::docker::tagged::Removed;
 use crate::docker::Daemon;
+use crate::engine::Engine;
 use crate::engine::{daemon_identity, SwarmRole};
 use crate::gates::disk::fullest;
 use crate::gates::{self, GateResult};
 use crate::model::{Candidate, Class, Command, Read, ReadError};
 use crate::report::{KeptImage, StepReport, StepStatus};
-use crate::retention::{self, Decision, Retention, Use};
+use crate::retention::{self, Decision, Gap, History, Retention, Use, HISTORY_FLOOR};
 use crate::settings::Settings;
 use crate::sinks::history;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What a run knows of image use: the history it may judge on, or why none (then the class
-/// removes nothing this run); and a warning when the history could not be read from the daemon
-/// or saved.
+/// removes nothing this run); the gaps this update found; and a warning when the history could
+/// not be read from the daemon or saved.
 #[derive(Debug, Clone)]
 pub struct Learned {
     pub known: Result<BTreeMap<String, Use>, String>,
+    pub gaps: Vec<Gap>,
     pub warning: Option<String>,
 }
 
-/// Loads the history, adds what the daemon shows now (the containers present, the create/start
-/// events since the last update), and saves it unless `save` is false (a dry run). A history
-/// that is missing, unreadable or another daemon's is started afresh from now — and this run's
-/// class removes nothing, since an unknown history is never taken as old.
-pub async fn learn(settings: &Settings, daemon: &Daemon, daemon_id: &str, save: bool) -> Learned {
+/// Loads the history, adds what the daemon shows now (the containers present, the events since
+/// the last update), and saves it unless `save` is false (a dry run) — under the history's
+/// lock, so the recorder's merges and a run's never overwrite each other. Whatever stretch the
+/// replay cannot vouch for (truncated, a daemon restart, an unknowable restart) is a gap: every
+/// image present across it counts as used at its end. A history that is missing, unreadable,
+/// another daemon's or contradictory is started afresh from now — and this run's class removes
+/// nothing, since an unknown history is never taken as old.
+pub async fn learn(
+    settings: &Settings,
+    daemon: &Daemon,
+    engine: &Engine,
+    daemon_id: &str,
+    save: bool,
+) -> Learned {
     let dir = &settings.sinks.state_dir;
     // A failed read leaves the history as it was, and is worth a warning.
     let fail = |why: String| Learned {
         known: Err(why.clone()),
+        gaps: Vec::new(),
         warning: Some(why),
     };
     if daemon_id.is_empty() {
         return fail("the daemon reported no ID, so its use history cannot be told apart".into());
     }
+    let _held = if save {
+        match history::lock(dir).await {
+            Ok(l) => Some(l),
+            Err(e) => return fail(format!("the use history was not updated: {e}")),
+        }
+    } else {
+        None
+    };
     let loaded = history::load(dir);
+    let now = chrono::Utc::now().timestamp();
     let mine = match &loaded {
-        Ok(Some(h)) if h.daemon_id == daemon_id => Some(h.clone()),
+        Ok(Some(h)) if h.daemon_id == daemon_id => Some((h.clone(), h.check(now))),
         _ => None,
     };
-    let now = chrono::Utc::now().timestamp();
-    let events = async {
+    let replay = async {
         match &mine {
-            Some(h) if h.updated_at > 0 => daemon.use_events(h.updated_at).await,
-            _ => Ok(Vec::new()),
+            Some((h, Ok(()))) => daemon.replay(h.updated_at).await.map(Some),
+            _ => Ok(None),
         }
     };
-    let (images, containers, events) = tokio::join!(
+    let (images, containers, replay) = tokio::join!(
         daemon.images(),
         daemon.containers(crate::docker::containers::Listing {
             all: true,
             ..Default::default()
         }),
-        events,
+        replay,
     );
-    let (images, containers, events) = match (images, containers, events) {
+    let (images, containers, replay) = match (images, containers, replay) {
         (Ok(i), Ok(c), Ok(e)) => (i, c, e),
         (Err(e), _, _) | (_, Err(e), _) => {
             return fail(format!("the use history was not updated: {e}"))
         }
         (_, _, Err(e)) => {
             return fail(format!(
-                "the container events since the last run could not be read: {e}"
+                "the events since the last update could not be read: {e}"
             ))
         }
     };
     let present: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
-    let in_use = retention::in_use(&containers);
-    let in_use: HashSet<&str> = in_use.keys().map(String::as_str).collect();
-    let used = retention::used_by_events(&events, &images);
-    let used: HashMap<&str, i64> = used.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    let base = mine.clone().unwrap_or_default();
-    let updated = base.observe(daemon_id, now, &present, &in_use, &used);
+    let path = history::path(dir);
+    let (updated, known, since) = match (&loaded, mine) {
+        (_, Some((h, Ok(())))) => {
+            let replay = replay.unwrap_or_default();
+            let in_use = retention::in_use(&containers);
+            let in_use: HashSet<&str> = in_use.keys().map(String::as_str).collect();
+            let used = retention::used_by_events(&replay.uses, &images);
+            let used: HashMap<&str, i64> = used.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let started = crate::uptime::read(&settings.address)
+                .daemon_seconds
+                .map(|up| now - up as i64);
+            let gap = retention::replay_gap(
+                h.updated_at,
+                now,
+                replay.count,
+                replay.earliest,
+                engine.event_buffer(),
+                started,
+                h.recorded_at,
+            );
+            let updated = h.observe(now, &present, &in_use, &used, gap);
+            let known = updated
+                .for_daemon(daemon_id)
+                .ok_or_else(|| "the use history names no daemon".to_string());
+            (updated, known, h.updated_at)
+        }
+        (_, Some((h, Err(why)))) => {
+            let gap = Gap {
+                from: h.updated_at.clamp(HISTORY_FLOOR, now),
+                to: now,
+                images: 0,
+                why: format!("the use history could not be believed: {why}"),
+            };
+            let known = Err(format!(
+                "the use history {} cannot be believed: {why}; started afresh from now (every \
+                 image counts as first seen now), so nothing is removed until retention.min_idle \
+                 has passed",
+                path.display()
+            ));
+            (
+                History::fresh(daemon_id, now, &present, Some(gap)),
+                known,
+                h.updated_at,
+            )
+        }
+        (Ok(None), None) => (
+            History::fresh(daemon_id, now, &present, None),
+            Err(format!(
+                "no use history yet ({} started now): images count as first seen today",
+                path.display()
+            )),
+            now,
+        ),
+        (Ok(Some(h)), None) => (
+            History::fresh(daemon_id, now, &present, None),
+            Err(format!(
+                "the use history {} was of another daemon ({}); started afresh for this one",
+                path.display(),
+                h.daemon_id
+            )),
+            now,
+        ),
+        (Err(e), None) => (
+            History::fresh(daemon_id, now, &present, None),
+            Err(format!("{e}; started afresh")),
+            now,
+        ),
+    };
     let warning = if save {
         history::save(dir, &updated)
             .err()
@@ -86,22 +168,11 @@ pub async fn learn(settings: &Settings, daemon: &Daemon, daemon_id: &str, save: 
     } else {
         None
     };
-    let known = match (&loaded, mine) {
-        (_, Some(_)) => updated
-            .for_daemon(daemon_id)
-            .ok_or_else(|| "the use history names no daemon".to_string()),
-        (Ok(None), None) => Err(format!(
-            "no use history yet ({} started now): images count as first seen today",
-            history::path(dir).display()
-        )),
-        (Ok(Some(h)), None) => Err(format!(
-            "the use history {} was of another daemon ({}); started afresh for this one",
-            history::path(dir).display(),
-            h.daemon_id
-        )),
-        (Err(e), None) => Err(format!("{e}; started afresh")),
-    };
-    Learned { known, warning }
+    Learned {
+        known,
+        gaps: updated.gaps_since(since),
+        warning,
+    }
 }
 
 /// What a command knows of image use, when the class is on and the command could prune: the
@@ -124,28 +195,41 @@ pub async fn learned(
     Some(match engine.refuse(Class::TaggedImages) {
         Some(why) => Learned {
             known: Err(why),
+            gaps: Vec::new(),
             warning: None,
         },
-        None => learn(settings, daemon, &daemon_identity(info), !dry_run).await,
+        None => learn(settings, daemon, engine, &daemon_identity(info), !dry_run).await,
     })
 }
 
 /// A run the disk gate ended before it contacted the daemon: only the history is brought up
-/// to date (use is learned while the disk is fine). A warning when it could not be.
-pub async fn learn_only(settings: &Settings) -> Option<String> {
+/// to date (use is learned while the disk is fine). The gaps it found, and a warning when it
+/// could not be.
+pub async fn learn_only(settings: &Settings) -> (Vec<Gap>, Option<String>) {
     let daemon = match super::inputs::connect(settings) {
         Ok(d) => d,
-        Err(e) => return Some(format!("the use history was not updated: {e}")),
+        Err(e) => {
+            return (
+                Vec::new(),
+                Some(format!("the use history was not updated: {e}")),
+            )
+        }
     };
     match daemon.identity().await {
         // An engine the class is refused on (or prunegate as a whole): nothing to learn.
         Ok((engine, _))
             if engine.unsupported().is_some() || engine.refuse(Class::TaggedImages).is_some() =>
         {
-            None
+            (Vec::new(), None)
         }
-        Ok((_, id)) => learn(settings, &daemon, &id, true).await.warning,
-        Err(e) => Some(format!("the use history was not updated: {e}")),
+        Ok((engine, id)) => {
+            let l = learn(settings, &daemon, &engine, &id, true).await;
+            (l.gaps, l.warning)
+        }
+        Err(e) => (
+            Vec::new(),
+            Some(format!("the use history was not updated: {e}")),
+        ),
     }
 }
 
@@ -439,10 +523,12 @@ pub async fn remove(
     (step, stopped)
 }
 
-/// Removes one image: by id when it has one tag; with several, each tag but the last is
+/// Removes one image: by id when it has one tag; with several, each tag but the first is
 /// untagged by name — each only after checking that the tag still names this image (a pull may
 /// have moved it) — and then the image by id. Never forced: the engine's refusal (a container
-/// created meanwhile, a child image) is the answer.
+/// created meanwhile, a child image) is the answer, and then every tag taken off is put back,
+/// so a refused image keeps all its names (the error says which were restored, or which could
+/// not be).
 async fn remove_one(daemon: &Daemon, c: &Candidate) -> Result<Vec<String>, String> {
     let tags: Vec<String> = c.what["tags"]
         .as_array()
@@ -471,10 +557,28 @@ async fn remove_one(daemon: &Daemon, c: &Candidate) -> Result<Vec<String>, Strin
             .map_err(|e| format!("untagging {tag}: {e}"))?;
         say(r, &mut lines);
     }
-    let r = daemon
-        .remove_image(&c.id, true)
-        .await
-        .map_err(|e| e.to_string())?;
+    let r = match daemon.remove_image(&c.id, true).await {
+        Ok(r) => r,
+        Err(e) => {
+            let untagged: Vec<&String> = tags.iter().skip(1).collect();
+            if untagged.is_empty() {
+                return Err(e.to_string());
+            }
+            let mut restored = Vec::new();
+            let mut lost = Vec::new();
+            for tag in untagged {
+                match daemon.tag_image(&c.id, tag).await {
+                    Ok(()) => restored.push(tag.as_str()),
+                    Err(te) => lost.push(format!("{tag} ({te})")),
+                }
+            }
+            let mut why = format!("{e}; tags put back: {}", restored.join(", "));
+            if !lost.is_empty() {
+                why.push_str(&format!("; could not put back: {}", lost.join(", ")));
+            }
+            return Err(why);
+        }
+    };
     say(r, &mut lines);
     Ok(lines)
 }

@@ -54,6 +54,7 @@ pub async fn execute(
     let learned = retention::learned(settings, daemon, &inputs.snapshot, command, dry_run).await;
     if let Some(l) = &learned {
         report.warnings.extend(l.warning.clone());
+        report.history_gaps = l.gaps.clone();
     }
     report.outcome = match &inputs.snapshot.engine {
         Err(e) => {

@@ -43,6 +43,15 @@ fn print(report: &Report, out: &Output) {
     }
 }
 
+/// Raises the recorder's interrupt when the daemon returns, however it returns.
+struct StopOnDrop(Interrupt);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.raise();
+    }
+}
+
 /// Runs until SIGTERM or SIGINT. `reload_from` is the `--config` given (None: the default
 /// path), `cli_host` the `--docker-host` given, both applied again on reload.
 pub async fn run(
@@ -55,6 +64,18 @@ pub async fn run(
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
     tracing::info!(cron = %settings.schedule.cron_text, random_delay = %settings.schedule.random_delay, "prunegate daemon started");
+    // With the retention class on, use is recorded as it happens between the runs (the
+    // recorder stops with the daemon; a reload does not restart it with new settings).
+    let recording = Interrupt::default();
+    let _recorder = settings.retention.is_some().then(|| {
+        let (settings, stop) = (settings.clone(), recording.clone());
+        tokio::spawn(async move {
+            if let Err(e) = super::record::run(&settings, &stop).await {
+                tracing::warn!("recorder: {e}");
+            }
+        })
+    });
+    let _stop_recording = StopOnDrop(recording);
     loop {
         let Some((at, wait)) = next_delay(&settings) else {
             return Err(format!(

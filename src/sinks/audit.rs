@@ -30,6 +30,19 @@ fn line(report: &Report, step: &StepReport, fields: Value) -> String {
 /// The lines a report contributes, without the trailing newline.
 pub fn lines(report: &Report) -> Vec<String> {
     let mut out = Vec::new();
+    // A gap in the use history is part of why the class judged as it did: in the log too.
+    for g in &report.history_gaps {
+        let mut l = json!({
+            "time": report.finished_at,
+            "run_id": report.run_id,
+            "command": report.command,
+            "docker_host": report.docker_host,
+            "class": "tagged_images",
+            "history_gap": g,
+        });
+        l["history_gap"]["text"] = json!(g.describe());
+        out.push(l.to_string());
+    }
     for step in &report.steps {
         match step.status {
             StepStatus::Failed => {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 const NAME: &str = "retention.json";
 
+/// The history's file.
 pub fn path(dir: &Path) -> PathBuf {
     dir.join(NAME)
 }
@@ -21,6 +22,40 @@ pub fn save(dir: &Path, history: &History) -> Result<(), String> {
     save_json(dir, NAME, history)
 }
 
+/// Held while a writer loads, updates and saves the history: a run and the recorder
+/// (`prunegate record`) both write it, and neither may overwrite what the other just merged.
+pub struct HistoryLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Takes the history's lock (`retention.lock` in `state.dir`, made 0600), waiting up to 10 s:
+/// its holders keep it for a load and a save, milliseconds.
+pub async fn lock(dir: &Path) -> Result<HistoryLock, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = super::atomic::state_dir(dir)?;
+    let path = dir.join("retention.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    for _ in 0..200 {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(HistoryLock { _lock: lock }),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
+                file = f;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err((_, e)) => return Err(format!("{}: {e}", path.display())),
+        }
+    }
+    Err(format!("{}: still held after 10 s", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,8 +67,7 @@ mod tests {
         std::fs::write(path(dir.path()), "{not json").unwrap();
         let err = load(dir.path()).unwrap_err();
         assert!(err.contains("retention.json is unreadable"), "{err}");
-        let h =
-            History::default().observe("D", 5, &["a"], &Default::default(), &Default::default());
+        let h = History::fresh("D", 1_700_000_000, &["a"], None);
         save(dir.path(), &h).unwrap();
         assert_eq!(load(dir.path()), Ok(Some(h)));
     }

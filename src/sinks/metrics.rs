@@ -68,10 +68,50 @@ pub fn render(threshold_percent: u8, report: &Report, state: Option<&State>, now
     if let Some(a) = &report.advisory {
         advisory(&mut m, a);
     }
+    history_gaps(&mut m, report);
     if let Some(state) = state {
         totals(&mut m, state);
     }
     m.0
+}
+
+/// The use history's gaps the last run found: how many, how long, how many images each made
+/// count as used (0 when none: an alert can watch it).
+fn history_gaps(m: &mut Out, report: &Report) {
+    m.family(
+        "prunegate_retention_history_gaps",
+        "gauge",
+        "Stretches of time the last run found the retention use history could not observe.",
+    );
+    m.sample(
+        "prunegate_retention_history_gaps",
+        &[],
+        report.history_gaps.len() as f64,
+    );
+    m.family(
+        "prunegate_retention_history_gap_seconds",
+        "gauge",
+        "Their total length.",
+    );
+    m.sample(
+        "prunegate_retention_history_gap_seconds",
+        &[],
+        report
+            .history_gaps
+            .iter()
+            .map(|g| (g.to - g.from).max(0) as f64)
+            .sum(),
+    );
+    m.family(
+        "prunegate_retention_history_gap_images",
+        "gauge",
+        "Images the last run's gaps made count as used at their end.",
+    );
+    m.sample(
+        "prunegate_retention_history_gap_images",
+        &[],
+        report.history_gaps.iter().map(|g| g.images as f64).sum(),
+    );
 }
 
 /// When the last run finished, how long it took, how it ended, what it cost.

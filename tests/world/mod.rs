@@ -837,6 +837,9 @@ fn leave_history(
         })
         .collect();
     tagged.sort();
+    // The runs replay every event since the history's update, image pulls and tags among them
+    // (each a use): the world's own making is in seconds before it.
+    settle();
     let now = unix_now() as i64;
     let mut seconds = BTreeSet::new();
     let mut history = BTreeMap::new();
@@ -881,9 +884,17 @@ fn leave_history(
         })
         .collect();
     std::fs::create_dir_all(state).unwrap();
+    // The history began before its oldest first sight (a later start is a contradiction the
+    // class refuses), and is up to date now.
+    let started = history
+        .values()
+        .map(|(first, _)| *first)
+        .min()
+        .unwrap_or(now);
     std::fs::write(
         state.join("retention.json"),
-        json!({ "daemon_id": daemon_id, "updated_at": now, "images": images }).to_string(),
+        json!({ "daemon_id": daemon_id, "started_at": started, "updated_at": now, "images": images })
+            .to_string(),
     )
     .unwrap();
     (r.history == HistoryDraw::Seeded).then_some(history)
