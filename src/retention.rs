@@ -276,9 +276,7 @@ pub fn replay_gap(
     daemon_started: Result<i64, String>,
     recorded_until: Option<i64>,
 ) -> Option<Gap> {
-    let Some(buffer) = buffer else {
-        return None;
-    };
+    let buffer = buffer?;
     // What the recorder saw unbroken needs no replay to be believed.
     let since = since.max(recorded_until.unwrap_or(since));
     match daemon_started {
