@@ -601,3 +601,270 @@ fn an_image_sharing_a_layer_with_a_pruned_dangling_image_takes_no_fewer_than_lis
         r.stdout
     );
 }
+
+/// Moves every time in the history `secs` into the past — its start, each first sight and last
+/// use, its gaps — as if that long had passed with nothing used; the stretch up to its last
+/// update stays observed (that is now).
+fn age_all(d: &PrivateDaemon, secs: i64) {
+    let path = history_path(d);
+    let mut h: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let back = |v: &mut Value| {
+        if let Some(t) = v.as_i64() {
+            *v = (t - secs).into();
+        }
+    };
+    back(&mut h["started_at"]);
+    for (_, u) in h["images"].as_object_mut().unwrap() {
+        back(&mut u["first_seen"]);
+        back(&mut u["last_used"]);
+    }
+    std::fs::write(&path, h.to_string()).unwrap();
+}
+
+/// The retention config of the history tests: everything idle for 10 minutes may go, down to
+/// an empty disk, none kept for being newest.
+const LRU_ONLY: &str = "enabled = true\nmin_idle = \"10m\"\nlow_percent = 0\nkeep_newest = 0";
+
+/// A warm image used once by a short-lived container (created, run, removed).
+fn use_briefly(d: &PrivateDaemon, image: &str) {
+    let name = format!("brief-{}", unique());
+    d.exited(&name, image);
+    d.docker(&["rm", &name]);
+}
+
+/// `n` containers of `image` created and removed through the API: 2n events.
+fn flood(d: &PrivateDaemon, image: &str, n: usize) {
+    for _ in 0..n {
+        let made = d.api_post(
+            "/containers/create",
+            &format!("{{\"Image\":\"{image}\",\"Cmd\":[\"/bin/busybox\",\"true\"]}}"),
+        );
+        let id = made["Id"].as_str().expect("a container id").to_string();
+        let (code, _) = d.try_api("DELETE", &format!("/containers/{id}")).unwrap();
+        assert!(
+            (200..300).contains(&code),
+            "DELETE /containers/{id}: {code}"
+        );
+    }
+}
+
+/// Issue 21's flood: an image used a minute before the run, then 200 short-lived containers of
+/// another — past the daemon's buffer of 256 events. Replayed by the run alone, that is a gap:
+/// nothing it covered may go, and the report says so (before, the warm image was removed).
+/// With `prunegate record` running, the use is recorded as it happens: the warm image stays and
+/// the cold one goes.
+#[test]
+fn a_use_before_a_flood_of_short_containers_is_never_lost() {
+    let mut d = PrivateDaemon::start();
+    let full = d.small_fs(8, 95);
+    d.build("pg-warm:1", "", "warm");
+    let cold = d.build("pg-cold:1", "", "cold");
+    d.build("pg-churn:1", "", "churn");
+    settle();
+    let config = config(&d, &full, LRU_ONLY);
+    d.prunegate(&config, &["run"]).expect(0);
+    age_all(&d, 40 * 86_400);
+    use_briefly(&d, "pg-warm:1");
+    flood(&d, "pg-churn:1", 200);
+    let r = d.prunegate(&config, &["run", "--json"]);
+    r.expect(0);
+    let report = r.json();
+    let gaps = report["history_gaps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        gaps.iter().any(|g| g["why"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the daemon keeps only 256")),
+        "the truncated replay is a gap: {}",
+        r.stdout
+    );
+    assert!(tags(&d).contains(&"pg-warm:1".to_string()), "{}", r.stdout);
+    let text = d.prunegate(&config, &["run", "--dry-run"]);
+    assert!(
+        !tagged_items(&report).contains(&d.image_id("pg-warm:1")),
+        "{}",
+        text.stdout
+    );
+    let audit = std::fs::read_to_string(d.dir.path().join("audit.log")).unwrap();
+    assert!(audit.contains("\"history_gap\""), "{audit}");
+
+    // With the recorder.
+    age_all(&d, 40 * 86_400);
+    let log = d.dir.path().join("record.log");
+    let mut recorder = d
+        .prunegate_cmd(&config, &["record"])
+        .env("PRUNEGATE_LOG", "prunegate=info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    d.wait_for("the recorder to follow the events", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("following the daemon's events")
+    });
+    use_briefly(&d, "pg-warm:1");
+    flood(&d, "pg-churn:1", 200);
+    settle();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &recorder.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = recorder.wait().unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "the recorder: {status}\n{said}");
+    let r = d.prunegate(&config, &["run", "--json"]);
+    r.expect(0);
+    let report = r.json();
+    assert_eq!(
+        tagged_items(&report),
+        vec![cold],
+        "the cold image goes, the warm one stays: {}\nrecorder:\n{said}",
+        r.stdout
+    );
+    assert!(
+        why_kept(&report, "pg-warm:1").contains("within retention.min_idle"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// A daemon restart empties its event buffer: a use before it cannot be replayed. The
+/// stretch is a gap, the warm image stays (before, it was removed).
+#[test]
+fn a_daemon_restart_between_a_use_and_the_run_is_a_gap() {
+    let mut d = PrivateDaemon::start();
+    let full = d.small_fs(8, 95);
+    d.build("pg-warm:1", "", "warm");
+    d.build("pg-cold:1", "", "cold");
+    settle();
+    let config = config(&d, &full, LRU_ONLY);
+    d.prunegate(&config, &["run"]).expect(0);
+    age_all(&d, 40 * 86_400);
+    use_briefly(&d, "pg-warm:1");
+    d.kill_and_restart();
+    let r = d.prunegate(&config, &["run", "--json"]);
+    r.expect(0);
+    let report = r.json();
+    let gaps = report["history_gaps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        gaps.iter()
+            .any(|g| g["why"].as_str().unwrap_or_default().contains("restarted")),
+        "{}",
+        r.stdout
+    );
+    assert!(tags(&d).contains(&"pg-warm:1".to_string()), "{}", r.stdout);
+    let text = d.prunegate(&config, &["check"]);
+    assert!(text.code == 0 || text.code == 10, "{}", text.stderr);
+}
+
+/// `first_seen: 0` made an image first seen seconds before eligible; a history updated in the
+/// future (a clock stepped back an hour) read as old. Each: the class removes nothing, says
+/// why, and starts the history afresh — a cold image that was eligible on the sane history
+/// included.
+#[test]
+fn a_history_that_contradicts_itself_or_the_clock_removes_nothing() {
+    let mut d = PrivateDaemon::start();
+    let full = d.small_fs(8, 95);
+    let cold = d.build("pg-cold:1", "", "cold");
+    d.build("pg-other:1", "", "other");
+    settle();
+    let config = config(&d, &full, LRU_ONLY);
+    d.prunegate(&config, &["run"]).expect(0);
+    age_all(&d, 40 * 86_400);
+    // The control: on the sane history the cold image is eligible.
+    let dry = d.prunegate(&config, &["run", "--dry-run", "--json"]);
+    assert!(tagged_items(&dry.json()).contains(&cold), "{}", dry.stdout);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    type Edit = fn(&mut Value, i64, &str);
+    let cases: [(&str, Edit); 2] = [
+        ("before the history began", |h, _, id| {
+            h["images"][id]["first_seen"] = 0.into();
+        }),
+        ("the clock went backwards", |h, now, _| {
+            h["updated_at"] = (now + 3600).into();
+        }),
+    ];
+    for (says, edit) in cases {
+        let path = history_path(&d);
+        let mut h: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        edit(&mut h, now(), &cold);
+        std::fs::write(&path, h.to_string()).unwrap();
+        let before = tags(&d);
+        let r = d.prunegate(&config, &["run", "--json"]);
+        r.expect(0);
+        assert_skipped(&r.json(), "cannot be believed");
+        assert_skipped(&r.json(), says);
+        assert_eq!(tags(&d), before, "{says}: nothing removed");
+        let h: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(
+            h["started_at"].as_i64().unwrap() >= now() - 60,
+            "afresh: {h}"
+        );
+        assert!(
+            h["gaps"].as_array().is_some_and(|g| !g.is_empty()),
+            "the repair is a gap: {h}"
+        );
+        age_all(&d, 40 * 86_400);
+    }
+}
+
+/// The engine refuses the final `DELETE` of a multi-tag image after its other tags were taken
+/// off (a container made meanwhile; here the relay answers 409): every tag is put back, and
+/// the step says which (before, the image was left stripped of them).
+#[test]
+fn a_refused_final_delete_puts_the_tags_back() {
+    let mut d = PrivateDaemon::start();
+    let full = d.small_fs(8, 95);
+    let multi = d.build("pg-multi:1", "", "multi");
+    d.docker(&["tag", "pg-multi:1", "pg-multi:2"]);
+    d.docker(&["tag", "pg-multi:1", "pg-multi:3"]);
+    settle();
+    let config = config(&d, &full, LRU_ONLY);
+    d.prunegate(&config, &["run"]).expect(0);
+    age_all(&d, 40 * 86_400);
+    let by_id = format!("/images/{multi}");
+    let relay = Relay::start(d.sock.clone(), move |method, path| {
+        if method == "DELETE" && path.starts_with(&by_id) {
+            Reply::With(
+                409,
+                br#"{"message":"conflict: unable to delete (must be forced) - image is being used by stopped container 0123456789ab"}"#
+                    .to_vec(),
+            )
+        } else {
+            Reply::Pass
+        }
+    });
+    let r = Run::from(
+        d.prunegate_cmd_at(&relay.host, &config, &["run", "--json"])
+            .output()
+            .unwrap(),
+    );
+    r.expect(0);
+    let step = tagged(&r.json());
+    let reason = step["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("tags put back: pg-multi:"), "{reason}");
+    let left = tags(&d);
+    for t in ["pg-multi:1", "pg-multi:2", "pg-multi:3"] {
+        assert!(
+            left.contains(&t.to_string()),
+            "{t} lost: {left:?}\n{reason}"
+        );
+    }
+    assert!(
+        relay.seen().iter().any(|s| s.starts_with("POST /images/")),
+        "{:?}",
+        relay.seen()
+    );
+}

@@ -81,9 +81,9 @@ async fn session(
     interrupt: &Interrupt,
     total: &mut Recorded,
 ) -> Result<(), Stop> {
-    let daemon = super::inputs::connect(settings)
-        .map_err(Stop::Broken)?
-        .with_interrupt(interrupt);
+    // Not cut by the interrupt: the last merge, after it, still reads the images. Every wait
+    // that matters (the stream, the pause between merges) selects on the interrupt itself.
+    let daemon = super::inputs::connect(settings).map_err(Stop::Broken)?;
     let (engine, daemon_id) = daemon
         .identity()
         .await
