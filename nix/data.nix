@@ -170,14 +170,60 @@ rec {
   ];
 
   # [Service] of prunegate.service. `SuccessExitStatus = 10`: a closed gate is not a failure.
+  # `User=prunegate`: the same dynamic user as prunegate-record.service.
   serviceConfig =
     { prunegate, configFile }:
     {
       Type = "oneshot";
       ExecStart = "${prunegate} run --config ${configFile}";
       SuccessExitStatus = 10;
+      User = "prunegate";
     }
     // hardening;
+
+  # [Service] of prunegate-record.service: `prunegate record`, always on beside the timer when
+  # the retention class is enabled (it follows the daemon's events and records image use as it
+  # happens). The run's sandbox, long-running: started at boot, restarted 5 s after a failure.
+  # `User=prunegate` gives it the timer's dynamic user, so both own the state directory; the
+  # run's time bound does not apply (`TimeoutStartSec` of an always-on service is its start).
+  recordServiceConfig =
+    { prunegate, configFile }:
+    builtins.removeAttrs hardening [ "TimeoutStartSec" ]
+    // {
+      Type = "exec";
+      ExecStart = "${prunegate} record --config ${configFile}";
+      User = "prunegate";
+      Restart = "on-failure";
+      RestartSec = "5s";
+    };
+
+  recordUnitSection = {
+    Description = "Record Docker image use for prunegate's retention class as it happens";
+    Documentation = "man:prunegate(1)";
+    Wants = "docker.service";
+    After = "docker.service";
+  };
+
+  plainRecordService =
+    {
+      prunegate ? "/usr/local/bin/prunegate",
+      configFile ? "/etc/prunegate/config.toml",
+      settings ? { },
+    }:
+    toUnit [
+      {
+        name = "Unit";
+        value = recordUnitSection;
+      }
+      {
+        name = "Service";
+        value = recordServiceConfig { inherit prunegate configFile; } // network settings;
+      }
+      {
+        name = "Install";
+        value.WantedBy = "multi-user.target";
+      }
+    ];
 
   # [Timer] of prunegate.timer from the three options.
   timerConfig =

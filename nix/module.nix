@@ -212,6 +212,26 @@ in
         // data.network cfg.settings;
     };
 
+    # With the retention class on, image use is recorded as it happens (`prunegate record`):
+    # the daemon keeps only its last 256 events, and a timer alone would lose short-lived use.
+    systemd.services.prunegate-record = lib.mkIf (cfg.settings.retention.enabled or false) {
+      description = data.recordUnitSection.Description;
+      documentation = [ data.recordUnitSection.Documentation ];
+      wants = lib.optional localDocker "docker.service";
+      after = lib.optional localDocker "docker.service";
+      wantedBy = [ "multi-user.target" ];
+      serviceConfig =
+        data.recordServiceConfig {
+          prunegate = lib.getExe cfg.package;
+          inherit configFile;
+        }
+        // {
+          SupplementaryGroups = lib.optionals localDocker data.hardening.SupplementaryGroups;
+          LoadCredential = lib.optionals (swarmCerts != null) (data.loadCredentials (toString swarmCerts));
+        }
+        // data.network cfg.settings;
+    };
+
     # The run lock, root-owned in a directory only root can write (src/lock.rs refuses a lock
     # file others could replace); the unit opens it read-only.
     systemd.tmpfiles.rules = lib.optionals (cfg.settings.lock.enabled or true) (

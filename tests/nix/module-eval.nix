@@ -221,6 +221,22 @@ let
           "key.pem:/etc/prunegate/worker/key.pem"
         ]
       && (rendered.swarm.cert_path or "") == "/run/credentials/prunegate.service";
+    "21: the recorder runs exactly when the retention class is enabled" =
+      let
+        r = lists.systemd.services;
+        on = eval ../../nix/module.nix {
+          virtualisation.docker.enable = true;
+          services.prunegate = {
+            enable = true;
+            settings.retention.enabled = true;
+          };
+        };
+        recorder = on.systemd.services.prunegate-record or { };
+      in
+      !(r ? prunegate-record && (r.prunegate-record.enable or true))
+      && lib.hasInfix " record --config " (recorder.serviceConfig.ExecStart or "")
+      && (recorder.serviceConfig.User or "") == "prunegate"
+      && (recorder.serviceConfig.Restart or "") == "on-failure";
     "7: the timer has a Description and Documentation" =
       (plain.systemd.timers.prunegate.description or "") != ""
       && (plain.systemd.timers.prunegate.documentation or [ ]) != [ ];
