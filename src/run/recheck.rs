@@ -21,6 +21,15 @@ pub enum Halt {
 }
 
 impl Halt {
+    /// What stopped: `gate live_runs closed: …`, `interrupted by a signal`, the error.
+    pub fn why(&self) -> String {
+        match self {
+            Halt::Interrupted => "interrupted by a signal".into(),
+            Halt::Lost(e) | Halt::Failed(e) => e.clone(),
+            Halt::Gate(g) => format!("gate {} closed: {}", g.name.as_str(), g.reason),
+        }
+    }
+
     /// The reason given for every step not run because of this halt.
     pub fn note(&self) -> String {
         match self {

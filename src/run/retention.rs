@@ -4,6 +4,7 @@
 //! decisions are `retention::decide`'s; this module reads, calls and records.
 
 use super::inputs::disk_reading;
+use super::recheck::{recheck, Halt};
 use super::Interrupt;
 use crate::docker::snapshot::{Snapshot, SwarmSource};
 use crate::docker::tagged::Removed;
@@ -11,7 +12,6 @@ use crate::docker::Daemon;
 use crate::engine::Engine;
 use crate::engine::{daemon_identity, SwarmRole};
 use crate::gates::disk::fullest;
-use crate::gates::{self, GateResult};
 use crate::model::{Candidate, Class, Command, Read, ReadError};
 use crate::report::{KeptImage, StepReport, StepStatus};
 use crate::retention::{self, Decision, Gap, History, Retention, Use, HISTORY_FLOOR};
@@ -437,16 +437,6 @@ pub async fn predict(
     step
 }
 
-/// Why the real step stopped before its last image.
-pub enum Stopped {
-    /// An activity gate closed: re-checked before every image after the first (the runner
-    /// re-checked before the step), since each removal is a destructive call of its own.
-    Gate(GateResult),
-    Interrupted,
-    /// The daemon stopped answering the re-check.
-    Lost(String),
-}
-
 /// The real step, after the fresh re-check the runner made (`snapshot`): decides on the disk as
 /// it is now and removes the chosen images in order, re-checking the activity gates before each
 /// one after the first and stopping at a signal. An image the engine refuses is skipped with its
@@ -458,7 +448,7 @@ pub async fn remove(
     snapshot: &Snapshot,
     learned: &Learned,
     interrupt: &Interrupt,
-) -> (StepReport, Option<Stopped>) {
+) -> (StepReport, Option<Halt>) {
     let class = Class::TaggedImages;
     let skipped = |why: &str| {
         (
@@ -482,25 +472,21 @@ pub async fn remove(
     let mut refused: Vec<String> = Vec::new();
     let mut stopped = None;
     for (n, c) in d.remove.iter().enumerate() {
+        // Each removal is a destructive call of its own: the same re-check as before every
+        // step (the runner made it before the first image), and the same halt.
         if interrupt.raised() {
-            stopped = Some(Stopped::Interrupted);
+            stopped = Some(Halt::Interrupted);
         } else if n > 0 {
-            let fresh = Snapshot::take(daemon).await;
-            if let Err(e) = &fresh.engine {
-                stopped = Some(Stopped::Lost(format!(
-                    "lost the Docker daemon during the tagged_images step: {e}"
-                )));
-            } else if let Some(g) = gates::first_closed(&gates::activity(&settings.gates, &fresh)) {
-                stopped = Some(Stopped::Gate(g.clone()));
+            if let Err((_, halt)) = recheck(class, settings, daemon).await {
+                stopped = halt;
             }
         }
-        if let Some(why) = &stopped {
-            let why = match why {
-                Stopped::Gate(g) => format!("gate {} closed: {}", g.name.as_str(), g.reason),
-                Stopped::Interrupted => "interrupted by a signal".to_string(),
-                Stopped::Lost(e) => e.clone(),
-            };
-            refused.push(format!("{} more not removed: {why}", d.remove.len() - n));
+        if let Some(halt) = &stopped {
+            refused.push(format!(
+                "{} more not removed: {}",
+                d.remove.len() - n,
+                halt.why()
+            ));
             break;
         }
         match remove_one(daemon, c).await {

@@ -244,14 +244,7 @@ async fn prune_steps(
             (Class::TaggedImages, Some(r), Some(l)) => match recheck(class, settings, daemon).await
             {
                 Ok((fresh, _)) => {
-                    let (step, stopped) =
-                        retention::remove(settings, r, daemon, &fresh, l, interrupt).await;
-                    let halt = stopped.map(|s| match s {
-                        retention::Stopped::Gate(g) => Halt::Gate(g),
-                        retention::Stopped::Interrupted => Halt::Interrupted,
-                        retention::Stopped::Lost(e) => Halt::Lost(e),
-                    });
-                    (step, halt)
+                    retention::remove(settings, r, daemon, &fresh, l, interrupt).await
                 }
                 Err(halted) => halted,
             },
