@@ -539,9 +539,6 @@ pub fn judge(
                 if now - since < r.min_idle_secs {
                     return Err(Kept::Idle { since });
                 }
-                if i.unique_bytes == 0 {
-                    return Err(Kept::FreesNothing);
-                }
                 Ok(since)
             })();
             (i.id.clone(), verdict)
@@ -564,6 +561,8 @@ pub fn judge(
                     s.id != i.id && !i.layers.is_empty() && s.layers.starts_with(&i.layers)
                 }) {
                     Some(s) => Err(Kept::BaseOf(s.id.clone())),
+                    // Shared with images that go too, or with nothing said of it: no gain.
+                    None if i.unique_bytes == 0 => Err(Kept::FreesNothing),
                     None => Ok(since),
                 }
             });
@@ -805,6 +804,44 @@ mod tests {
     }
 
     const NOW: i64 = 100_000;
+
+    /// An image whose every layer another image has frees nothing: removing it would lose its
+    /// tag for no byte, so it stays, saying so.
+    #[test]
+    fn an_image_that_frees_nothing_stays() {
+        let mut shared = img("shared", &["old:1"], 1, &["x"]);
+        shared.unique_bytes = 0;
+        let images = [shared, img("cold", &["cold:1"], 1, &["y"])];
+        let history: BTreeMap<String, Use> = ["shared", "cold"]
+            .iter()
+            .map(|id| {
+                (
+                    id.to_string(),
+                    Use {
+                        first_seen: 1,
+                        last_used: None,
+                    },
+                )
+            })
+            .collect();
+        let r = Retention {
+            keep_newest: 0,
+            ..cfg()
+        };
+        let v: HashMap<String, Result<i64, Kept>> = judge(
+            &images,
+            &HashMap::new(),
+            &HashMap::new(),
+            Some(&history),
+            &r,
+            NOW,
+        )
+        .into_iter()
+        .collect();
+        assert_eq!(v["shared"], Err(Kept::FreesNothing));
+        assert_eq!(v["cold"], Ok(1));
+        assert!(Kept::FreesNothing.to_string().contains("frees nothing"));
+    }
 
     #[test]
     fn every_protection_keeps_its_image_and_says_why() {

@@ -550,6 +550,8 @@ fn an_image_sharing_a_layer_with_a_pruned_dangling_image_takes_no_fewer_than_lis
     d.docker(&["load", "-q", "-i", tarball.to_str().unwrap()]);
     let share = d.image_id("pg-share:1");
     let gone = d.image_id("pg-gone:1");
+    // The load's events (each a use) in seconds before the history begins.
+    settle();
     let on = "enabled = true\nmin_idle = \"0s\"\nhigh_percent = 95\nlow_percent = 90\n\
               keep_newest = 0\nkeep = [\"^pg-keep:\"]";
     d.prunegate(&config(&d, &full, on), &["run"]).expect(0);
