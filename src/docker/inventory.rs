@@ -48,30 +48,10 @@ pub struct BuildCacheRecord {
     pub last_used_at: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct DiskUsage {
-    #[serde(rename = "BuildCache", default)]
-    build_cache: Option<Vec<BuildCacheRecord>>,
-    #[serde(rename = "BuildCacheUsage", default)]
-    build_cache_usage: Option<BuildCacheUsage>,
-}
-
-#[derive(Deserialize)]
-struct BuildCacheUsage {
-    #[serde(rename = "Items", default)]
-    items: Option<Vec<BuildCacheRecord>>,
-}
-
-/// Decodes `/system/df` in either shape — `BuildCache` (API 1.41 to 1.52) or
-/// `BuildCacheUsage.Items` (1.52 on, with `verbose=1`; 1.53 drops the legacy field); no list at
-/// all means no build cache.
+/// The build-cache records of a `/system/df` answer in either shape (the one decoder:
+/// [`super::usage::decode`]); no list at all means no build cache.
 pub fn decode_build_cache(body: &[u8]) -> Result<Vec<BuildCacheRecord>, String> {
-    let du: DiskUsage =
-        serde_json::from_slice(body).map_err(|e| format!("decoding /system/df: {e}"))?;
-    Ok(du
-        .build_cache
-        .or(du.build_cache_usage.and_then(|u| u.items))
-        .unwrap_or_default())
+    Ok(super::usage::decode(body)?.build_cache.unwrap_or_default())
 }
 
 impl Daemon {

@@ -1,22 +1,26 @@
-//! What `docker system df` knows about tagged images and volumes, for the advisory only: read
-//! after a full pass that left the disk over the threshold, to say how much space is held by
-//! what prunegate never removes. A raw read, since bollard 0.21 cannot decode the API 1.41
+//! What `docker system df` knows — tagged images and volumes for the advisory (read after a
+//! full pass that left the disk over the threshold, to say how much space is held by what
+//! prunegate never removes), build-cache records for the dry run and the retention class — and
+//! the one decoder of its two shapes. A raw read, since bollard 0.21 cannot decode the API 1.41
 //! shape. Plain data: what counts as unused is the report's business.
 
+use super::inventory::BuildCacheRecord;
 use super::Daemon;
 use crate::model::ReadError;
 use serde::Deserialize;
 
-/// Tagged images and volumes as `/system/df` lists them, whichever shape the daemon answers in.
+/// Images, volumes and build-cache records as `/system/df` lists them, whichever shape the
+/// daemon answers in.
 #[derive(Debug, Default)]
 pub struct DiskUsage {
     pub images: Option<Vec<ImageUsage>>,
     pub volumes: Option<Vec<VolumeUsage>>,
+    pub build_cache: Option<Vec<BuildCacheRecord>>,
 }
 
-/// Both shapes: the legacy lists `Images` and `Volumes` (API 1.41 to 1.52), and
-/// `ImageUsage.Items` and `VolumeUsage.Items` (1.52 on, listed only with `verbose=1`; 1.53
-/// drops the legacy ones — moby's API version history).
+/// Both shapes: the legacy lists `Images`, `Volumes` and `BuildCache` (API 1.41 to 1.52), and
+/// `ImageUsage.Items`, `VolumeUsage.Items` and `BuildCacheUsage.Items` (1.52 on, listed only
+/// with `verbose=1`; 1.53 drops the legacy ones — moby's API version history).
 #[derive(Debug, Default, Deserialize)]
 struct Raw {
     #[serde(rename = "Images", default)]
@@ -27,6 +31,10 @@ struct Raw {
     image_usage: Option<Items<ImageUsage>>,
     #[serde(rename = "VolumeUsage", default)]
     volume_usage: Option<Items<VolumeUsage>>,
+    #[serde(rename = "BuildCache", default)]
+    build_cache: Option<Vec<BuildCacheRecord>>,
+    #[serde(rename = "BuildCacheUsage", default)]
+    build_cache_usage: Option<Items<BuildCacheRecord>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +49,9 @@ pub fn decode(body: &[u8]) -> Result<DiskUsage, String> {
     Ok(DiskUsage {
         images: raw.images.or(raw.image_usage.and_then(|u| u.items)),
         volumes: raw.volumes.or(raw.volume_usage.and_then(|u| u.items)),
+        build_cache: raw
+            .build_cache
+            .or(raw.build_cache_usage.and_then(|u| u.items)),
     })
 }
 
