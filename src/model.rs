@@ -32,13 +32,49 @@ pub enum Class {
     Containers,
     Images,
     BuildCache,
-    /// The opt-in retention class (docs/retention.md): cold tagged images. Not in
-    /// [`Class::ORDER`]: it runs after those, and only with `retention.enabled`.
+    /// The opt-in retention class (docs/retention.md): cold tagged images. Last in
+    /// [`Class::ORDER`], and a step only with `retention.enabled`.
     TaggedImages,
 }
 
+/// The three classes a prune step removes, each behind its own engine endpoint (or, for
+/// images on Docker, image by image): what the planner predicts and `prune_step` carries out.
+/// The fourth class, tagged images, is judged on its own reads and use history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PruneClass {
+    Containers,
+    Images,
+    BuildCache,
+}
+
+impl From<PruneClass> for Class {
+    fn from(c: PruneClass) -> Class {
+        match c {
+            PruneClass::Containers => Class::Containers,
+            PruneClass::Images => Class::Images,
+            PruneClass::BuildCache => Class::BuildCache,
+        }
+    }
+}
+
 impl Class {
-    pub const ORDER: [Class; 3] = [Class::Containers, Class::Images, Class::BuildCache];
+    /// The steps in the order a run takes them.
+    pub const ORDER: [Class; 4] = [
+        Class::Containers,
+        Class::Images,
+        Class::BuildCache,
+        Class::TaggedImages,
+    ];
+
+    /// The prune class this is, or `None` for the retention class.
+    pub fn prune(self) -> Option<PruneClass> {
+        match self {
+            Class::Containers => Some(PruneClass::Containers),
+            Class::Images => Some(PruneClass::Images),
+            Class::BuildCache => Some(PruneClass::BuildCache),
+            Class::TaggedImages => None,
+        }
+    }
     /// Every class a report can carry, for the metrics' per-class series.
     pub const ALL: [Class; 4] = [
         Class::Containers,

@@ -16,7 +16,7 @@ use crate::docker::inventory::{BuildCacheRecord, Inventory};
 use crate::docker::objects;
 use crate::engine;
 use crate::junk::{self, Pins, SeenTags, Verdict};
-use crate::model::{Candidate, Class, ReadError};
+use crate::model::{Candidate, Class, PruneClass, ReadError};
 use crate::settings::PruneSettings;
 use bollard::models::{ContainerSummary, ImageSummary};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -377,7 +377,7 @@ pub fn image_plan(
 /// The prediction for one class, or why it cannot be made.
 /// `images_step_removes`: whether the images step of the same run removes anything, or may.
 pub fn predict(
-    class: Class,
+    class: PruneClass,
     inv: &Inventory,
     policy: &Policy,
     judging: Option<&Judging>,
@@ -389,8 +389,8 @@ pub fn predict(
         ..Prediction::default()
     };
     Ok(match class {
-        Class::Containers => certain(containers(containers_list, policy)),
-        Class::Images => {
+        PruneClass::Containers => certain(containers(containers_list, policy)),
+        PruneClass::Images => {
             let plan = image_plan(inv, policy, judging)?;
             Prediction {
                 remove: plan.remove,
@@ -399,17 +399,11 @@ pub fn predict(
                 pending: plan.pending,
             }
         }
-        Class::BuildCache => build_cache(
+        PruneClass::BuildCache => build_cache(
             inv.build_cache.as_ref().map_err(Clone::clone)?,
             policy,
             images_step_removes,
         ),
-        // Judged on its own reads and the use history (retention::decide), never here.
-        Class::TaggedImages => {
-            return Err(ReadError::local(
-                "tagged images are predicted by the retention class",
-            ))
-        }
     })
 }
 
@@ -483,7 +477,14 @@ mod tests {
         let inv = fixture("containerd_28.5_multitag_inventory.json");
         let listed = inv.dangling_until.clone().unwrap().unwrap();
         assert_eq!(listed.len(), 2, "the filtered list has both");
-        let p = predict(Class::Images, &inv, &policy(AFTER_ALL, false), None, false).unwrap();
+        let p = predict(
+            PruneClass::Images,
+            &inv,
+            &policy(AFTER_ALL, false),
+            None,
+            false,
+        )
+        .unwrap();
         assert_eq!(short_ids(&p.remove), ["2437eab5b44e"]);
     }
 
@@ -608,15 +609,17 @@ mod tests {
     fn nothing_newer_than_the_cut_off_is_listed() {
         let inv = world();
         let before_all = policy(1_000_000_000, true);
-        assert!(predict(Class::Containers, &inv, &before_all, None, false)
+        assert!(
+            predict(PruneClass::Containers, &inv, &before_all, None, false)
+                .unwrap()
+                .remove
+                .is_empty()
+        );
+        assert!(predict(PruneClass::Images, &inv, &before_all, None, false)
             .unwrap()
             .remove
             .is_empty());
-        assert!(predict(Class::Images, &inv, &before_all, None, false)
-            .unwrap()
-            .remove
-            .is_empty());
-        let cache = predict(Class::BuildCache, &inv, &before_all, None, true).unwrap();
+        let cache = predict(PruneClass::BuildCache, &inv, &before_all, None, true).unwrap();
         assert!(cache.remove.is_empty() && cache.may_also_remove.is_empty());
     }
 
@@ -624,7 +627,7 @@ mod tests {
     fn build_cache_lists_unshared_records_and_shared_ones_apart() {
         let inv = world();
         let p = predict(
-            Class::BuildCache,
+            PruneClass::BuildCache,
             &inv,
             &policy(AFTER_ALL, true),
             None,
@@ -646,7 +649,7 @@ mod tests {
             assert!(p.may_also_remove.iter().any(|c| c.id == id), "{id}");
         }
         let without_images = predict(
-            Class::BuildCache,
+            PruneClass::BuildCache,
             &inv,
             &policy(AFTER_ALL, true),
             None,

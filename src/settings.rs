@@ -169,8 +169,7 @@ impl Settings {
                 Class::Containers => p.containers,
                 Class::Images => p.images,
                 Class::BuildCache => p.build_cache,
-                // Never a step of its own here: it runs after these, when `retention` is set.
-                Class::TaggedImages => false,
+                Class::TaggedImages => config.retention.enabled,
             })
             .collect();
         let cron = config.schedule()?;
@@ -336,7 +335,12 @@ mod tests {
     fn derived_from_the_defaults() {
         let address = Address::parse("unix:///run/x.sock").unwrap();
         let s = Settings::derive(&Config::default(), address).unwrap();
-        assert_eq!(s.prune.classes, Class::ORDER);
+        // The retention class is a step only when enabled: off by default.
+        assert_eq!(s.prune.classes, Class::ORDER[..3]);
+        let mut on = Config::default();
+        on.retention.enabled = true;
+        let s2 = Settings::derive(&on, Address::parse("unix:///run/x.sock").unwrap()).unwrap();
+        assert_eq!(s2.prune.classes, Class::ORDER);
         assert_eq!(s.prune.until(), "24h");
         assert_eq!(s.prune.cutoff(100_000), 100_000 - 86_400);
         assert!(!s.prune.describe_build_cache);

@@ -17,7 +17,7 @@ use crate::gates::{
     self,
     disk::{fullest, over_thresholds},
 };
-use crate::model::{Class, Command};
+use crate::model::{Class, Command, PruneClass};
 use crate::plan::{self, Policy};
 use crate::report::{Advisory, ManagerCalls, Outcome, Report, StepReport, StepStatus};
 use crate::settings::Settings;
@@ -77,14 +77,8 @@ pub async fn execute(
         }
         Ok(_) if !all_open => Outcome::Skipped,
         Ok(engine) if dry_run => {
-            let (mut steps, error) =
-                dry_run_steps(settings, daemon, engine, &inputs.snapshot).await;
-            if let (Some(r), Some(l)) = (&settings.retention, &learned) {
-                let freed = steps.iter().map(|s| s.reclaimed_bytes).sum();
-                steps.push(
-                    retention::predict(settings, r, daemon, &inputs.snapshot, l, freed).await,
-                );
-            }
+            let (steps, error) =
+                dry_run_steps(settings, daemon, engine, &inputs.snapshot, learned.as_ref()).await;
             report.steps = steps;
             report.error = error;
             if report.error.is_some() {
@@ -158,6 +152,7 @@ async fn dry_run_steps(
     daemon: &Daemon,
     engine: &Engine,
     snapshot: &Snapshot,
+    learned: Option<&retention::Learned>,
 ) -> (Vec<StepReport>, Option<String>) {
     let classes = &settings.prune.classes;
     let until = engine
@@ -179,13 +174,24 @@ async fn dry_run_steps(
     let mut images_step_removes = false;
     let mut steps = Vec::new();
     for &class in classes {
+        let Some(prune) = class.prune() else {
+            // The retention class, judged on the disk less what the safe classes free.
+            let freed: u64 = steps.iter().map(|s: &StepReport| s.reclaimed_bytes).sum();
+            steps.push(match (&settings.retention, learned) {
+                (Some(r), Some(l)) => {
+                    retention::predict(settings, r, daemon, snapshot, l, freed).await
+                }
+                _ => StepReport::skipped(class, "removes nothing: the use history was not read"),
+            });
+            continue;
+        };
         if let Some(why) = engine.refuse(class) {
             steps.push(StepReport::skipped(class, why));
             continue;
         }
         steps.push(
             match plan::predict(
-                class,
+                prune,
                 &inventory,
                 &policy,
                 judging.as_ref(),
@@ -227,12 +233,7 @@ async fn prune_steps(
 ) -> (Vec<StepReport>, Option<Halt>) {
     let mut steps = Vec::new();
     let mut halt: Option<Halt> = None;
-    let tagged = settings
-        .retention
-        .as_ref()
-        .zip(learned)
-        .map(|_| Class::TaggedImages);
-    for &class in settings.prune.classes.iter().chain(&tagged) {
+    for &class in &settings.prune.classes {
         if halt.is_none() && interrupt.raised() {
             halt = Some(Halt::Interrupted);
         }
@@ -240,15 +241,18 @@ async fn prune_steps(
             steps.push(StepReport::skipped(class, h.note()));
             continue;
         }
-        let (step, stop) = match (class, &settings.retention, learned) {
-            (Class::TaggedImages, Some(r), Some(l)) => match recheck(class, settings, daemon).await
-            {
+        let (step, stop) = match (class.prune(), &settings.retention, learned) {
+            (Some(prune), _, _) => prune_step(prune, settings, daemon, interrupt).await,
+            (None, Some(r), Some(l)) => match recheck(class, settings, daemon).await {
                 Ok((fresh, _)) => {
                     retention::remove(settings, r, daemon, &fresh, l, interrupt).await
                 }
                 Err(halted) => halted,
             },
-            _ => prune_step(class, settings, daemon, interrupt).await,
+            (None, _, _) => (
+                StepReport::skipped(class, "removes nothing: the use history was not read"),
+                None,
+            ),
         };
         steps.push(step);
         halt = stop;
@@ -260,11 +264,12 @@ async fn prune_steps(
 /// where the engine refuses the class or answers with a known refusal). Its report, and the
 /// halt it ends the run with, if it does.
 async fn prune_step(
-    class: Class,
+    prune: PruneClass,
     settings: &Settings,
     daemon: &Daemon,
     interrupt: &Interrupt,
 ) -> (StepReport, Option<Halt>) {
+    let class = Class::from(prune);
     let (fresh, engine) = match recheck(class, settings, daemon).await {
         Ok(fresh) => fresh,
         Err(halted) => return halted,
@@ -276,15 +281,14 @@ async fn prune_step(
         return images::remove_junk(settings, daemon, &fresh, &engine, interrupt).await;
     }
     let until = settings.prune.until();
-    let result = match class {
-        Class::Containers => daemon.prune_containers(until).await,
-        Class::Images => daemon.prune_images(until).await,
-        Class::BuildCache => {
+    let result = match prune {
+        PruneClass::Containers => daemon.prune_containers(until).await,
+        PruneClass::Images => daemon.prune_images(until).await,
+        PruneClass::BuildCache => {
             daemon
                 .prune_build_cache(until, settings.prune.describe_build_cache)
                 .await
         }
-        Class::TaggedImages => return (StepReport::skipped(class, "not a prune"), None),
     };
     match result {
         Ok(Pruned {
