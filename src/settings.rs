@@ -181,9 +181,12 @@ impl Settings {
             max_answer: config.docker.max_answer_bytes,
             serve: match (&config.serve.listen, &config.serve.cert_path) {
                 (Some(listen), Some(dir)) => Some(ServeSettings {
-                    listen: listen
-                        .parse()
-                        .map_err(|e| format!("key `serve.listen`: {listen:?}: {e}"))?,
+                    listen: listen.parse().map_err(|e| {
+                        format!(
+                            "key `serve.listen`: {listen:?} is not an address and port like \
+                             0.0.0.0:7676: {e}"
+                        )
+                    })?,
                     tls: TlsFiles { dir: dir.clone() },
                 }),
                 _ => None,
@@ -209,13 +212,23 @@ impl Settings {
                 .swarm
                 .managers
                 .iter()
-                .map(|m| Address::parse(m).map_err(|e| format!("key `swarm.managers`: {e}")))
-                .collect::<Result<_, _>>()?,
+                .map(|m| {
+                    let a = Address::parse(m).map_err(|e| format!("key `swarm.managers`: {e}"))?;
+                    match a.authority() {
+                        Some(_) => Ok(a),
+                        None => Err(format!(
+                            "key `swarm.managers`: {m:?} must be tcp://host:port (a manager's \
+                             prunegate serve-swarm or Engine API, with TLS; a manager node itself \
+                             needs no managers)"
+                        )),
+                    }
+                })
+                .collect::<Result<_, String>>()?,
             cert_path: config.swarm.cert_path.clone(),
-            retention: config
-                .retention
-                .enabled
-                .then(|| Retention::from(&config.retention)),
+            retention: match config.retention.enabled {
+                true => Some(Retention::try_from(&config.retention)?),
+                false => None,
+            },
             sinks: SinkSettings {
                 audit: config.audit.path.clone(),
                 metrics: config.metrics.path.clone(),
@@ -309,21 +322,26 @@ pub struct Retention {
     pub keep_newest: usize,
 }
 
-impl From<&crate::config::RetentionConfig> for Retention {
-    /// From a validated config (the patterns compile: `Config::validate` checked them; one
-    /// that somehow does not is dropped rather than panicking — validation is the gate).
-    fn from(c: &crate::config::RetentionConfig) -> Self {
-        Retention {
+impl TryFrom<&crate::config::RetentionConfig> for Retention {
+    type Error = String;
+
+    /// Each `keep` pattern compiled, here and only here: one that does not compile is an error
+    /// naming it, never dropped (a dropped pattern would let its images go).
+    fn try_from(c: &crate::config::RetentionConfig) -> Result<Self, String> {
+        Ok(Retention {
             high_percent: c.high_percent,
             low_percent: c.low_percent,
             min_idle_secs: c.min_idle.as_std().as_secs() as i64,
             keep: c
                 .keep
                 .iter()
-                .filter_map(|k| regex::Regex::new(k).ok())
-                .collect(),
+                .map(|k| {
+                    regex::Regex::new(k)
+                        .map_err(|e| format!("key `retention.keep`: {k:?} is not a regex: {e}"))
+                })
+                .collect::<Result<_, _>>()?,
             keep_newest: c.keep_newest,
-        }
+        })
     }
 }
 
@@ -400,6 +418,26 @@ mod tests {
             Some(TlsFiles {
                 dir: PathBuf::from("/root/.docker")
             })
+        );
+    }
+
+    /// What must be parsed is parsed once, here, and a bad value is an error naming its key —
+    /// never dropped (a `retention.keep` pattern dropped would let its images go).
+    #[test]
+    fn patterns_addresses_and_cron_are_parsed_once_here_and_name_their_key() {
+        let err = |text: &str| {
+            let config = config::parse(text).expect("the file's own rules pass");
+            Settings::derive(&config, Address::parse("unix:///run/x.sock").unwrap()).unwrap_err()
+        };
+        assert!(err("[retention]\nenabled = true\nkeep = [\"(\"]\n").contains("retention.keep"));
+        assert!(err("[gates.live_runs]\npattern = \"(ci\"\n").contains("gates.live_runs.pattern"));
+        assert!(err("[schedule]\ncron = \"every 5 minutes\"\n").contains("schedule.cron"));
+        assert!(
+            err("[swarm]\nmanagers = [\"unix:///run/docker.sock\"]\ncert_path = \"/t\"\n")
+                .contains("must be tcp://")
+        );
+        assert!(
+            err("[serve]\nlisten = \"everywhere\"\ncert_path = \"/t\"\n").contains("serve.listen")
         );
     }
 }
