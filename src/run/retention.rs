@@ -489,7 +489,8 @@ pub async fn remove(
             ));
             break;
         }
-        match remove_one(daemon, c).await {
+        let tags = d.tags.get(&c.id).map(Vec::as_slice).unwrap_or_default();
+        match remove_one(daemon, c, tags).await {
             Ok(lines) => {
                 let mut c = c.clone();
                 c.what["engine"] = serde_json::json!(lines);
@@ -515,15 +516,11 @@ pub async fn remove(
 /// created meanwhile, a child image) is the answer, and then every tag taken off is put back,
 /// so a refused image keeps all its names (the error says which were restored, or which could
 /// not be).
-async fn remove_one(daemon: &Daemon, c: &Candidate) -> Result<Vec<String>, String> {
-    let tags: Vec<String> = c.what["tags"]
-        .as_array()
-        .map(|t| {
-            t.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+async fn remove_one(
+    daemon: &Daemon,
+    c: &Candidate,
+    tags: &[String],
+) -> Result<Vec<String>, String> {
     let mut lines = Vec::new();
     let say = |r: Vec<Removed>, lines: &mut Vec<String>| {
         lines.extend(r.into_iter().map(|r| match r {

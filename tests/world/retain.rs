@@ -134,8 +134,16 @@ pub fn judge(s: &Seen, p: &Policy) -> Judged {
         if let Some(s) = base_of {
             j.protected
                 .insert(i.id.clone(), format!("a base of {}, which stays", s.id));
+            return false;
         }
-        base_of.is_none()
+        // Removing it would free nothing (every layer it has is another image's too): it
+        // stays, its tag kept (docs/retention.md).
+        if i.unique_bytes == Some(0) {
+            j.protected
+                .insert(i.id.clone(), "removing it frees nothing".to_string());
+            return false;
+        }
+        true
     });
     idle.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
     j.eligible = idle
