@@ -48,14 +48,24 @@ fn open(path: &Path) -> Result<File, String> {
                     .create(dir)
                     .map_err(|e| format!("creating its directory {}: {e}", dir.display()))?;
             }
-            let file = OpenOptions::new()
+            let created = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create_new(true)
                 .mode(0o644)
                 .custom_flags(flags)
-                .open(path)
-                .map_err(|e| describe_open_error(&e, path))?;
+                .open(path);
+            let file = match created {
+                // Another run made it between the two opens: open that one, as any other.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return OpenOptions::new()
+                        .read(true)
+                        .custom_flags(flags)
+                        .open(path)
+                        .map_err(|e| describe_open_error(&e, path));
+                }
+                other => other.map_err(|e| describe_open_error(&e, path))?,
+            };
             // Readable by all whatever the umask (fchmod: the file opened, never the path), so
             // unprivileged deploy scripts can share it.
             file.set_permissions(std::fs::Permissions::from_mode(0o644))
@@ -304,6 +314,29 @@ mod tests {
         // Sticky, as /run/lock is: others cannot remove root's file.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
         assert!(acquire(&path).is_ok());
+    }
+
+    /// Two runs starting at once both find no file; the one whose `O_EXCL` create loses opens
+    /// the winner's file (it once failed with "File exists").
+    #[test]
+    fn runs_racing_to_create_the_lock_never_fail_on_it() {
+        for _ in 0..50 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("run.lock");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let racers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (p, b) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        b.wait();
+                        open(&p).map(|_| ())
+                    })
+                })
+                .collect();
+            for r in racers {
+                r.join().unwrap().unwrap();
+            }
+        }
     }
 
     #[test]
