@@ -870,3 +870,40 @@ fn a_refused_final_delete_puts_the_tags_back() {
         relay.seen()
     );
 }
+
+/// An image id names its content, so its layers never change: the class inspects each tagged
+/// image once, then remembers its layers (`state.dir/layers.json`). A run with the cache makes
+/// exactly one request fewer per tagged image than the same run without it.
+#[test]
+fn layers_are_read_once_per_image() {
+    let mut d = PrivateDaemon::start();
+    let full = d.small_fs(8, 95);
+    let n = 4;
+    for i in 0..n {
+        d.build(&format!("pg-l{i}:1"), "", &format!("layers {i}"));
+    }
+    settle();
+    let config = config(&d, &full, "enabled = true");
+    // The first run starts the history (the class removes nothing, reads nothing more); the
+    // second reads every image's layers and remembers them.
+    d.prunegate(&config, &["run"]).expect(0);
+    d.prunegate(&config, &["run"]).expect(0);
+    let calls = |d: &PrivateDaemon| {
+        let r = d.prunegate(&config, &["run", "--json"]);
+        r.expect(0);
+        r.json()["api_calls"].as_u64().unwrap()
+    };
+    let cached = calls(&d);
+    let layers = state_dir(&d).join("layers.json");
+    let remembered: Value =
+        serde_json::from_str(&std::fs::read_to_string(&layers).unwrap()).unwrap();
+    let tagged = remembered.as_object().unwrap().len();
+    assert!(tagged >= n, "{remembered}");
+    std::fs::remove_file(&layers).unwrap();
+    let uncached = calls(&d);
+    assert_eq!(
+        uncached - cached,
+        tagged as u64,
+        "one inspect per tagged image saved: {cached} with the cache, {uncached} without"
+    );
+}

@@ -91,8 +91,10 @@ impl Daemon {
     }
 
     /// The class's reads: the image list, every container and `/system/df` at once, then one
-    /// `/images/{id}/json` per tagged image (a few at a time) for its layers.
-    pub async fn tagged_reads(&self) -> TaggedReads {
+    /// `/images/{id}/json` per tagged image whose layers `known` does not hold (a few at a
+    /// time). An image id names its content, so its layers never change: what an earlier run
+    /// read is not read again.
+    pub async fn tagged_reads(&self, known: &HashMap<String, Vec<String>>) -> TaggedReads {
         let (images, containers, usage) = tokio::join!(
             self.images(),
             self.containers(Listing {
@@ -114,7 +116,7 @@ impl Daemon {
                 .collect())
         });
         let layers = match &images {
-            Ok(list) => self.layers(list).await,
+            Ok(list) => self.layers(list, known).await,
             Err(e) => Err(e.clone()),
         };
         TaggedReads {
@@ -125,10 +127,20 @@ impl Daemon {
         }
     }
 
-    async fn layers(&self, images: &[ImageSummary]) -> Read<HashMap<String, Vec<String>>> {
-        let tagged = images
+    async fn layers(
+        &self,
+        images: &[ImageSummary],
+        known: &HashMap<String, Vec<String>>,
+    ) -> Read<HashMap<String, Vec<String>>> {
+        let tagged: Vec<&ImageSummary> = images
             .iter()
-            .filter(|i| crate::engine::is_tagged(&i.repo_tags));
+            .filter(|i| crate::engine::is_tagged(&i.repo_tags))
+            .collect();
+        let remembered: Vec<(String, Vec<String>)> = tagged
+            .iter()
+            .filter_map(|i| Some((i.id.clone(), known.get(&i.id)?.clone())))
+            .collect();
+        let tagged = tagged.into_iter().filter(|i| !known.contains_key(&i.id));
         let inspected: Vec<Read<(String, Vec<String>)>> = stream::iter(tagged)
             .map(|i| async move {
                 path_safe(&i.id)?;
@@ -143,7 +155,10 @@ impl Daemon {
             .buffer_unordered(INSPECT_CONCURRENCY)
             .collect()
             .await;
-        inspected.into_iter().collect()
+        inspected
+            .into_iter()
+            .chain(remembered.into_iter().map(Ok))
+            .collect()
     }
 
     /// Every event since `since` (Unix seconds) up to now, unfiltered: a filter would hide

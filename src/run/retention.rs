@@ -252,6 +252,7 @@ async fn gather(
     settings: &Settings,
     daemon: &Daemon,
     snapshot: &Snapshot,
+    save: bool,
 ) -> Result<Gathered, String> {
     let readings = disk_reading(&settings.gates.disk, &snapshot.engine)
         .map_err(|e| format!("the disk cannot be read: {e}"))?;
@@ -267,7 +268,8 @@ async fn gather(
              only",
         )),
     };
-    let reads = daemon.tagged_reads().await;
+    let dir = &settings.sinks.state_dir;
+    let reads = daemon.tagged_reads(&crate::sinks::layers::load(dir)).await;
     let why = |what: &str, e: &ReadError| format!("{what} could not be read: {e}");
     let previous = previous.map_err(|e| why("the services' previous specs", &e))?;
     let images = reads.images.map_err(|e| why("the image list", &e))?;
@@ -275,6 +277,13 @@ async fn gather(
         .containers
         .map_err(|e| why("the container list", &e))?;
     let layers = reads.layers.map_err(|e| why("the images' layers", &e))?;
+    // Remembered for the next run (a cache: not saving it costs only reads). A dry run writes
+    // nothing.
+    if save {
+        if let Err(e) = crate::sinks::layers::save(dir, &layers) {
+            tracing::warn!("the images' layers were not remembered: {e}");
+        }
+    }
     let unique = reads
         .unique_bytes
         .map_err(|e| why("the images' sizes", &e))?;
@@ -386,7 +395,7 @@ pub async fn predict(
         Ok(k) => k,
         Err(why) => return StepReport::skipped(class, format!("removes nothing: {why}")),
     };
-    let g = match gather(settings, daemon, snapshot).await {
+    let g = match gather(settings, daemon, snapshot, false).await {
         Ok(g) => g,
         Err(why) => return StepReport::skipped(class, format!("removes nothing: {why}")),
     };
@@ -460,7 +469,7 @@ pub async fn remove(
         Ok(k) => k,
         Err(why) => return skipped(why),
     };
-    let decided = match gather(settings, daemon, snapshot).await {
+    let decided = match gather(settings, daemon, snapshot, true).await {
         Ok(g) => judge(&g, r, known, 0),
         Err(why) => Err(why),
     };

@@ -1,12 +1,14 @@
 //! Where a finished report goes besides stdout: the Prometheus textfile, the audit log, and the
 //! state file behind the metrics' totals (`state`, kept here because only the metrics read it),
 //! and the retention class's use history (`history`: read at the start of a run, written as it
-//! learns), and the tags seen on images (`tags`: what tells a superseded pull from cache).
+//! learns), the tags seen on images (`tags`: what tells a superseded pull from cache), and the
+//! tagged images' layers already read (`layers`).
 //! Sinks only render and store; they decide nothing.
 
 pub mod atomic;
 pub mod audit;
 pub mod history;
+pub mod layers;
 pub mod metrics;
 pub mod state;
 pub mod tags;
