@@ -22,31 +22,8 @@ pub struct Inventory {
     pub dangling_until: Option<Read<Vec<ImageSummary>>>,
 }
 
-/// One build-cache record, decoded from either the API ≤ 1.51 shape or the 1.52 one.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct BuildCacheRecord {
-    #[serde(rename = "ID")]
-    pub id: String,
-    /// API 1.41 has a single `Parent`; 1.42+ a `Parents` list.
-    #[serde(rename = "Parent", default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
-    #[serde(rename = "Parents", default, skip_serializing_if = "Option::is_none")]
-    pub parents: Option<Vec<String>>,
-    #[serde(rename = "Type", default)]
-    pub kind: String,
-    #[serde(rename = "Description", default)]
-    pub description: String,
-    #[serde(rename = "InUse", default)]
-    pub in_use: bool,
-    #[serde(rename = "Shared", default)]
-    pub shared: bool,
-    #[serde(rename = "Size", default)]
-    pub size: i64,
-    #[serde(rename = "CreatedAt", default)]
-    pub created_at: Option<String>,
-    #[serde(rename = "LastUsedAt", default)]
-    pub last_used_at: Option<String>,
-}
+/// One build-cache record: defined beside the one `/system/df` decoder that reads it.
+pub use super::usage::BuildCacheRecord;
 
 /// The build-cache records of a `/system/df` answer in either shape (the one decoder:
 /// [`super::usage::decode`]); no list at all means no build cache.

@@ -4,10 +4,9 @@
 //! the one decoder of its two shapes. A raw read, since bollard 0.21 cannot decode the API 1.41
 //! shape. Plain data: what counts as unused is the report's business.
 
-use super::inventory::BuildCacheRecord;
 use super::Daemon;
 use crate::model::ReadError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Images, volumes and build-cache records as `/system/df` lists them, whichever shape the
 /// daemon answers in.
@@ -16,6 +15,32 @@ pub struct DiskUsage {
     pub images: Option<Vec<ImageUsage>>,
     pub volumes: Option<Vec<VolumeUsage>>,
     pub build_cache: Option<Vec<BuildCacheRecord>>,
+}
+
+/// One build-cache record, decoded from either the API ≤ 1.51 shape or the 1.52 one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BuildCacheRecord {
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// API 1.41 has a single `Parent`; 1.42+ a `Parents` list.
+    #[serde(rename = "Parent", default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(rename = "Parents", default, skip_serializing_if = "Option::is_none")]
+    pub parents: Option<Vec<String>>,
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    #[serde(rename = "Description", default)]
+    pub description: String,
+    #[serde(rename = "InUse", default)]
+    pub in_use: bool,
+    #[serde(rename = "Shared", default)]
+    pub shared: bool,
+    #[serde(rename = "Size", default)]
+    pub size: i64,
+    #[serde(rename = "CreatedAt", default)]
+    pub created_at: Option<String>,
+    #[serde(rename = "LastUsedAt", default)]
+    pub last_used_at: Option<String>,
 }
 
 /// Both shapes: the legacy lists `Images`, `Volumes` and `BuildCache` (API 1.41 to 1.52), and
