@@ -279,17 +279,14 @@ impl Transport {
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, SendError> {
         match (self.interrupt.get(), request.method() == hyper::Method::GET) {
             (Some(interrupt), true) => tokio::select! {
-                r = self.forward(request) => r.map_err(SendError::Http),
+                r = self.forward(request) => r,
                 _ = interrupt.wait() => Err(SendError::Interrupted),
             },
-            _ => self.forward(request).await.map_err(SendError::Http),
+            _ => self.forward(request).await,
         }
     }
 
-    async fn forward(
-        &self,
-        mut request: Request<Body>,
-    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+    async fn forward(&self, mut request: Request<Body>) -> Result<Response<Incoming>, SendError> {
         let pq = request
             .uri()
             .path_and_query()
@@ -297,9 +294,9 @@ impl Transport {
             .unwrap_or("/");
         let uri: Uri = format!("{}{pq}", self.base)
             .parse()
-            .expect("a base and a parsed path and query make a URI");
+            .map_err(|e| SendError::Uri(format!("{}{pq}: {e}", self.base)))?;
         *request.uri_mut() = uri;
-        self.client.request(request).await
+        self.client.request(request).await.map_err(SendError::Http)
     }
 
     /// A bollard client over this transport (its timeout in seconds).
@@ -310,8 +307,8 @@ impl Transport {
             async move {
                 me.send(req).await.map_err(|e| match e {
                     SendError::Http(err) => bollard::errors::Error::HyperLegacyError { err },
-                    SendError::Interrupted => bollard::errors::Error::IOError {
-                        err: std::io::Error::other(INTERRUPTED),
+                    other => bollard::errors::Error::IOError {
+                        err: std::io::Error::other(other.to_string()),
                     },
                 })
             }
@@ -336,4 +333,8 @@ pub enum SendError {
     Http(hyper_util::client::legacy::Error),
     #[error("{INTERRUPTED}")]
     Interrupted,
+    /// The address and the request's path make no URI (an address that slipped past
+    /// [`Address::parse`]): said, never a panic.
+    #[error("not a request URI: {0}")]
+    Uri(String),
 }
