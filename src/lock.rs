@@ -43,10 +43,13 @@ fn open(path: &Path) -> Result<File, String> {
             // made here, 0755, as tmpfiles would. Only the last component: a missing /run is
             // not prunegate's to make.
             if let Some(dir) = path.parent().filter(|d| !d.exists()) {
-                std::fs::DirBuilder::new()
-                    .mode(0o755)
-                    .create(dir)
-                    .map_err(|e| format!("creating its directory {}: {e}", dir.display()))?;
+                match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+                    // Another run made it meanwhile: the checks below judge it as any other.
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                        return Err(format!("creating its directory {}: {e}", dir.display()));
+                    }
+                    _ => {}
+                }
             }
             let created = OpenOptions::new()
                 .read(true)
