@@ -319,13 +319,13 @@ mod tests {
         assert!(acquire(&path).is_ok());
     }
 
-    /// Two runs starting at once both find no file; the one whose `O_EXCL` create loses opens
-    /// the winner's file (it once failed with "File exists").
+    /// Two runs starting at once both find no file (nor its directory); the one whose
+    /// creation loses opens the winner's (it once failed with "File exists").
     #[test]
     fn runs_racing_to_create_the_lock_never_fail_on_it() {
         for _ in 0..50 {
             let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("run.lock");
+            let path = dir.path().join("prunegate").join("run.lock");
             let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
             let racers: Vec<_> = (0..2)
                 .map(|_| {
