@@ -44,7 +44,18 @@ impl PrivateDaemon {
     }
 
     pub fn api(&self, path: &str) -> Value {
-        let (code, body) = self.try_api("GET", path).expect("API request");
+        let mut answer = self.try_api("GET", path).expect("API request");
+        // Podman 4.3 answers an inspect racing a container's exit with 500 "read
+        // /proc/N/cgroup: no such process" (seen in CI): its own race, asked again.
+        for _ in 0..3 {
+            let (code, body) = &answer;
+            if *code != 500 || !String::from_utf8_lossy(body).contains("no such process") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            answer = self.try_api("GET", path).expect("API request");
+        }
+        let (code, body) = answer;
         assert_eq!(code, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
         serde_json::from_slice(&body).expect("JSON answer")
     }

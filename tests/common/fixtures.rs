@@ -40,8 +40,8 @@ impl PrivateDaemon {
     /// `docker build` of a prepared context, with BuildKit or the classic builder (which
     /// records parent images); returns the new image id.
     pub(super) fn build_context(&self, tag: &str, ctx: &Path, buildkit: bool) -> String {
-        let out = self
-            .docker_cmd(&[
+        let build = || {
+            self.docker_cmd(&[
                 "build",
                 "-q",
                 "--network",
@@ -59,7 +59,20 @@ impl PrivateDaemon {
                 },
             )
             .output()
-            .expect("running the docker CLI");
+            .expect("running the docker CLI")
+        };
+        let mut out = build();
+        // The containerd image store's snapshotter can lose a parent snapshot between two
+        // builds ("failed to prepare extraction snapshot … parent snapshot … does not exist",
+        // seen in CI on 28.5): the engine's own fault, retried twice, said if it persists.
+        for _ in 0..2 {
+            let said = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() || !said.contains("failed to prepare extraction snapshot") {
+                break;
+            }
+            settle();
+            out = build();
+        }
         assert!(
             out.status.success(),
             "docker build: {}",
