@@ -204,6 +204,24 @@ where
     })
 }
 
+/// An interrupt raised by the first SIGTERM or SIGINT, which `said` is logged for. Must be
+/// called inside the runtime (it spawns the listener).
+fn interrupt_on_signal(said: &'static str) -> Result<Interrupt, String> {
+    let interrupt = Interrupt::default();
+    let listener = interrupt.clone();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("SIGTERM handler: {e}"))?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::warn!("{said}");
+        listener.raise();
+    });
+    Ok(interrupt)
+}
+
 /// `run`, `check`, `reclaim`: one job, its report on stdout, its outcome as the exit code.
 fn gated(command: Command, common: &Common, dry_run: bool) -> ExitCode {
     let settings = match load(common) {
@@ -212,18 +230,7 @@ fn gated(command: Command, common: &Common, dry_run: bool) -> ExitCode {
     };
     block_on(async {
         // SIGTERM/SIGINT stop a pruning run between steps; it still reports (outcome interrupted).
-        let interrupt = Interrupt::default();
-        let listener = interrupt.clone();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| format!("SIGTERM handler: {e}"))?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            tracing::warn!("signal received: stopping after the current step");
-            listener.raise();
-        });
+        let interrupt = interrupt_on_signal("signal received: stopping after the current step")?;
         let report = run::job::run(command, &settings, dry_run, &interrupt).await;
         if common.json {
             println!("{}", report.to_json());
@@ -286,17 +293,8 @@ fn record(common: &Common) -> ExitCode {
         );
     }
     block_on(async {
-        let interrupt = Interrupt::default();
-        let listener = interrupt.clone();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| format!("SIGTERM handler: {e}"))?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            listener.raise();
-        });
+        let interrupt =
+            interrupt_on_signal("signal received: recording the last uses and stopping")?;
         let done = run::record::run(&settings, &interrupt).await?;
         tracing::info!(
             merges = done.merges,
