@@ -19,6 +19,19 @@ fn prunegate(args: &[&str]) -> Run {
     )
 }
 
+/// A socket in `dir` that accepts connections and holds them open without a byte of answer.
+fn silent_daemon(dir: &std::path::Path) -> std::path::PathBuf {
+    let sock = dir.join("silent.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    sock
+}
+
 fn no_panic(r: &Run) {
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
 }
@@ -26,15 +39,7 @@ fn no_panic(r: &Run) {
 #[test]
 fn a_daemon_that_accepts_and_never_answers_hits_the_read_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("silent.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
-    // Accept connections and hold them open without a byte of answer.
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in listener.incoming().flatten() {
-            held.push(conn);
-        }
-    });
+    let sock = silent_daemon(dir.path());
     let config = dir.path().join("c.toml");
     let lock = dir.path().join("lock");
     std::fs::write(
@@ -514,14 +519,7 @@ fn plain_tcp_to_another_host_is_refused_and_the_tls_environment_honoured() {
 #[test]
 fn sigterm_cuts_a_read_the_daemon_never_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("silent.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in listener.incoming().flatten() {
-            held.push(conn);
-        }
-    });
+    let sock = silent_daemon(dir.path());
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,
