@@ -8,6 +8,39 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+/// One HTTP/1.0 request on the Unix socket `sock`, read to its end: the status (0 when the
+/// answer has none) and the body. The tests' own client, and the relay's way to the daemon.
+pub fn http10(
+    sock: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = UnixStream::connect(sock)?;
+    s.set_read_timeout(Some(timeout))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(buf.len());
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, buf[(split + 4).min(buf.len())..].to_vec()))
+}
+
 impl PrivateDaemon {
     /// A raw HTTP/1.0 request on the socket: the tests' independent view of the daemon.
     pub fn try_api(&self, method: &str, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
@@ -20,27 +53,13 @@ impl PrivateDaemon {
         path: &str,
         json: &str,
     ) -> std::io::Result<(u16, Vec<u8>)> {
-        let mut s = UnixStream::connect(&self.sock)?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        write!(
-            s,
-            "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{json}",
-            json.len()
-        )?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf)?;
-        let split = buf
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or(buf.len());
-        let head = String::from_utf8_lossy(&buf[..split]).to_string();
-        let code = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        Ok((code, buf[(split + 4).min(buf.len())..].to_vec()))
+        http10(
+            &self.sock,
+            method,
+            path,
+            json.as_bytes(),
+            Duration::from_secs(60),
+        )
     }
 
     pub fn api(&self, path: &str) -> Value {

@@ -71,7 +71,7 @@ impl Relay {
 /// Serves the requests of one connection (keep-alive), one at a time.
 fn serve(
     conn: UnixStream,
-    upstream: &PathBuf,
+    upstream: &std::path::Path,
     rule: &Rule,
     seen: &Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
@@ -134,35 +134,16 @@ fn serve(
     }
 }
 
-/// The daemon's answer to one request: HTTP/1.0, read to its end.
+/// The daemon's answer to one request ([`super::http10`]); an answer without a status line
+/// is relayed as 502.
 fn forward(
-    upstream: &PathBuf,
+    upstream: &std::path::Path,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut s = UnixStream::connect(upstream)?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    )?;
-    s.write_all(body)?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(buf.len());
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(502);
-    Ok((status, buf.get(split + 4..).unwrap_or(&[]).to_vec()))
+    let (status, answer) = super::http10(upstream, method, path, body, Duration::from_secs(120))?;
+    Ok((if status == 0 { 502 } else { status }, answer))
 }
 
 fn respond(out: &mut UnixStream, status: u16, body: &[u8]) -> std::io::Result<()> {
