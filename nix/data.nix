@@ -92,6 +92,7 @@ rec {
       min_idle = "720h";
       keep = [ ];
       keep_newest = 2;
+      build_bases_kept = false;
     };
   };
 

@@ -116,6 +116,9 @@ in
           retention.keep_newest =
             mkSetting lib.types.ints.unsigned data.settingsDefaults.retention.keep_newest
               "The newest images of each repository that always stay.";
+          retention.build_bases_kept =
+            mkSetting lib.types.bool data.settingsDefaults.retention.build_bases_kept
+              "True once keep names every image builds use as a base or stage; false: a build counts as a use of every image (docs/retention.md).";
         };
       };
       example = {

@@ -43,6 +43,10 @@ pub struct RetentionConfig {
     pub keep: Vec<String>,
     /// The newest images of each repository that always stay.
     pub keep_newest: usize,
+    /// The operator's word that `keep` names every image a build on this host uses (`FROM`,
+    /// `COPY --from`). No engine says which images a build used, so without it every build
+    /// counts as a use of every image present (a gap); with it, builds are not waited for.
+    pub build_bases_kept: bool,
 }
 
 impl Default for RetentionConfig {
@@ -54,6 +58,7 @@ impl Default for RetentionConfig {
             min_idle: GoDuration::parse("720h").expect("valid literal"),
             keep: Vec::new(),
             keep_newest: 2,
+            build_bases_kept: false,
         }
     }
 }

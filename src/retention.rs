@@ -57,15 +57,22 @@ pub struct Gap {
     #[serde(default)]
     pub images: usize,
     pub why: String,
+    /// A build's gap ([`build_gap`]): a moment, not a stretch, that moves `builds_seen`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub build: bool,
 }
 
 impl Gap {
-    /// `history gap 12:00:00Z–12:40:00Z: 14 images treated as used at 12:40:00Z (why)`.
+    /// `history gap 12:00:00Z–12:40:00Z: 14 images treated as used at 12:40:00Z (why)`; a gap
+    /// of one moment (a build) reads `history gap at 12:40:00Z: …`.
     pub fn describe(&self) -> String {
+        let when = if self.from == self.to {
+            format!("at {}", rfc3339(self.to))
+        } else {
+            format!("{}–{}", rfc3339(self.from), rfc3339(self.to))
+        };
         format!(
-            "history gap {}–{}: {} images treated as used at {} ({})",
-            rfc3339(self.from),
-            rfc3339(self.to),
+            "history gap {when}: {} images treated as used at {} ({})",
             self.images,
             rfc3339(self.to),
             self.why
@@ -102,6 +109,11 @@ pub struct History {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recorded_at: Option<i64>,
     pub images: BTreeMap<String, Use>,
+    /// The latest build already accounted for (Unix seconds; [`last_build`]): a later one is a
+    /// gap ([`build_gap`]). `0` in a history written before builds were read: the first
+    /// update then takes the newest build it finds as one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub builds_seen: i64,
     /// The newest gaps found, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<Gap>,
@@ -125,11 +137,14 @@ impl History {
                 self.started_at
             ));
         }
-        if self.started_at > now + SKEW || self.updated_at > now + SKEW {
+        if self.started_at > now + SKEW
+            || self.updated_at > now + SKEW
+            || self.builds_seen > now + SKEW
+        {
             return Err(format!(
                 "it was last updated at {}, after now ({}): the clock went backwards, or the \
                  file is another host's",
-                rfc3339(self.updated_at.max(self.started_at)),
+                rfc3339(self.updated_at.max(self.started_at).max(self.builds_seen)),
                 rfc3339(now)
             ));
         }
@@ -162,13 +177,15 @@ impl History {
 
     /// A history started at `now` for `present` images, each first seen now: what replaces a
     /// missing, unreadable, another daemon's or contradictory one. `gap`, when the old history
-    /// said anything (it is kept in the new one's gaps).
+    /// said anything (it is kept in the new one's gaps). Builds up to the end of this second
+    /// are accounted for ([`last_build`] rounds up): no image counts as older than now.
     pub fn fresh(daemon_id: &str, now: i64, present: &[&str], gap: Option<Gap>) -> History {
         let mut h = History {
             daemon_id: daemon_id.to_string(),
             started_at: now,
             updated_at: now,
             recorded_at: None,
+            builds_seen: now + 1,
             images: present
                 .iter()
                 .map(|id| {
@@ -192,15 +209,16 @@ impl History {
 
     /// The history after a run saw `present` images, `in_use` of them used by containers now,
     /// and `used_since` named by events since the last update (id → the event's time). An image
-    /// seen for the first time counts from now; images gone are forgotten. With `gap`, every
-    /// present image counts as used at the gap's end, and the gap is kept.
+    /// seen for the first time counts from now; images gone are forgotten. For each of `gaps`,
+    /// every image present across it counts as used at its end, and the gap is kept; a build's
+    /// gap ([`build_gap`]) moves `builds_seen` to it.
     pub fn observe(
         &self,
         now: i64,
         present: &[&str],
         in_use: &HashSet<&str>,
         used_since: &HashMap<&str, i64>,
-        gap: Option<Gap>,
+        gaps: Vec<Gap>,
     ) -> History {
         let images = present
             .iter()
@@ -214,9 +232,9 @@ impl History {
                 if let Some(t) = used_since.get(id) {
                     used_at(*t);
                 }
-                if let Some(g) = &gap {
-                    // Not for an image first seen after the gap: it was not there across it.
-                    if old.is_some() {
+                // Not for an image first seen after the gap: it was not there across it.
+                if old.is_some() {
+                    for g in &gaps {
                         used_at(g.to);
                     }
                 }
@@ -232,31 +250,39 @@ impl History {
                 )
             })
             .collect::<BTreeMap<_, _>>();
-        let mut gaps = self.gaps.clone();
-        if let Some(mut g) = gap {
-            g.images = present
-                .iter()
-                .filter(|id| self.images.contains_key(**id))
-                .count();
-            gaps.push(g);
-        }
-        let excess = gaps.len().saturating_sub(KEPT_GAPS);
-        gaps.drain(..excess);
+        let across = present
+            .iter()
+            .filter(|id| self.images.contains_key(**id))
+            .count();
+        let builds_seen = gaps
+            .iter()
+            .filter(|g| g.build)
+            .map(|g| g.to)
+            .fold(self.builds_seen, i64::max);
+        let mut kept = self.gaps.clone();
+        kept.extend(gaps.into_iter().map(|g| Gap {
+            images: across,
+            ..g
+        }));
+        let excess = kept.len().saturating_sub(KEPT_GAPS);
+        kept.drain(..excess);
         History {
             daemon_id: self.daemon_id.clone(),
             started_at: self.started_at,
             updated_at: now.max(self.updated_at),
             recorded_at: self.recorded_at,
             images,
-            gaps,
+            builds_seen,
+            gaps: kept,
         }
     }
 
-    /// The gaps found after `since` (what one run or one merge added), for the report.
-    pub fn gaps_since(&self, since: i64) -> Vec<Gap> {
+    /// The gaps this history has that `before` had not: what one update or one merge found,
+    /// for the report.
+    pub fn gaps_added(&self, before: Option<&History>) -> Vec<Gap> {
         self.gaps
             .iter()
-            .filter(|g| g.to >= since)
+            .filter(|g| before.is_none_or(|b| !b.gaps.contains(g)))
             .cloned()
             .collect()
     }
@@ -285,6 +311,7 @@ pub fn replay_gap(
                 from: since,
                 to: started.min(now),
                 images: 0,
+                build: false,
                 why: "the daemon restarted, and its event buffer with it".into(),
             })
         }
@@ -294,6 +321,7 @@ pub fn replay_gap(
                 from: since,
                 to: now,
                 images: 0,
+                build: false,
                 why: format!(
                     "the daemon's start time cannot be known ({why}), so a restart that \
                      emptied its event buffer cannot be ruled out; `prunegate record` closes \
@@ -308,12 +336,74 @@ pub fn replay_gap(
             from: since,
             to: first,
             images: 0,
+            build: false,
             why: format!(
                 "{count} events since then, the daemon keeps only {buffer}: older ones were lost"
             ),
         }),
         _ => None,
     }
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// When a build last ran, as far as Docker shows it (docs/retention.md, "Builds"), or `None`
+/// when nothing says one did. Two signs, because no engine says which images a build used:
+/// - BuildKit's build-cache records (`cache`, `None` when not read): the latest `LastUsedAt`.
+///   Every BuildKit build uses at least its Dockerfile's record; a local base or stage shows
+///   only as a record described "from local " (the classic store) or not at all (the
+///   containerd store) — checked on Docker 20.10 and 28.5. A record without a parsable time
+///   counts as `now`.
+/// - The classic builder: a tag event (`events`) of an image with a parent — its tagged
+///   result; a BuildKit-built or pulled image has none. A classic build whose steps all hit
+///   its cache shows nothing else.
+///
+/// Times are rounded up to the next second: a build in the second of a run's update is after
+/// it, never lost (counted once more at worst).
+pub fn last_build(
+    cache: Option<&[crate::docker::usage::BuildCacheRecord]>,
+    events: &[UseEvent],
+    images: &[ImageSummary],
+    now: i64,
+) -> Option<i64> {
+    let parse = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0))
+    };
+    let cached = cache.unwrap_or_default().iter().map(|r| {
+        parse(&r.last_used_at)
+            .or_else(|| parse(&r.created_at))
+            .unwrap_or(now)
+    });
+    let classic = events.iter().filter(|e| e.tag).filter_map(|e| {
+        let image = resolve(&e.image, images)?;
+        // An event's `time` is the second it began in.
+        (!image.parent_id.is_empty()).then_some(e.time + 1)
+    });
+    cached.chain(classic).max()
+}
+
+/// The gap a build since `builds_seen` makes: a moment (`last_build`, or now if that is
+/// further in the future than clock slack allows) at which every image present counts as
+/// used, since the build may have used any of them. `None` when no build ran since.
+pub fn build_gap(builds_seen: i64, last_build: Option<i64>, now: i64) -> Option<Gap> {
+    let last = last_build?;
+    let at = if last > now + SKEW { now } else { last };
+    (at > builds_seen).then(|| Gap {
+        from: at,
+        to: at,
+        images: 0,
+        why: format!(
+            "a build ran at {}: no engine says which images a build used (FROM, COPY --from), \
+             so every image counts as used then; retention.build_bases_kept = true, once \
+             retention.keep names them, lets builds pass",
+            rfc3339(at)
+        ),
+        build: true,
+    })
 }
 
 /// A reference as Docker writes it, reduced to compare: `docker.io/library/` and `docker.io/`
@@ -634,9 +724,8 @@ fn resolve<'a>(reference: &str, images: &'a [ImageSummary]) -> Option<&'a ImageS
 }
 
 /// Image id → the latest create/start event naming it. An event naming a tag is credited to
-/// the image holding that tag now (a tag moved since is credited to its new image: the old one
-/// then looks colder than it was — which `min_idle`, far longer than any gap between runs,
-/// absorbs).
+/// the image holding that tag now (a tag moved since is credited to its new image: the old
+/// one, superseded, keeps only its earlier uses).
 pub fn used_by_events(events: &[UseEvent], images: &[ImageSummary]) -> HashMap<String, i64> {
     let mut out: HashMap<String, i64> = HashMap::new();
     for e in events {
@@ -790,6 +879,7 @@ mod tests {
             min_idle_secs: 3_600,
             keep: vec![Regex::new("^registry.example/base/").unwrap()],
             keep_newest: 1,
+            build_bases_kept: false,
         }
     }
 
@@ -941,7 +1031,7 @@ mod tests {
             &["a", "b", "c"],
             &HashSet::from(["b"]),
             &HashMap::from([("a", T0 + 150)]),
-            None,
+            Vec::new(),
         );
         assert_eq!(h.images["a"].last_used, Some(T0 + 150));
         assert_eq!(h.images["b"].last_used, Some(T0 + 200));
@@ -954,7 +1044,13 @@ mod tests {
         );
         assert_eq!(h.check(T0 + 200), Ok(()));
         // Gone images are forgotten; another daemon's history is not used.
-        let h2 = h.observe(T0 + 300, &["c"], &HashSet::new(), &HashMap::new(), None);
+        let h2 = h.observe(
+            T0 + 300,
+            &["c"],
+            &HashSet::new(),
+            &HashMap::new(),
+            Vec::new(),
+        );
         assert_eq!(h2.images.len(), 1);
         assert!(h.for_daemon("D2").is_none() && h.for_daemon("").is_none());
         assert_eq!(h.for_daemon("D1").unwrap()["a"].since(), T0 + 150);
@@ -973,13 +1069,14 @@ mod tests {
             to: T0 + 500,
             images: 0,
             why: "the daemon restarted".into(),
+            build: false,
         };
         let h = h.observe(
             T0 + 600,
             &["a", "b", "new"],
             &HashSet::new(),
             &HashMap::new(),
-            Some(gap),
+            vec![gap],
         );
         assert_eq!(h.images["a"].since(), T0 + 500);
         assert_eq!(h.images["b"].since(), T0 + 500);
@@ -991,6 +1088,112 @@ mod tests {
             text.starts_with("history gap 2023-11-14T22:13:30Z–2023-11-14T22:21:40Z: 2 images treated as used at"),
             "{text}"
         );
+    }
+
+    /// Builds, as Docker 28.5 showed them: a BuildKit build's records (the Dockerfile's, and a
+    /// local base's "from local ") say when, never which image; a classic build's tagged
+    /// result has a parent, a pulled image none. A build after `builds_seen` is a moment at
+    /// which every image present counts as used, and moves `builds_seen`; one already
+    /// accounted for is not again.
+    #[test]
+    fn a_build_is_a_gap_of_one_moment_since_no_engine_names_what_it_used() {
+        let record = |desc: &str, last: Option<&str>| crate::docker::usage::BuildCacheRecord {
+            id: "r".into(),
+            parent: None,
+            parents: None,
+            kind: "regular".into(),
+            description: desc.into(),
+            in_use: false,
+            shared: true,
+            size: 0,
+            created_at: Some("2023-11-14T22:13:20Z".into()),
+            last_used_at: last.map(String::from),
+        };
+        let cache = [
+            record(
+                "local source for dockerfile",
+                Some("2023-11-14T22:15:00.5Z"),
+            ),
+            record("from local ", Some("2023-11-14T22:14:00Z")),
+            record("no time", None),
+        ];
+        // 22:15:00.5 is T0 + 100.5: rounded up.
+        assert_eq!(last_build(Some(&cache), &[], &[], T0 + 999), Some(T0 + 101));
+        assert_eq!(last_build(Some(&[]), &[], &[], T0 + 999), None);
+        assert_eq!(last_build(None, &[], &[], T0 + 999), None);
+        let unparsable = [record("x", Some("yesterday"))];
+        assert_eq!(last_build(Some(&unparsable), &[], &[], T0 + 999), Some(T0));
+        let image = |id: &str, parent: &str, tag: &str| ImageSummary {
+            id: id.into(),
+            parent_id: parent.into(),
+            repo_tags: vec![tag.into()],
+            ..Default::default()
+        };
+        let images = [
+            image(
+                &format!("sha256:{}", "b".repeat(64)),
+                "sha256:base",
+                "app:1",
+            ),
+            image(&format!("sha256:{}", "c".repeat(64)), "", "base:1"),
+        ];
+        let tag = |image: &str, time: i64| UseEvent {
+            image: image.into(),
+            time,
+            tag: true,
+        };
+        let run = UseEvent {
+            tag: false,
+            ..tag("sha256:bbbbbbbbbbbb", T0 + 700)
+        };
+        assert_eq!(
+            last_build(
+                None,
+                &[tag("sha256:bbbbbbbbbbbb", T0 + 500), run],
+                &images,
+                T0 + 999
+            ),
+            Some(T0 + 501)
+        );
+        assert_eq!(
+            last_build(None, &[tag("base:1", T0 + 600)], &images, T0 + 999),
+            None
+        );
+
+        let g = build_gap(T0, Some(T0 + 180), T0 + 999).unwrap();
+        assert_eq!((g.from, g.to, g.build), (T0 + 180, T0 + 180, true));
+        assert!(g.why.contains("retention.build_bases_kept"), "{}", g.why);
+        assert_eq!(build_gap(T0 + 180, Some(T0 + 180), T0 + 999), None);
+        // A build time in the future (a clock stepped back) counts as now.
+        assert_eq!(
+            build_gap(T0, Some(T0 + 5_000), T0 + 999).unwrap().to,
+            T0 + 999
+        );
+
+        let h = History::fresh("D1", T0, &["a"], None);
+        assert_eq!(h.builds_seen, T0 + 1);
+        let h = h.observe(
+            T0 + 999,
+            &["a", "new"],
+            &HashSet::new(),
+            &HashMap::new(),
+            vec![g],
+        );
+        assert_eq!(h.builds_seen, T0 + 180);
+        assert_eq!(h.images["a"].since(), T0 + 180);
+        assert_eq!(h.images["new"].since(), T0 + 999);
+        let text = h.gaps[0].describe();
+        assert!(
+            text.starts_with("history gap at 2023-11-14T22:16:20Z: 1 images treated as used at"),
+            "{text}"
+        );
+        // A history whose builds were seen in the future is refused.
+        let mut ahead = h.clone();
+        ahead.builds_seen = T0 + 10_000;
+        assert!(ahead
+            .check(T0 + 999)
+            .unwrap_err()
+            .contains("the clock went backwards"));
     }
 
     /// The review's findings: `first_seen: 0` made an image eligible seconds after it was

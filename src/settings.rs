@@ -320,6 +320,8 @@ pub struct Retention {
     pub min_idle_secs: i64,
     pub keep: Vec<regex::Regex>,
     pub keep_newest: usize,
+    /// `retention.build_bases_kept`: builds need not be read, and hold nothing.
+    pub build_bases_kept: bool,
 }
 
 impl TryFrom<&crate::config::RetentionConfig> for Retention {
@@ -341,6 +343,7 @@ impl TryFrom<&crate::config::RetentionConfig> for Retention {
                 })
                 .collect::<Result<_, _>>()?,
             keep_newest: c.keep_newest,
+            build_bases_kept: c.build_bases_kept,
         })
     }
 }

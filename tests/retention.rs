@@ -766,6 +766,98 @@ fn a_daemon_restart_between_a_use_and_the_run_is_a_gap() {
     assert!(text.code == 0 || text.code == 10, "{}", text.stderr);
 }
 
+/// Issue 21's builder stage: `FROM pg-builder:1 AS build` in a multi-stage build makes no
+/// container and leaves no layer in the result, and no engine names it (checked on Docker
+/// 20.10 and 28.5, both stores): before, the builder was removed as idle however often CI
+/// built with it. A build is a moment at which every image counts as used: the class removes
+/// nothing and the report says why. Once `keep` names the builder and
+/// `retention.build_bases_kept` says so, the builder stays by `keep` and the cold image goes.
+#[test]
+fn a_build_stage_holds_every_image_until_keep_names_the_bases() {
+    let mut d = PrivateDaemon::start();
+    let full = d.small_fs(8, 95);
+    d.build("pg-builder:1", "", "builder");
+    let cold = d.build("pg-cold:1", "", "cold");
+    settle();
+    let lru = config(&d, &full, LRU_ONLY);
+    d.prunegate(&lru, &["run"]).expect(0);
+    age_all(&d, 40 * 86_400);
+    // The control: on the aged history both are eligible.
+    let dry = d.prunegate(&lru, &["run", "--dry-run", "--json"]);
+    let eligible = tagged_items(&dry.json());
+    assert!(
+        eligible.contains(&cold) && eligible.contains(&d.image_id("pg-builder:1")),
+        "{}",
+        dry.stdout
+    );
+    // In a later second than the history's start (a build in that second is taken as before
+    // it: every image counts from then anyway).
+    settle();
+    d.build_with_stage("pg-app:1", "pg-builder:1");
+    let before = tags(&d);
+    let r = d.prunegate(&lru, &["run", "--json"]);
+    r.expect(0);
+    let report = r.json();
+    let gaps = report["history_gaps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        gaps.iter().any(|g| g["why"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("a build ran at")),
+        "the build is a gap: {}",
+        r.stdout
+    );
+    assert!(tagged_items(&report).is_empty(), "{}", r.stdout);
+    assert_eq!(tags(&d), before, "nothing removed: {}", r.stdout);
+    assert!(
+        why_kept(&report, "pg-builder:1").contains("within retention.min_idle"),
+        "{}",
+        r.stdout
+    );
+    // The next run without another build: the build was accounted for once.
+    let again = d.prunegate(&lru, &["run", "--json"]);
+    assert!(
+        again.json()["history_gaps"]
+            .as_array()
+            .is_none_or(|g| g.is_empty()),
+        "{}",
+        again.stdout
+    );
+
+    // The operator names the builder and says every build base is named.
+    age_all(&d, 40 * 86_400);
+    let named = config(
+        &d,
+        &full,
+        &format!("{LRU_ONLY}\nkeep = [\"^pg-builder:\"]\nbuild_bases_kept = true"),
+    );
+    d.build_with_stage("pg-app:2", "pg-builder:1");
+    let r = d.prunegate(&named, &["run", "--json"]);
+    r.expect(0);
+    let report = r.json();
+    assert!(
+        report["history_gaps"]
+            .as_array()
+            .is_none_or(|g| g.is_empty()),
+        "{}",
+        r.stdout
+    );
+    assert!(tagged_items(&report).contains(&cold), "{}", r.stdout);
+    assert!(
+        tags(&d).contains(&"pg-builder:1".to_string()),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        why_kept(&report, "pg-builder:1").contains("keep"),
+        "{}",
+        r.stdout
+    );
+}
+
 /// `first_seen: 0` made an image first seen seconds before eligible; a history updated in the
 /// future (a clock stepped back an hour) read as old. Each: the class removes nothing, says
 /// why, and starts the history afresh — a cold image that was eligible on the sane history

@@ -25,11 +25,13 @@ pub struct TaggedReads {
 }
 
 /// A use of an image an event records: the image as the event names it (a reference or an
-/// id) and when (Unix seconds).
+/// id), when (Unix seconds), and whether it was a tag event — what the classic builder's
+/// result shows of a build ([`crate::retention::last_build`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UseEvent {
     pub image: String,
     pub time: i64,
+    pub tag: bool,
 }
 
 /// An unfiltered replay of the daemon's events: the uses in it, and how many events it held
@@ -278,25 +280,29 @@ pub fn decode_events(body: &[u8]) -> Result<Replay, String> {
         };
         out.count += 1;
         out.earliest = Some(out.earliest.map_or(time, |e| e.min(time)));
-        if let Some(image) = use_of(&v) {
-            out.uses.push(UseEvent { image, time });
-        }
+        out.uses.extend(use_of(&v));
     }
     Ok(out)
 }
 
-/// The image an event says was used, if it is a use: see [`decode_events`].
-pub fn use_of(v: &serde_json::Value) -> Option<String> {
+/// The use an event records, if it is one: see [`decode_events`].
+pub fn use_of(v: &serde_json::Value) -> Option<UseEvent> {
     let kind = v.get("Type").and_then(|t| t.as_str())?;
     let action = v.get("Action").and_then(|a| a.as_str())?;
+    let time = v.get("time").and_then(|t| t.as_i64())?;
     let text = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(str::to_string);
-    match (kind, action) {
+    let image = match (kind, action) {
         ("container", "create" | "start") => {
             text("/Actor/Attributes/image").or_else(|| text("/from"))
         }
         ("image", "pull" | "tag" | "load" | "import") => text("/Actor/ID"),
         _ => None,
-    }
+    }?;
+    Some(UseEvent {
+        image,
+        time,
+        tag: action == "tag",
+    })
 }
 
 /// `(service name, "current" | "previous", image)` for each spec a service has:
@@ -340,11 +346,13 @@ mod tests {
             [
                 UseEvent {
                     image: "app:1".into(),
-                    time: 1_700_000_000
+                    time: 1_700_000_000,
+                    tag: false
                 },
                 UseEvent {
                     image: "app:1".into(),
-                    time: 1_700_000_001
+                    time: 1_700_000_001,
+                    tag: false
                 }
             ]
         );
@@ -359,6 +367,8 @@ mod tests {
         assert_eq!(e.count, 4);
         let images: Vec<&str> = e.uses.iter().map(|u| u.image.as_str()).collect();
         assert_eq!(images, ["busybox:latest", "sha256:ab"]);
+        let tags: Vec<bool> = e.uses.iter().map(|u| u.tag).collect();
+        assert_eq!(tags, [false, true]);
         assert!(decode_events(b"{nope").is_err());
         let services = br#"[{"ID":"s1","Spec":{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"app:2"}}},
             "PreviousSpec":{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"app:1@sha256:ab"}}}},

@@ -122,9 +122,7 @@ async fn session(
             event = stream.next() => match event {
                 Some(Ok(v)) => {
                     total.events += 1;
-                    if let (Some(image), Some(time)) = (use_of(&v), v.get("time").and_then(|t| t.as_i64())) {
-                        pending.push(UseEvent { image, time });
-                    }
+                    pending.extend(use_of(&v));
                 }
                 Some(Err(e)) => {
                     let _ = merge(settings, &daemon, &daemon_id, &mut pending, total).await;
@@ -176,7 +174,21 @@ async fn merge(
     let present: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
     let used = retention::used_by_events(pending, &images);
     let used: HashMap<&str, i64> = used.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    let mut updated = h.observe(now, &present, &HashSet::new(), &used, None);
+    // A classic build's tagged result seen live: the stream moves `updated_at` past it, so
+    // the next run's replay would not.
+    let build = super::retention::reads_builds(settings)
+        .then(|| {
+            let last = retention::last_build(None, pending, &images, now);
+            retention::build_gap(h.builds_seen, last, now)
+        })
+        .flatten();
+    let mut updated = h.observe(
+        now,
+        &present,
+        &HashSet::new(),
+        &used,
+        build.into_iter().collect(),
+    );
     updated.recorded_at = Some(now);
     history::save(dir, &updated)?;
     pending.clear();

@@ -67,34 +67,51 @@ pub async fn learn(
         Ok(Some(h)) if h.daemon_id == daemon_id => Some((h.clone(), h.check(now))),
         _ => None,
     };
+    let believed = matches!(mine, Some((_, Ok(()))));
     let replay = async {
         match &mine {
             Some((h, Ok(()))) => daemon.replay(h.updated_at).await.map(Some),
             _ => Ok(None),
         }
     };
-    let (images, containers, replay) = tokio::join!(
+    // Builds are read unless the operator said their bases are kept, and only to update a
+    // history that can be believed (a fresh one counts every image from now anyway).
+    let builds = reads_builds(settings) && believed;
+    let cache = async {
+        match builds {
+            true => daemon.build_cache_records().await.map(Some),
+            false => Ok(None),
+        }
+    };
+    let (images, containers, replay, cache) = tokio::join!(
         daemon.images(),
         daemon.containers(crate::docker::containers::Listing {
             all: true,
             ..Default::default()
         }),
         replay,
+        cache,
     );
-    let (images, containers, replay) = match (images, containers, replay) {
-        (Ok(i), Ok(c), Ok(e)) => (i, c, e),
-        (Err(e), _, _) | (_, Err(e), _) => {
+    let (images, containers, replay, cache) = match (images, containers, replay, cache) {
+        (Ok(i), Ok(c), Ok(e), Ok(b)) => (i, c, e, b),
+        (Err(e), ..) | (_, Err(e), ..) => {
             return fail(format!("the use history was not updated: {e}"))
         }
-        (_, _, Err(e)) => {
+        (_, _, Err(e), _) => {
             return fail(format!(
                 "the events since the last update could not be read: {e}"
+            ))
+        }
+        (.., Err(e)) => {
+            return fail(format!(
+                "the build cache could not be read, so builds since the last update cannot \
+                 be accounted for: {e}"
             ))
         }
     };
     let present: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
     let path = history::path(dir);
-    let (updated, known, since) = match (&loaded, mine) {
+    let (updated, known) = match (&loaded, mine) {
         (_, Some((h, Ok(())))) => {
             let replay = replay.unwrap_or_default();
             let in_use = retention::in_use(&containers);
@@ -113,17 +130,30 @@ pub async fn learn(
                 started,
                 h.recorded_at,
             );
-            let updated = h.observe(now, &present, &in_use, &used, gap);
+            let build = builds
+                .then(|| {
+                    let last = retention::last_build(cache.as_deref(), &replay.uses, &images, now);
+                    retention::build_gap(h.builds_seen, last, now)
+                })
+                .flatten();
+            let updated = h.observe(
+                now,
+                &present,
+                &in_use,
+                &used,
+                gap.into_iter().chain(build).collect(),
+            );
             let known = updated
                 .for_daemon(daemon_id)
                 .ok_or_else(|| "the use history names no daemon".to_string());
-            (updated, known, h.updated_at)
+            (updated, known)
         }
         (_, Some((h, Err(why)))) => {
             let gap = Gap {
                 from: h.updated_at.clamp(HISTORY_FLOOR, now),
                 to: now,
                 images: 0,
+                build: false,
                 why: format!("the use history could not be believed: {why}"),
             };
             let known = Err(format!(
@@ -132,11 +162,7 @@ pub async fn learn(
                  has passed",
                 path.display()
             ));
-            (
-                History::fresh(daemon_id, now, &present, Some(gap)),
-                known,
-                h.updated_at,
-            )
+            (History::fresh(daemon_id, now, &present, Some(gap)), known)
         }
         (Ok(None), None) => (
             History::fresh(daemon_id, now, &present, None),
@@ -144,7 +170,6 @@ pub async fn learn(
                 "no use history yet ({} started now): images count as first seen today",
                 path.display()
             )),
-            now,
         ),
         (Ok(Some(h)), None) => (
             History::fresh(daemon_id, now, &present, None),
@@ -153,12 +178,10 @@ pub async fn learn(
                 path.display(),
                 h.daemon_id
             )),
-            now,
         ),
         (Err(e), None) => (
             History::fresh(daemon_id, now, &present, None),
             Err(format!("{e}; started afresh")),
-            now,
         ),
     };
     let warning = if save {
@@ -170,9 +193,18 @@ pub async fn learn(
     };
     Learned {
         known,
-        gaps: updated.gaps_since(since),
+        gaps: updated.gaps_added(loaded.as_ref().ok().and_then(Option::as_ref)),
         warning,
     }
+}
+
+/// Whether builds are read and held as gaps: the class is on and `retention.build_bases_kept`
+/// is not set.
+pub fn reads_builds(settings: &Settings) -> bool {
+    settings
+        .retention
+        .as_ref()
+        .is_some_and(|r| !r.build_bases_kept)
 }
 
 /// What a command knows of image use, when the class is on and the command could prune: the

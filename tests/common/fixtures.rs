@@ -37,6 +37,24 @@ impl PrivateDaemon {
         self.build_context(tag, &ctx, true)
     }
 
+    /// A multi-stage build, as CI builds Go services: `base` is a build stage only — its
+    /// output copied into a scratch image `tag`, no container of it, no layer of it in `tag`.
+    /// BuildKit where the engine has it.
+    pub fn build_with_stage(&self, tag: &str, base: &str) -> String {
+        let ctx = self.dir.path().join(format!("ctx-{}", unique()));
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!(
+                "FROM {base} AS build\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo {} > /out\"]\n\
+                 FROM scratch\nCOPY --from=build /out /out\n",
+                unique()
+            ),
+        )
+        .unwrap();
+        self.build_context(tag, &ctx, true)
+    }
+
     /// `docker build` of a prepared context, with BuildKit or the classic builder (which
     /// records parent images); returns the new image id.
     pub(super) fn build_context(&self, tag: &str, ctx: &Path, buildkit: bool) -> String {

@@ -63,6 +63,9 @@ pub struct RetentionDraw {
     pub keep: Vec<&'static str>,
     pub keep_newest: usize,
     pub history: HistoryDraw,
+    /// A multi-stage build after the seeded history, on Docker (issue 21's builder stage):
+    /// `Some(kept)`, with `kept` the world's `retention.build_bases_kept`.
+    pub build: Option<bool>,
 }
 
 /// The use history the world leaves in the state directory before the runs.
@@ -121,6 +124,11 @@ fn draw_retention(seed: u64) -> Option<RetentionDraw> {
             0..=84 => HistoryDraw::Seeded,
             85..=92 => HistoryDraw::Missing,
             _ => HistoryDraw::OtherDaemon,
+        },
+        build: match r.u8(0..100) {
+            0..=24 => Some(false),
+            25..=39 => Some(true),
+            _ => None,
         },
     })
 }
@@ -203,13 +211,15 @@ impl Settings {
                 format!("path = \"{}\"\n", rw.disk.display()),
                 format!(
                     "[state]\ndir = \"{}\"\n[retention]\nenabled = true\nhigh_percent = {}\n\
-                     low_percent = {}\nmin_idle = \"{}s\"\nkeep = {:?}\nkeep_newest = {}\n",
+                     low_percent = {}\nmin_idle = \"{}s\"\nkeep = {:?}\nkeep_newest = {}\n\
+                     build_bases_kept = {}\n",
                     rw.state.display(),
                     r.high,
                     r.low,
                     r.min_idle_secs,
                     r.keep,
-                    r.keep_newest
+                    r.keep_newest,
+                    r.build == Some(true)
                 ),
             ),
             _ => (String::new(), String::new()),
@@ -843,7 +853,7 @@ fn leave_history(
     let now = unix_now() as i64;
     let mut seconds = BTreeSet::new();
     let mut history = BTreeMap::new();
-    for (_, id) in tagged {
+    for (_, id) in &tagged {
         let draw = rr.u8(0..100);
         if draw < 10 {
             continue;
@@ -863,7 +873,7 @@ fn leave_history(
         } else {
             (since - rr.i64(0..86_400 * 90), Some(since))
         };
-        history.insert(id, entry);
+        history.insert(id.clone(), entry);
     }
     let daemon_id = match r.history {
         HistoryDraw::Missing => return None,
@@ -891,13 +901,31 @@ fn leave_history(
         .map(|(first, _)| *first)
         .min()
         .unwrap_or(now);
+    // Builds before it are accounted for (`builds_seen`): the world's own making.
     std::fs::write(
         state.join("retention.json"),
-        json!({ "daemon_id": daemon_id, "started_at": started, "updated_at": now, "images": images })
-            .to_string(),
+        json!({ "daemon_id": daemon_id, "started_at": started, "updated_at": now,
+                "builds_seen": now, "images": images })
+        .to_string(),
     )
     .unwrap();
-    (r.history == HistoryDraw::Seeded).then_some(history)
+    if r.history != HistoryDraw::Seeded {
+        return None;
+    }
+    // Issue 21's builder stage: a tagged image used only as a build stage, after the history's
+    // update. No engine names it, so the build is a moment at which every image the history
+    // holds counts as used — unless the operator's `build_bases_kept` says builds hold nothing.
+    if let (Some(kept), Kind::Docker, Some((stage, _))) = (r.build, engine().kind, tagged.first()) {
+        settle();
+        d.build_with_stage("pgw/staged:1", stage);
+        let at = unix_now().ceil() as i64;
+        if !kept {
+            for (_, last) in history.values_mut() {
+                *last = Some(last.map_or(at, |l| l.max(at)));
+            }
+        }
+    }
+    Some(history)
 }
 
 /// Ids of the untagged images `/images/json?all=1` lists.
