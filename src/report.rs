@@ -9,6 +9,98 @@ use crate::model::{human_bytes, Candidate, Class, Command};
 use serde::Serialize;
 use std::fmt::Write as _;
 
+/// Why the prune steps stopped before the last one: the one channel a step reports a stop on.
+pub enum Halt {
+    Interrupted,
+    /// The daemon stopped answering before a step; the run's error.
+    Lost(String),
+    /// An activity gate closed before a step.
+    Gate(GateResult),
+    /// A prune call failed; the run's error.
+    Failed(String),
+}
+
+impl Halt {
+    /// What stopped: `gate live_runs closed: …`, `interrupted by a signal`, the error.
+    pub fn why(&self) -> String {
+        match self {
+            Halt::Interrupted => "interrupted by a signal".into(),
+            Halt::Lost(e) | Halt::Failed(e) => e.clone(),
+            Halt::Gate(g) => format!("gate {} closed: {}", g.name.as_str(), g.reason),
+        }
+    }
+
+    /// The reason given for every step not run because of this halt.
+    pub fn note(&self) -> String {
+        match self {
+            Halt::Interrupted => "not run: interrupted by a signal".into(),
+            Halt::Lost(_) => "not run: the daemon stopped answering".into(),
+            Halt::Gate(g) => format!("not run: gate {} closed: {}", g.name.as_str(), g.reason),
+            Halt::Failed(_) => "not run: an earlier step failed".into(),
+        }
+    }
+
+    /// Writes the halt into the report and gives the run's outcome.
+    fn into_report(self, report: &mut Report) -> Outcome {
+        match self {
+            Halt::Interrupted => Outcome::Interrupted,
+            Halt::Lost(error) | Halt::Failed(error) => {
+                report.error = Some(error);
+                Outcome::Error
+            }
+            Halt::Gate(gate) => {
+                report.stopped_by = Some(gate);
+                Outcome::Skipped
+            }
+        }
+    }
+}
+
+/// What a command does once its gates are judged ([`course`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Course {
+    /// Nothing more to do: the outcome, with the run's error if it is one.
+    End(Outcome, Option<String>),
+    /// Predict every step.
+    DryRun,
+    /// Run the steps.
+    Prune,
+}
+
+/// The decision the runner only carries out: a daemon that cannot be read or is not supported
+/// ends the command with an error; `check` ends with the gates' verdict; a closed gate skips
+/// the prune; otherwise the steps are predicted or run. `engine`: the snapshot's engine, or
+/// why it could not be read.
+pub fn course<E>(
+    command: Command,
+    dry_run: bool,
+    engine: Result<Option<String>, E>,
+    all_open: bool,
+    address: &str,
+) -> Course
+where
+    E: std::fmt::Display,
+{
+    match engine {
+        Err(e) => Course::End(
+            Outcome::Error,
+            Some(format!("cannot reach the Docker daemon at {address}: {e}")),
+        ),
+        Ok(Some(unsupported)) => Course::End(Outcome::Error, Some(unsupported)),
+        Ok(None) if command == Command::Check => Course::End(
+            if all_open {
+                Outcome::Open
+            } else {
+                Outcome::Closed
+            },
+            None,
+        ),
+        Ok(None) if !all_open => Course::End(Outcome::Skipped, None),
+        Ok(None) if dry_run => Course::DryRun,
+        Ok(None) => Course::Prune,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -152,7 +244,7 @@ impl StepReport {
 
 /// After a full pass that left the disk over the threshold: what prunegate's policy keeps that
 /// `docker system prune --all --volumes` would take. Nothing here is ever removed by prunegate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Advisory {
     pub disk_used_percent_after: Option<u8>,
     /// Tagged images no container uses, counting only layers no other image shares (a lower
@@ -299,6 +391,46 @@ impl Report {
             gates: vec![gate],
             ..Report::new(command, docker_host, older_than, Outcome::Skipped)
         }
+    }
+
+    /// The dry run's predicted steps; its outcome an error when a listing failed (`error`).
+    pub fn predicted(&mut self, steps: Vec<StepReport>, error: Option<String>) {
+        self.steps = steps;
+        self.outcome = match &error {
+            Some(_) => Outcome::Error,
+            None => Outcome::DryRun,
+        };
+        self.error = error;
+        self.reclaimed_bytes = self.steps.iter().map(|s| s.reclaimed_bytes).sum();
+    }
+
+    /// The steps run: the outcome is the halt's if one stopped them, else whether any removed
+    /// something. Whether the pass was full, so that the advisory is wanted.
+    pub fn pruned(&mut self, steps: Vec<StepReport>, halt: Option<Halt>) -> bool {
+        self.steps = steps;
+        self.outcome = match halt {
+            Some(halt) => halt.into_report(self),
+            None if self.steps.iter().any(|s| s.count > 0) => Outcome::Pruned,
+            None => Outcome::NothingToDo,
+        };
+        self.reclaimed_bytes = self.steps.iter().map(|s| s.reclaimed_bytes).sum();
+        matches!(self.outcome, Outcome::Pruned | Outcome::NothingToDo)
+    }
+
+    /// The advisory of a full pass that left the disk over a threshold, saying what the
+    /// retention step did when it ran.
+    pub fn advise(&mut self, advisory: Option<Advisory>) {
+        self.advisory = advisory.map(|mut a| {
+            let tagged = self.steps.iter().find(|s| s.class == Class::TaggedImages);
+            if let Some(step) = tagged {
+                a.retention = format!(
+                    "removed {} tagged images; {}",
+                    step.count,
+                    step.reason.as_deref().unwrap_or("")
+                );
+            }
+            a
+        });
     }
 
     /// Stamps the end of the run.
@@ -492,6 +624,75 @@ mod tests {
         ] {
             assert_eq!(serde_json::to_value(o).unwrap(), o.name());
         }
+    }
+
+    /// The runner carries the course out; the decisions are here: an unreadable or
+    /// unsupported daemon is an error, `check` ends with the gates' verdict, a closed gate
+    /// skips, otherwise the steps are predicted or run.
+    #[test]
+    fn the_course_after_the_gates() {
+        let ok = Ok::<Option<String>, String>(None);
+        let c = |command, dry, engine: Result<Option<String>, String>, open| {
+            course(command, dry, engine, open, "unix:///x.sock")
+        };
+        assert_eq!(
+            c(Command::Run, false, Err("refused".into()), true),
+            Course::End(
+                Outcome::Error,
+                Some("cannot reach the Docker daemon at unix:///x.sock: refused".into())
+            )
+        );
+        assert_eq!(
+            c(Command::Run, false, Ok(Some("too old".into())), true),
+            Course::End(Outcome::Error, Some("too old".into()))
+        );
+        assert_eq!(
+            c(Command::Check, false, ok.clone(), true),
+            Course::End(Outcome::Open, None)
+        );
+        assert_eq!(
+            c(Command::Check, false, ok.clone(), false),
+            Course::End(Outcome::Closed, None)
+        );
+        assert_eq!(
+            c(Command::Run, true, ok.clone(), false),
+            Course::End(Outcome::Skipped, None)
+        );
+        assert_eq!(c(Command::Reclaim, true, ok.clone(), true), Course::DryRun);
+        assert_eq!(c(Command::Run, false, ok, true), Course::Prune);
+    }
+
+    /// After the steps: a halt gives the outcome (a gate's is a skip that names it, a failure
+    /// an error); otherwise pruned if anything went. Only a full pass wants the advisory, which
+    /// then says what the retention step did.
+    #[test]
+    fn the_outcome_after_the_steps() {
+        let new = || Report::new(Command::Run, "unix:///x.sock", "24h", Outcome::Error);
+        let mut none = new();
+        assert!(none.pruned(vec![StepReport::skipped(Class::Containers, "x")], None));
+        assert_eq!(none.outcome, Outcome::NothingToDo);
+        let mut failed = new();
+        assert!(!failed.pruned(Vec::new(), Some(Halt::Failed("boom".into()))));
+        assert_eq!(
+            (failed.outcome, failed.error.as_deref()),
+            (Outcome::Error, Some("boom"))
+        );
+        let mut stopped = new();
+        assert!(!stopped.pruned(Vec::new(), Some(Halt::Interrupted)));
+        assert_eq!(stopped.outcome, Outcome::Interrupted);
+        let mut tagged = StepReport::skipped(Class::TaggedImages, "disk at 50%");
+        tagged.count = 2;
+        let mut pruned = new();
+        assert!(pruned.pruned(vec![tagged], None));
+        assert_eq!(pruned.outcome, Outcome::Pruned);
+        pruned.advise(Some(Advisory::default()));
+        assert_eq!(
+            pruned.advisory.unwrap().retention,
+            "removed 2 tagged images; disk at 50%"
+        );
+        let mut dry = new();
+        dry.predicted(Vec::new(), Some("cannot list".into()));
+        assert_eq!(dry.outcome, Outcome::Error);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::report::{Report, StepStatus};
 use crate::settings::Settings;
 
 /// Runs `command` and returns its report; every failure is in the report, none is a panic.
+/// The sinks are written (and the lock released) once the report is complete.
 pub async fn run(
     command: Command,
     settings: &Settings,
@@ -20,27 +21,43 @@ pub async fn run(
 ) -> Report {
     let started = std::time::Instant::now();
     let prunes = command != Command::Check && !dry_run;
+    let (mut report, lock) = judge_and_run(command, settings, dry_run, interrupt).await;
+    report.finish(started);
+    let report = finish(&settings.sinks, report, prunes);
+    drop(lock);
+    report
+}
+
+/// The job up to its report: the early disk gate, the lock (returned, so that it is held
+/// while the sinks are written), the connection and the run.
+async fn judge_and_run(
+    command: Command,
+    settings: &Settings,
+    dry_run: bool,
+    interrupt: &Interrupt,
+) -> (Report, Option<lock::RunLock>) {
+    let prunes = command != Command::Check && !dry_run;
     let host = settings.address.as_str();
     let until = settings.prune.until();
-    let done = |mut report: Report| {
-        report.finish(started);
-        finish(settings, report, prunes)
-    };
     // Configured disk paths are judged first: on a healthy host that is the whole run.
     let early = disk_before_daemon(settings, command);
     if let Some(readings) = &early {
         let gate = gates::disk::evaluate(&settings.gates.disk, &Ok(readings.clone()));
         if !gate.open {
+            // Use is learned while the disk is fine.
+            let learned = match settings.retention.is_some() && prunes {
+                true => Some(super::retention::learn_only(settings).await),
+                false => None,
+            };
             let mut report = Report::skipped_by(command, host, until, gate);
-            if settings.retention.is_some() && prunes {
-                let (gaps, warning) = super::retention::learn_only(settings).await;
+            if let Some((gaps, warning)) = learned {
                 report.history_gaps = gaps;
                 report.warnings.extend(warning);
             }
-            return done(report);
+            return (report, None);
         }
     }
-    let _lock = match settings.lock.as_deref().filter(|_| prunes) {
+    let held = match settings.lock.as_deref().filter(|_| prunes) {
         None => None,
         Some(path) => match lock::acquire(path) {
             Ok(l) => Some(l),
@@ -50,33 +67,30 @@ pub async fn run(
                     format!("{held}; another prunegate run or a deploy holding `flock -s` on it"),
                     serde_json::json!({ "path": path }),
                 );
-                return done(Report::skipped_by(command, host, until, gate));
+                return (Report::skipped_by(command, host, until, gate), None);
             }
-            Err(e) => return done(Report::failed(command, host, until, e.to_string())),
+            Err(e) => return (Report::failed(command, host, until, e.to_string()), None),
         },
     };
     match super::inputs::connect(settings) {
         Ok(daemon) => {
             let daemon = daemon.with_interrupt(interrupt);
-            finish(
-                settings,
-                runner::execute(command, settings, &daemon, dry_run, interrupt, early).await,
-                prunes,
-            )
+            let report = runner::execute(command, settings, &daemon, dry_run, interrupt, early);
+            (report.await, held)
         }
         Err(e) => {
             let error = format!("cannot reach the Docker daemon at {host}: {e}");
-            done(Report::failed(command, host, until, error))
+            (Report::failed(command, host, until, error), held)
         }
     }
 }
 
 /// Writes the sinks of a pruning run and logs the warnings and one summary line.
-fn finish(settings: &Settings, mut report: Report, prunes: bool) -> Report {
+fn finish(sinks: &crate::settings::SinkSettings, mut report: Report, prunes: bool) -> Report {
     if prunes {
         report
             .warnings
-            .extend(crate::sinks::write_all(&settings.sinks, &report));
+            .extend(crate::sinks::write_all(sinks, &report));
     }
     for w in &report.warnings {
         tracing::error!(run_id = %report.run_id, "{w}");

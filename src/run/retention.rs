@@ -44,6 +44,8 @@ pub async fn learn(
     save: bool,
 ) -> Learned {
     let dir = &settings.sinks.state_dir;
+    let address = &settings.address;
+    let wants_builds = reads_builds(settings);
     // A failed read leaves the history as it was, and is worth a warning.
     let fail = |why: String| Learned {
         known: Err(why.clone()),
@@ -76,7 +78,7 @@ pub async fn learn(
     };
     // Builds are read unless the operator said their bases are kept, and only to update a
     // history that can be believed (a fresh one counts every image from now anyway).
-    let builds = reads_builds(settings) && believed;
+    let builds = wants_builds && believed;
     let cache = async {
         match builds {
             true => daemon.build_cache_records().await.map(Some),
@@ -118,7 +120,7 @@ pub async fn learn(
             let in_use: HashSet<&str> = in_use.keys().map(String::as_str).collect();
             let used = retention::used_by_events(&replay.uses, &images);
             let used: HashMap<&str, i64> = used.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            let started = crate::uptime::read(&settings.address)
+            let started = crate::uptime::read(address)
                 .daemon_seconds
                 .map(|up| now - up as i64);
             let gap = retention::replay_gap(

@@ -19,7 +19,9 @@ use crate::gates::{
 };
 use crate::model::{Class, Command, PruneClass};
 use crate::plan::{self, Policy};
-use crate::report::{Advisory, ManagerCalls, Outcome, Report, StepReport, StepStatus};
+use crate::report::{
+    self, Advisory, Course, ManagerCalls, Outcome, Report, StepReport, StepStatus,
+};
 use crate::settings::Settings;
 use std::time::Instant;
 
@@ -56,62 +58,27 @@ pub async fn execute(
         report.warnings.extend(l.warning.clone());
         report.history_gaps = l.gaps.clone();
     }
-    report.outcome = match &inputs.snapshot.engine {
-        Err(e) => {
-            report.error = Some(format!(
-                "cannot reach the Docker daemon at {}: {e}",
-                daemon.address
-            ));
-            Outcome::Error
+    let engine = inputs.snapshot.engine.as_ref().map(Engine::unsupported);
+    let course = report::course(command, dry_run, engine, all_open, daemon.address.as_str());
+    match (course, &inputs.snapshot.engine) {
+        (Course::End(outcome, error), _) => {
+            report.outcome = outcome;
+            report.error = error;
         }
-        Ok(engine) if engine.unsupported().is_some() => {
-            report.error = engine.unsupported();
-            Outcome::Error
-        }
-        Ok(_) if command == Command::Check => {
-            if all_open {
-                Outcome::Open
-            } else {
-                Outcome::Closed
-            }
-        }
-        Ok(_) if !all_open => Outcome::Skipped,
-        Ok(engine) if dry_run => {
+        (Course::DryRun, Ok(engine)) => {
             let (steps, error) =
                 dry_run_steps(settings, daemon, engine, &inputs.snapshot, learned.as_ref()).await;
-            report.steps = steps;
-            report.error = error;
-            if report.error.is_some() {
-                Outcome::Error
-            } else {
-                Outcome::DryRun
-            }
+            report.predicted(steps, error);
         }
-        Ok(_) => {
+        (Course::Prune, Ok(_)) => {
             let (steps, halt) = prune_steps(settings, daemon, interrupt, learned.as_ref()).await;
-            report.steps = steps;
-            let outcome = match halt {
-                Some(halt) => halt.into_report(&mut report),
-                None if report.steps.iter().any(|s| s.count > 0) => Outcome::Pruned,
-                None => Outcome::NothingToDo,
-            };
-            if matches!(outcome, Outcome::Pruned | Outcome::NothingToDo) {
-                report.advisory = advisory(settings, daemon, &inputs.snapshot).await;
-                if let Some(a) = &mut report.advisory {
-                    let tagged = report.steps.iter().find(|s| s.class == Class::TaggedImages);
-                    if let Some(step) = tagged {
-                        a.retention = format!(
-                            "removed {} tagged images; {}",
-                            step.count,
-                            step.reason.as_deref().unwrap_or("")
-                        );
-                    }
-                }
+            if report.pruned(steps, halt) {
+                report.advise(advisory(settings, daemon, &inputs.snapshot).await);
             }
-            outcome
         }
-    };
-    report.reclaimed_bytes = report.steps.iter().map(|s| s.reclaimed_bytes).sum();
+        // `course` goes on only with an engine.
+        (_, Err(_)) => {}
+    }
     report.api_calls = daemon.api_calls();
     report.manager_api_calls = daemon
         .managers
