@@ -634,22 +634,6 @@ fn use_briefly(d: &PrivateDaemon, image: &str) {
     d.docker(&["rm", &name]);
 }
 
-/// `n` containers of `image` created and removed through the API: 2n events.
-fn flood(d: &PrivateDaemon, image: &str, n: usize) {
-    for _ in 0..n {
-        let made = d.api_post(
-            "/containers/create",
-            &format!("{{\"Image\":\"{image}\",\"Cmd\":[\"/bin/busybox\",\"true\"]}}"),
-        );
-        let id = made["Id"].as_str().expect("a container id").to_string();
-        let (code, _) = d.try_api("DELETE", &format!("/containers/{id}")).unwrap();
-        assert!(
-            (200..300).contains(&code),
-            "DELETE /containers/{id}: {code}"
-        );
-    }
-}
-
 /// Issue 21's flood: an image used a minute before the run, then 200 short-lived containers of
 /// another — past the daemon's buffer of 256 events. Replayed by the run alone, that is a gap:
 /// nothing it covered may go, and the report says so (before, the warm image was removed).
@@ -667,7 +651,7 @@ fn a_use_before_a_flood_of_short_containers_is_never_lost() {
     d.prunegate(&config, &["run"]).expect(0);
     age_all(&d, 40 * 86_400);
     use_briefly(&d, "pg-warm:1");
-    flood(&d, "pg-churn:1", 200);
+    d.flood("pg-churn:1", 200);
     let r = d.prunegate(&config, &["run", "--json"]);
     r.expect(0);
     let report = r.json();
@@ -708,7 +692,7 @@ fn a_use_before_a_flood_of_short_containers_is_never_lost() {
             .contains("following the daemon's events")
     });
     use_briefly(&d, "pg-warm:1");
-    flood(&d, "pg-churn:1", 200);
+    d.flood("pg-churn:1", 200);
     settle();
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &recorder.id().to_string()])

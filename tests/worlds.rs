@@ -57,6 +57,8 @@ fn seeds_and_scale() -> (Vec<u64>, usize, bool) {
 struct Outcome {
     verdict: oracle::Verdict,
     all_open: bool,
+    /// Every gate open and the retention class judging on a seeded history.
+    judged_retention: bool,
     line: String,
 }
 
@@ -355,9 +357,16 @@ fn run_world(seed: u64, scale: usize) -> Outcome {
         w.pulls,
         started.elapsed().as_secs_f64()
     );
+    let judged_retention = all_open
+        && engine().kind == Kind::Docker
+        && settings
+            .retention
+            .as_ref()
+            .is_some_and(|r| r.history == HistoryDraw::Seeded);
     Outcome {
         verdict,
         all_open,
+        judged_retention,
         line,
     }
 }
@@ -369,6 +378,7 @@ fn randomized_worlds_lose_nothing() {
     let (mut worlds, mut open_worlds, mut examined, mut removed, mut must_go) = (0, 0, 0, 0, 0);
     let (mut wrongful, mut missed, mut unsure, mut problems) = (0, 0, 0, 0);
     let mut mismatches = 0;
+    let (mut retention_worlds, mut retention_objects) = (0, 0);
     let mut failures = Vec::new();
     for &seed in &seeds {
         let replay = format!(
@@ -382,6 +392,7 @@ fn randomized_worlds_lose_nothing() {
             Outcome {
                 verdict: oracle::Verdict::default(),
                 all_open: false,
+                judged_retention: false,
                 line: format!("seed {seed:>4}: FAILED to build or run"),
             }
         });
@@ -389,6 +400,10 @@ fn randomized_worlds_lose_nothing() {
         let v = &outcome.verdict;
         worlds += 1;
         open_worlds += usize::from(outcome.all_open);
+        if outcome.judged_retention {
+            retention_worlds += 1;
+            retention_objects += v.examined;
+        }
         examined += v.examined;
         removed += v.removed;
         must_go += v.must_go;
@@ -411,7 +426,9 @@ fn randomized_worlds_lose_nothing() {
     println!(
         "totals: engine {}, worlds {worlds} (every gate open in {open_worlds}), objects examined \
          {examined}, must go {must_go}, removed {removed}, wrongful {wrongful}, missed {missed}, \
-         dry-run mismatches {mismatches}, unsure {unsure}, other problems {problems}",
+         dry-run mismatches {mismatches}, unsure {unsure}, other problems {problems}; \
+         with the retention class judging on its history: worlds {retention_worlds}, objects \
+         {retention_objects}",
         engine().name
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -477,6 +494,24 @@ fn the_fixed_seeds_cover_every_gate() {
                 && x.retention
                     .as_ref()
                     .is_some_and(|r| r.history == HistoryDraw::Seeded)
+        },
+    );
+    covered(
+        "the retention class after a build its history must hold",
+        &|x| {
+            open(x)
+                && x.retention
+                    .as_ref()
+                    .is_some_and(|r| r.history == HistoryDraw::Seeded && r.build == Some(false))
+        },
+    );
+    covered(
+        "the retention class after a flood past the daemon's event buffer",
+        &|x| {
+            open(x)
+                && x.retention.as_ref().is_some_and(|r| {
+                    r.history == HistoryDraw::Seeded && r.uses == world::UsesDraw::Flood
+                })
         },
     );
     covered("the retention class with a gate closed", &|x| {

@@ -165,7 +165,7 @@ pub(super) async fn remove_junk(
             halt = Some(Halt::Interrupted);
         } else if n > 0 && checked.elapsed() >= RECHECK_EVERY {
             checked = Instant::now();
-            if let Err((_, h)) = recheck(class, settings, daemon).await {
+            if let Err((_, h)) = recheck(class, &settings.gates, daemon).await {
                 halt = h;
             }
         }

@@ -9,13 +9,12 @@ use crate::gates;
 use crate::model::Class;
 pub use crate::report::Halt;
 use crate::report::StepReport;
-use crate::settings::Settings;
 
 /// The re-check before every step: a fresh snapshot, the activity gates judged on it. The
 /// snapshot and its engine, or the step's report and the halt that ends the run.
 pub async fn recheck(
     class: Class,
-    settings: &Settings,
+    gates_settings: &crate::settings::GateSettings,
     daemon: &Daemon,
 ) -> Result<(Snapshot, Engine), (StepReport, Option<Halt>)> {
     let halted = |h: Halt| (StepReport::skipped(class, h.note()), Some(h));
@@ -29,7 +28,7 @@ pub async fn recheck(
             ))))
         }
     };
-    if let Some(closed) = gates::first_closed(&gates::activity(&settings.gates, &fresh)) {
+    if let Some(closed) = gates::first_closed(&gates::activity(gates_settings, &fresh)) {
         return Err(halted(Halt::Gate(closed.clone())));
     }
     Ok((fresh, engine))

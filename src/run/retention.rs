@@ -520,7 +520,7 @@ pub async fn remove(
         if interrupt.raised() {
             stopped = Some(Halt::Interrupted);
         } else if n > 0 {
-            if let Err((_, halt)) = recheck(class, settings, daemon).await {
+            if let Err((_, halt)) = recheck(class, &settings.gates, daemon).await {
                 stopped = halt;
             }
         }

@@ -210,7 +210,7 @@ async fn prune_steps(
         }
         let (step, stop) = match (class.prune(), &settings.retention, learned) {
             (Some(prune), _, _) => prune_step(prune, settings, daemon, interrupt).await,
-            (None, Some(r), Some(l)) => match recheck(class, settings, daemon).await {
+            (None, Some(r), Some(l)) => match recheck(class, &settings.gates, daemon).await {
                 Ok((fresh, _)) => {
                     retention::remove(settings, r, daemon, &fresh, l, interrupt).await
                 }
@@ -237,7 +237,7 @@ async fn prune_step(
     interrupt: &Interrupt,
 ) -> (StepReport, Option<Halt>) {
     let class = Class::from(prune);
-    let (fresh, engine) = match recheck(class, settings, daemon).await {
+    let (fresh, engine) = match recheck(class, &settings.gates, daemon).await {
         Ok(fresh) => fresh,
         Err(halted) => return halted,
     };

@@ -225,6 +225,24 @@ impl PrivateDaemon {
         id
     }
 
+    /// `n` containers of `image` created and removed through the API: 2n events.
+    pub fn flood(&self, image: &str, n: usize) {
+        for _ in 0..n {
+            let made = self.api_post(
+                "/containers/create",
+                &format!("{{\"Image\":\"{image}\",\"Cmd\":[\"/bin/busybox\",\"true\"]}}"),
+            );
+            let id = made["Id"].as_str().expect("a container id").to_string();
+            let (code, _) = self
+                .try_api("DELETE", &format!("/containers/{id}"))
+                .unwrap();
+            assert!(
+                (200..300).contains(&code),
+                "DELETE /containers/{id}: {code}"
+            );
+        }
+    }
+
     pub fn created(&self, name: &str, image: &str) -> String {
         self.docker(&["create", "--network", "none", "--name", name, image])
     }

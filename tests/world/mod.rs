@@ -66,6 +66,20 @@ pub struct RetentionDraw {
     /// A multi-stage build after the seeded history, on Docker (issue 21's builder stage):
     /// `Some(kept)`, with `kept` the world's `retention.build_bases_kept`.
     pub build: Option<bool>,
+    /// Use after the seeded history, on Docker (issue 21's blind spots): none, a short-lived
+    /// container of one tagged image, or that and a flood of them past the daemon's buffer.
+    pub uses: UsesDraw,
+}
+
+/// What happens between the history's last update and the runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsesDraw {
+    None,
+    /// One container of a tagged image created and removed: two events, a use of that image.
+    ShortLived,
+    /// That, then 140 more of another image: 282 events, past moby's 256, so the replay is
+    /// truncated — a gap across which every image counts as used.
+    Flood,
 }
 
 /// The use history the world leaves in the state directory before the runs.
@@ -129,6 +143,11 @@ fn draw_retention(seed: u64) -> Option<RetentionDraw> {
             0..=24 => Some(false),
             25..=39 => Some(true),
             _ => None,
+        },
+        uses: match r.u8(0..100) {
+            0..=29 => UsesDraw::ShortLived,
+            30..=49 => UsesDraw::Flood,
+            _ => UsesDraw::None,
         },
     })
 }
@@ -263,13 +282,19 @@ impl Settings {
         let retention = match &self.retention {
             None => String::new(),
             Some(r) => format!(
-                " retention={}%:{}-{}:{}h:n{}:{:?}",
+                " retention={}%:{}-{}:{}h:n{}:{:?}{}:uses={:?}",
                 r.fill,
                 r.high,
                 r.low,
                 r.min_idle_secs / 3_600,
                 r.keep_newest,
-                r.history
+                r.history,
+                match r.build {
+                    Some(true) => ":build-kept",
+                    Some(false) => ":build",
+                    None => "",
+                },
+                r.uses
             ),
         };
         format!(
@@ -915,14 +940,32 @@ fn leave_history(
     // Issue 21's builder stage: a tagged image used only as a build stage, after the history's
     // update. No engine names it, so the build is a moment at which every image the history
     // holds counts as used — unless the operator's `build_bases_kept` says builds hold nothing.
+    let all_used = |history: &mut BTreeMap<String, (i64, Option<i64>)>, at: i64| {
+        for (_, last) in history.values_mut() {
+            *last = Some(last.map_or(at, |l| l.max(at)));
+        }
+    };
     if let (Some(kept), Kind::Docker, Some((stage, _))) = (r.build, engine().kind, tagged.first()) {
         settle();
         d.build_with_stage("pgw/staged:1", stage);
-        let at = unix_now().ceil() as i64;
         if !kept {
-            for (_, last) in history.values_mut() {
-                *last = Some(last.map_or(at, |l| l.max(at)));
-            }
+            all_used(&mut history, unix_now().ceil() as i64);
+        }
+    }
+    // Issue 21's short-lived use, and the flood that made the replay lose it.
+    if let (true, Kind::Docker, false) =
+        (r.uses != UsesDraw::None, engine().kind, tagged.is_empty())
+    {
+        let (tag, id) = &tagged[rr.usize(0..tagged.len())];
+        d.flood(tag, 1);
+        let at = unix_now() as i64;
+        if let Some((_, last)) = history.get_mut(id) {
+            *last = Some(last.map_or(at, |l| l.max(at)));
+        }
+        if r.uses == UsesDraw::Flood {
+            let (other, _) = &tagged[rr.usize(0..tagged.len())];
+            d.flood(other, 140);
+            all_used(&mut history, unix_now() as i64);
         }
     }
     Some(history)
