@@ -20,12 +20,18 @@ pub struct Uptime {
 }
 
 impl Uptime {
-    /// Not read (the grace gate is disabled).
+    /// Not read (the grace gate is disabled, and the retention class off).
     pub fn unknown() -> Self {
         Uptime {
             host_seconds: 0,
             daemon_seconds: Err("not read: gates.grace is disabled".into()),
         }
+    }
+
+    /// When the daemon started (Unix seconds, as of `now`), or why that cannot be known: what
+    /// tells the retention class whether a restart emptied the daemon's event buffer.
+    pub fn daemon_started(&self, now: i64) -> Result<i64, String> {
+        self.daemon_seconds.clone().map(|up| now - up as i64)
     }
 }
 

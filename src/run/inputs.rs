@@ -88,7 +88,9 @@ pub async fn read(
         }
         None => disk_reading(&settings.gates.disk, &snapshot.engine),
     };
-    let uptime = if settings.gates.grace.enabled {
+    // The grace gate judges it; the retention class learns from it whether the daemon
+    // restarted since the use history's last update.
+    let uptime = if settings.gates.grace.enabled || settings.retention.is_some() {
         uptime::read(&daemon.address)
     } else {
         Uptime::unknown()

@@ -94,7 +94,8 @@ async fn session(
     {
         return Err(Stop::Refused(why));
     }
-    let learned = learn(settings, &daemon, &engine, &daemon_id, true).await;
+    let uptime = crate::uptime::read(&settings.address);
+    let learned = learn(settings, &daemon, (&engine, &daemon_id), &uptime, true).await;
     if let Some(w) = learned.warning {
         return Err(Stop::Broken(w));
     }

@@ -12,11 +12,13 @@ use crate::docker::Daemon;
 use crate::engine::Engine;
 use crate::engine::{daemon_identity, SwarmRole};
 use crate::gates::disk::fullest;
+use crate::gates::GateInputs;
 use crate::model::{Candidate, Class, Command, Read, ReadError};
 use crate::report::{KeptImage, StepReport, StepStatus};
 use crate::retention::{self, Decision, Gap, History, Retention, Use, HISTORY_FLOOR};
 use crate::settings::Settings;
 use crate::sinks::history;
+use crate::uptime::Uptime;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What a run knows of image use: the history it may judge on, or why none (then the class
@@ -39,12 +41,11 @@ pub struct Learned {
 pub async fn learn(
     settings: &Settings,
     daemon: &Daemon,
-    engine: &Engine,
-    daemon_id: &str,
+    (engine, daemon_id): (&Engine, &str),
+    uptime: &Uptime,
     save: bool,
 ) -> Learned {
     let dir = &settings.sinks.state_dir;
-    let address = &settings.address;
     let wants_builds = reads_builds(settings);
     // A failed read leaves the history as it was, and is worth a warning.
     let fail = |why: String| Learned {
@@ -120,9 +121,7 @@ pub async fn learn(
             let in_use: HashSet<&str> = in_use.keys().map(String::as_str).collect();
             let used = retention::used_by_events(&replay.uses, &images);
             let used: HashMap<&str, i64> = used.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            let started = crate::uptime::read(address)
-                .daemon_seconds
-                .map(|up| now - up as i64);
+            let started = uptime.daemon_started(now);
             let gap = retention::replay_gap(
                 h.updated_at,
                 now,
@@ -215,10 +214,11 @@ pub fn reads_builds(settings: &Settings) -> bool {
 pub async fn learned(
     settings: &Settings,
     daemon: &Daemon,
-    snapshot: &Snapshot,
+    inputs: &GateInputs,
     command: Command,
     dry_run: bool,
 ) -> Option<Learned> {
+    let snapshot = &inputs.snapshot;
     let (Some(_), Ok(info), Ok(engine)) = (&settings.retention, &snapshot.info, &snapshot.engine)
     else {
         return None;
@@ -232,7 +232,10 @@ pub async fn learned(
             gaps: Vec::new(),
             warning: None,
         },
-        None => learn(settings, daemon, engine, &daemon_identity(info), !dry_run).await,
+        None => {
+            let id = daemon_identity(info);
+            learn(settings, daemon, (engine, &id), &inputs.uptime, !dry_run).await
+        }
     })
 }
 
@@ -249,6 +252,7 @@ pub async fn learn_only(settings: &Settings) -> (Vec<Gap>, Option<String>) {
             )
         }
     };
+    let uptime = crate::uptime::read(&daemon.address);
     match daemon.identity().await {
         // An engine the class is refused on (or prunegate as a whole): nothing to learn.
         Ok((engine, _))
@@ -257,7 +261,7 @@ pub async fn learn_only(settings: &Settings) -> (Vec<Gap>, Option<String>) {
             (Vec::new(), None)
         }
         Ok((engine, id)) => {
-            let l = learn(settings, &daemon, &engine, &id, true).await;
+            let l = learn(settings, &daemon, (&engine, &id), &uptime, true).await;
             (l.gaps, l.warning)
         }
         Err(e) => (

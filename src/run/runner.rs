@@ -53,7 +53,7 @@ pub async fn execute(
     }
     let all_open = report.gates.iter().all(|g| g.open);
     // Use is learned on every run that could prune, whatever the gates say.
-    let learned = retention::learned(settings, daemon, &inputs.snapshot, command, dry_run).await;
+    let learned = retention::learned(settings, daemon, &inputs, command, dry_run).await;
     if let Some(l) = &learned {
         report.warnings.extend(l.warning.clone());
         report.history_gaps = l.gaps.clone();
