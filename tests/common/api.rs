@@ -65,10 +65,15 @@ impl PrivateDaemon {
     pub fn api(&self, path: &str) -> Value {
         let mut answer = self.try_api("GET", path).expect("API request");
         // Podman 4.3 answers an inspect racing a container's exit with 500 "read
-        // /proc/N/cgroup: no such process" (seen in CI): its own race, asked again.
+        // /proc/N/cgroup: no such process", and Docker 28.5's containerd store a `/system/df`
+        // racing the end of a build with 404 "snapshot …-view does not exist" (both seen in
+        // CI): the engines' own races, asked again.
         for _ in 0..3 {
             let (code, body) = &answer;
-            if *code != 500 || !String::from_utf8_lossy(body).contains("no such process") {
+            let said = String::from_utf8_lossy(body);
+            let race = (*code == 500 && said.contains("no such process"))
+                || (*code == 404 && said.contains("snapshot") && said.contains("does not exist"));
+            if !race {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
