@@ -217,8 +217,6 @@ impl Engine {
         self.product != Product::Podman
     }
 
-    /// Why `class` must not be sent to this engine, if it must not: the dry run then says the
-    /// same as the run, and no request is wasted on a known refusal.
     /// How many events the engine keeps for a replay (`/events?since=`): moby keeps the last
     /// 256 in memory (`daemon/events/events.go`, `eventsLimit`), emptied by a restart; Podman
     /// reads its persistent event log (journald or a file), which a restart does not empty:
@@ -231,6 +229,8 @@ impl Engine {
         }
     }
 
+    /// Why `class` must not be sent to this engine, if it must not: the dry run then says the
+    /// same as the run, and no request is wasted on a known refusal.
     pub fn refuse(&self, class: Class) -> Option<String> {
         match (class, &self.product) {
             // Its compat API answers 404 to POST /build/prune (checked on Podman 4.3.1).
