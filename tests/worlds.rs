@@ -532,12 +532,14 @@ fn the_oracle_catches_a_blanket_prune() {
     if engine().kind == Kind::Podman {
         // The CLI's system prune ends in a build-cache prune, which Podman answers 404, and
         // Podman 4.3 refuses `image prune --all` ("dangling" filter given twice): the same
-        // blanket removal, by hand.
+        // blanket removal, by hand. Podman 5.8 refuses to force-remove an image a running or
+        // paused container uses (4.3 and 5.4 remove the container with it); a system prune
+        // leaves those too, so its refusals are not this test's failure.
         d.docker(&["container", "prune", "--force"]);
         let images = d.docker(&["image", "ls", "--all", "--quiet"]);
         let mut rmi = vec!["rmi", "--force"];
         rmi.extend(images.split_whitespace());
-        d.docker(&rmi);
+        let _ = d.docker_output(&rmi);
         d.docker(&["volume", "prune", "--force"]);
     } else {
         d.docker(&["system", "prune", "--all", "--volumes", "--force"]);

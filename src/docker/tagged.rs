@@ -370,6 +370,26 @@ mod tests {
         let tags: Vec<bool> = e.uses.iter().map(|u| u.tag).collect();
         assert_eq!(tags, [false, true]);
         assert!(decode_events(b"{nope").is_err());
+        // Docker 29 (API 1.52) sends no legacy `status`, `id` and `from` (written from moby's
+        // API definition and changelog, not captured: Debian has no Docker 29): a use is read
+        // from `Type`, `Action`, `Actor` and `time` alone.
+        let v29 = br#"{"Type":"container","Action":"create","Actor":{"ID":"c9","Attributes":{"image":"app:9","name":"x"}},"scope":"local","time":1800000000,"timeNano":1800000000000000000}
+{"Type":"image","Action":"tag","Actor":{"ID":"sha256:cd","Attributes":{"name":"app:9"}},"scope":"local","time":1800000001,"timeNano":1800000001000000000}
+"#;
+        let e = decode_events(v29).unwrap();
+        assert_eq!(e.count, 2);
+        let images: Vec<(&str, bool)> = e.uses.iter().map(|u| (u.image.as_str(), u.tag)).collect();
+        assert_eq!(images, [("app:9", false), ("sha256:cd", true)]);
+        // Its image inspect leaves out an empty `Parent` (the same source): the layers the
+        // retention class reads still decode.
+        let inspect: bollard::models::ImageInspect = serde_json::from_str(
+            r#"{"Id":"sha256:cd","RepoTags":["app:9"],"RepoDigests":[],"Created":"2026-01-01T00:00:00Z","RootFS":{"Type":"layers","Layers":["sha256:l1","sha256:l2"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            inspect.root_fs.and_then(|r| r.layers).map(|l| l.len()),
+            Some(2)
+        );
         let services = br#"[{"ID":"s1","Spec":{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"app:2"}}},
             "PreviousSpec":{"Name":"web","TaskTemplate":{"ContainerSpec":{"Image":"app:1@sha256:ab"}}}},
             {"ID":"s2","Spec":{"Name":"db","TaskTemplate":{"ContainerSpec":{"Image":"db:1"}}}}]"#;
