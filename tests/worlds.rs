@@ -514,6 +514,13 @@ fn the_fixed_seeds_cover_every_gate() {
                 })
         },
     );
+    covered("the retention class after a daemon restart", &|x| {
+        open(x)
+            && !x.swarm
+            && x.retention
+                .as_ref()
+                .is_some_and(|r| r.history == HistoryDraw::Seeded && r.restart)
+    });
     covered("the retention class with a gate closed", &|x| {
         x.retention.is_some() && !open(x)
     });

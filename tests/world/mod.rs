@@ -69,6 +69,10 @@ pub struct RetentionDraw {
     /// Use after the seeded history, on Docker (issue 21's blind spots): none, a short-lived
     /// container of one tagged image, or that and a flood of them past the daemon's buffer.
     pub uses: UsesDraw,
+    /// Then a daemon restart (killed and started again: its event buffer emptied), on Docker in
+    /// a world without a swarm and with no live CI run — the restart stops the containers, and
+    /// those worlds' gates would no longer be what they were drawn to be.
+    pub restart: bool,
 }
 
 /// What happens between the history's last update and the runs.
@@ -149,6 +153,7 @@ fn draw_retention(seed: u64) -> Option<RetentionDraw> {
             30..=49 => UsesDraw::Flood,
             _ => UsesDraw::None,
         },
+        restart: r.u8(0..100) < 40,
     })
 }
 
@@ -281,21 +286,23 @@ impl Settings {
         let c = &self.classes;
         let retention = match &self.retention {
             None => String::new(),
-            Some(r) => format!(
-                " retention={}%:{}-{}:{}h:n{}:{:?}{}:uses={:?}",
-                r.fill,
-                r.high,
-                r.low,
-                r.min_idle_secs / 3_600,
-                r.keep_newest,
-                r.history,
-                match r.build {
-                    Some(true) => ":build-kept",
-                    Some(false) => ":build",
-                    None => "",
-                },
-                r.uses
-            ),
+            Some(r) => {
+                format!(
+                    " retention={}%:{}-{}:{}h:n{}:{:?}{}:uses={:?}",
+                    r.fill,
+                    r.high,
+                    r.low,
+                    r.min_idle_secs / 3_600,
+                    r.keep_newest,
+                    r.history,
+                    match r.build {
+                        Some(true) => ":build-kept",
+                        Some(false) => ":build",
+                        None => "",
+                    },
+                    r.uses
+                ) + if r.restart { ":restart" } else { "" }
+            }
         };
         format!(
             "{} disk={:?} grace={:?} live_runs={}{} ci_live={} swarm={} pending={} \
@@ -718,10 +725,13 @@ pub fn build(d: &mut PrivateDaemon, settings: &Settings) -> World {
             d.dangling("pgw/built-b:1");
         });
     }
+    // A restart stops the containers: only where no gate depends on one running.
+    let live_closed = !settings.expected_gates(&live_names)["live_runs"];
+    let restart_ok = engine().kind == Kind::Docker && !settings.swarm && !live_closed;
     let retention = settings.retention.as_ref().zip(disk).map(|(r, disk)| {
         let state = d.dir.path().join("state");
         RetentionWorld {
-            history: leave_history(d, &state, r, &mut rr),
+            history: leave_history(d, &state, r, restart_ok, &mut rr),
             disk,
             state,
             swarm_tags,
@@ -850,9 +860,10 @@ fn registry_pulls(
 /// ten minutes of the boundary, and no two at the same second, so that the order is the
 /// history's.
 fn leave_history(
-    d: &PrivateDaemon,
+    d: &mut PrivateDaemon,
     state: &std::path::Path,
     r: &RetentionDraw,
+    restart_ok: bool,
     rr: &mut fastrand::Rng,
 ) -> Option<BTreeMap<String, (i64, Option<i64>)>> {
     let mut tagged: Vec<(String, String)> = d
@@ -967,6 +978,11 @@ fn leave_history(
             d.flood(other, 140);
             all_used(&mut history, unix_now() as i64);
         }
+    }
+    // Issue 21's restart: the buffer emptied, a gap up to the daemon's start.
+    if r.restart && restart_ok {
+        d.kill_and_restart();
+        all_used(&mut history, unix_now() as i64);
     }
     Some(history)
 }
