@@ -5,11 +5,17 @@ use super::{engine, old_image_tarball, settle, unique, PrivateDaemon, BUSYBOX};
 use std::path::Path;
 
 impl PrivateDaemon {
+    /// A fresh, empty build-context directory in the daemon's own directory.
+    fn new_context(&self) -> std::path::PathBuf {
+        let ctx = self.dir.path().join(format!("ctx-{}", unique()));
+        std::fs::create_dir_all(&ctx).unwrap();
+        ctx
+    }
+
     /// Builds an image `tag` from a scratch Dockerfile whose build context holds busybox and a
     /// file with `content`, so each distinct content gives a distinct image.
     pub fn build(&self, tag: &str, extra_dockerfile: &str, content: &str) -> String {
-        let ctx = self.dir.path().join(format!("ctx-{}", unique()));
-        std::fs::create_dir_all(&ctx).unwrap();
+        let ctx = self.new_context();
         std::fs::copy(BUSYBOX, ctx.join("busybox")).unwrap();
         std::fs::write(ctx.join("content.txt"), content).unwrap();
         std::fs::write(
@@ -26,8 +32,7 @@ impl PrivateDaemon {
     /// Builds `tag` on top of the image `base` (its layers a prefix of the new image's), adding
     /// one file with `content`.
     pub fn build_from(&self, tag: &str, base: &str, content: &str) -> String {
-        let ctx = self.dir.path().join(format!("ctx-{}", unique()));
-        std::fs::create_dir_all(&ctx).unwrap();
+        let ctx = self.new_context();
         std::fs::write(ctx.join("app.txt"), content).unwrap();
         std::fs::write(
             ctx.join("Dockerfile"),
@@ -41,8 +46,7 @@ impl PrivateDaemon {
     /// output copied into a scratch image `tag`, no container of it, no layer of it in `tag`.
     /// BuildKit where the engine has it.
     pub fn build_with_stage(&self, tag: &str, base: &str) -> String {
-        let ctx = self.dir.path().join(format!("ctx-{}", unique()));
-        std::fs::create_dir_all(&ctx).unwrap();
+        let ctx = self.new_context();
         std::fs::write(
             ctx.join("Dockerfile"),
             format!(
@@ -142,8 +146,7 @@ impl PrivateDaemon {
     /// first step: the first build's top image and its intermediate parent are left untagged
     /// and held by nothing. Returns their ids (top, parent).
     pub fn classic_dangling_chain(&self, tag: &str, base: &str) -> (String, String) {
-        let ctx = self.dir.path().join(format!("ctx-{}", unique()));
-        std::fs::create_dir_all(&ctx).unwrap();
+        let ctx = self.new_context();
         let build = |first: &str| {
             std::fs::write(
                 ctx.join("Dockerfile"),

@@ -951,9 +951,11 @@ fn leave_history(
     // Issue 21's builder stage: a tagged image used only as a build stage, after the history's
     // update. No engine names it, so the build is a moment at which every image the history
     // holds counts as used — unless the operator's `build_bases_kept` says builds hold nothing.
+    // A use at `at`: the later of it and the last use drawn.
+    let used_at = |last: &mut Option<i64>, at: i64| *last = Some(last.map_or(at, |l| l.max(at)));
     let all_used = |history: &mut BTreeMap<String, (i64, Option<i64>)>, at: i64| {
         for (_, last) in history.values_mut() {
-            *last = Some(last.map_or(at, |l| l.max(at)));
+            used_at(last, at);
         }
     };
     if let (Some(kept), Kind::Docker, Some((stage, _))) = (r.build, engine().kind, tagged.first()) {
@@ -971,7 +973,7 @@ fn leave_history(
         d.flood(tag, 1);
         let at = unix_now() as i64;
         if let Some((_, last)) = history.get_mut(id) {
-            *last = Some(last.map_or(at, |l| l.max(at)));
+            used_at(last, at);
         }
         if r.uses == UsesDraw::Flood {
             let (other, _) = &tagged[rr.usize(0..tagged.len())];
