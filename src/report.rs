@@ -395,26 +395,30 @@ impl Report {
 
     /// The dry run's predicted steps; its outcome an error when a listing failed (`error`).
     pub fn predicted(&mut self, steps: Vec<StepReport>, error: Option<String>) {
-        self.steps = steps;
+        self.set_steps(steps);
         self.outcome = match &error {
             Some(_) => Outcome::Error,
             None => Outcome::DryRun,
         };
         self.error = error;
-        self.reclaimed_bytes = self.steps.iter().map(|s| s.reclaimed_bytes).sum();
     }
 
     /// The steps run: the outcome is the halt's if one stopped them, else whether any removed
     /// something. Whether the pass was full, so that the advisory is wanted.
     pub fn pruned(&mut self, steps: Vec<StepReport>, halt: Option<Halt>) -> bool {
-        self.steps = steps;
+        self.set_steps(steps);
         self.outcome = match halt {
             Some(halt) => halt.into_report(self),
             None if self.steps.iter().any(|s| s.count > 0) => Outcome::Pruned,
             None => Outcome::NothingToDo,
         };
-        self.reclaimed_bytes = self.steps.iter().map(|s| s.reclaimed_bytes).sum();
         matches!(self.outcome, Outcome::Pruned | Outcome::NothingToDo)
+    }
+
+    /// The steps, and the bytes they reclaimed in all.
+    fn set_steps(&mut self, steps: Vec<StepReport>) {
+        self.steps = steps;
+        self.reclaimed_bytes = self.steps.iter().map(|s| s.reclaimed_bytes).sum();
     }
 
     /// The advisory of a full pass that left the disk over a threshold, saying what the
