@@ -254,12 +254,6 @@ pub fn images_by_record_time(
         .collect()
 }
 
-fn timestamp(s: &Option<String>) -> Option<i64> {
-    s.as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.timestamp())
-}
-
 /// Build-cache records a prune would remove, and those it may also remove.
 ///
 /// A record marked `Shared` holds a layer some image also uses. When the images step removes
@@ -276,9 +270,8 @@ pub fn build_cache(
 ) -> Prediction {
     let old_enough = |r: &BuildCacheRecord| {
         policy.no_age_limit
-            || timestamp(&r.last_used_at)
-                .or(timestamp(&r.created_at))
-                .is_some_and(|t| t <= policy.cutoff)
+            || r.last_used()
+                .is_some_and(|t| t.timestamp() <= policy.cutoff)
     };
     let candidate = |r: &BuildCacheRecord| objects::build_cache(r);
     let eligible: Vec<&BuildCacheRecord> = records

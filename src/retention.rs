@@ -371,15 +371,10 @@ pub fn last_build(
     images: &[ImageSummary],
     now: i64,
 ) -> Option<i64> {
-    let parse = |t: &Option<String>| {
-        t.as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0))
-    };
     let cached = cache.unwrap_or_default().iter().map(|r| {
-        parse(&r.last_used_at)
-            .or_else(|| parse(&r.created_at))
-            .unwrap_or(now)
+        r.last_used().map_or(now, |t| {
+            t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0)
+        })
     });
     let classic = events.iter().filter(|e| e.tag).filter_map(|e| {
         let image = resolve(&e.image, images)?;

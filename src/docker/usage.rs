@@ -43,6 +43,18 @@ pub struct BuildCacheRecord {
     pub last_used_at: Option<String>,
 }
 
+impl BuildCacheRecord {
+    /// When the record was last used, else made, as the daemon wrote it (RFC 3339); `None` when
+    /// neither time parses. The dry run ages records by it, the retention class dates builds.
+    pub fn last_used(&self) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+        let parse = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        };
+        parse(&self.last_used_at).or_else(|| parse(&self.created_at))
+    }
+}
+
 /// Both shapes: the legacy lists `Images`, `Volumes` and `BuildCache` (API 1.41 to 1.52), and
 /// `ImageUsage.Items`, `VolumeUsage.Items` and `BuildCacheUsage.Items` (1.52 on, listed only
 /// with `verbose=1`; 1.53 drops the legacy ones — moby's API version history).
