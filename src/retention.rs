@@ -305,8 +305,11 @@ pub fn replay_gap(
     let buffer = buffer?;
     // What the recorder saw unbroken needs no replay to be believed.
     let since = since.max(recorded_until.unwrap_or(since));
+    // A start in the very second of the last update is a restart too: times are whole
+    // seconds, so which came first cannot be told (a rootless dockerd restarted within the
+    // second of a run, and the use before it was lost; seen on docker-20.10-rootless).
     match daemon_started {
-        Ok(started) if started > since => {
+        Ok(started) if started >= since => {
             return Some(Gap {
                 from: since,
                 to: started.min(now),
@@ -1264,6 +1267,15 @@ mod tests {
         .unwrap();
         assert_eq!((g.from, g.to), (T0, T0 + 20));
         assert!(g.why.contains("restarted"));
+        // ... or in the very second of it: which came first cannot be told.
+        let g = replay_gap(T0, T0, 0, None, Some(256), started(T0), None).unwrap();
+        assert_eq!((g.from, g.to), (T0, T0));
+        assert!(g.why.contains("restarted"));
+        assert_eq!(
+            replay_gap(T0, T0 + 1, 0, None, Some(256), started(T0 - 1), None),
+            None,
+            "a daemon up since before the update"
+        );
         // Unknown start: a gap, unless the recorder saw up to just now.
         let unknown = || Err::<i64, String>("not a local socket".into());
         let g = replay_gap(T0, T0 + 60, 3, Some(T0 + 50), Some(256), unknown(), None).unwrap();
