@@ -4,8 +4,14 @@
 
 use std::path::Path;
 
-/// The address used when neither `--docker-host`, `docker.host` nor `DOCKER_HOST` says one.
+/// The address used when neither `--docker-host`, `docker.host` nor `DOCKER_HOST` says one
+/// (and, for a user other than root, no rootless engine of theirs answers: [`user_socket`]).
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Where a rootless engine puts its socket, under the user's runtime directory
+/// (`$XDG_RUNTIME_DIR`, else `/run/user/UID`): rootless Docker's `dockerd-rootless.sh`, and
+/// Podman's `podman.socket` user unit (and `podman system service` without an address).
+pub const USER_SOCKETS: [&str; 2] = ["docker.sock", "podman/podman.sock"];
 
 /// Where the address in force came from, so an error can name what to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +19,8 @@ pub enum Origin {
     Flag,
     Config,
     Env,
+    /// A rootless engine's socket in the user's runtime directory.
+    UserSocket,
     Default,
 }
 
@@ -22,7 +30,7 @@ impl Origin {
         match self {
             Origin::Flag => "--docker-host",
             Origin::Config => "docker.host",
-            Origin::Env | Origin::Default => "DOCKER_HOST",
+            Origin::Env | Origin::Default | Origin::UserSocket => "DOCKER_HOST",
         }
     }
 }
@@ -82,23 +90,40 @@ impl Address {
 
     /// Picks the daemon address: the command line, then the config, then `DOCKER_HOST`, then
     /// the local socket. An empty `DOCKER_HOST` counts as unset, as it does for the docker CLI.
+    ///
+    /// For a user other than root the local socket is their own rootless engine's when exactly
+    /// one answers in their runtime directory ([`user_socket`]); two are an error, since which
+    /// engine to prune is the operator's to say.
     pub fn resolve(cli: Option<&str>, config: Option<&str>) -> Result<Address, String> {
-        let (text, origin) = pick(
-            cli,
-            config,
-            std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()),
-        );
+        let (text, origin) = Self::chosen(cli, config)?;
         Address::parse(&text).map_err(|e| format!("{}: {e}", origin.key()))
     }
 
     /// Which flag, key or variable the address in force comes from, for errors about it.
     pub fn origin(cli: Option<&str>, config: Option<&str>) -> Origin {
-        pick(
-            cli,
-            config,
-            std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()),
-        )
-        .1
+        Self::chosen(cli, config).map_or(Origin::Default, |(_, o)| o)
+    }
+
+    /// The address as the precedence picks it, with the user's own socket looked up only
+    /// when nothing names one.
+    fn chosen(cli: Option<&str>, config: Option<&str>) -> Result<(String, Origin), String> {
+        let env = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+        let (text, origin) = pick(cli, config, env);
+        if origin != Origin::Default {
+            return Ok((text, origin));
+        }
+        let euid = nix::unistd::geteuid().as_raw();
+        let runtime = std::env::var_os("XDG_RUNTIME_DIR");
+        Ok(match user_socket(euid, runtime, socket_owner)? {
+            Some(own) => (own, Origin::UserSocket),
+            None => (text, origin),
+        })
+    }
+
+    /// Whether this is the local socket of user `euid`'s own engine (a rootless one): a Unix
+    /// socket they own, and they are not root.
+    pub fn is_own_socket(&self, euid: u32) -> bool {
+        euid != 0 && self.socket_path().and_then(socket_owner) == Some(euid)
     }
 
     /// The address as written: what reports, logs and bollard are given.
@@ -151,6 +176,57 @@ impl std::fmt::Display for Address {
     }
 }
 
+/// A rootless engine's socket of user `euid`, when nothing names an address: the one of
+/// [`USER_SOCKETS`] that exists in their runtime directory (`runtime`, their
+/// `$XDG_RUNTIME_DIR`, else `/run/user/EUID`). `None` for root, or when there is none (then
+/// the system socket, for a user in the `docker` group). Two are an error naming both, and so
+/// is a socket there that another user owns (a runtime directory that is not the user's own,
+/// such as a shared one, must not choose the daemon prunegate obeys). `owner` tells a path's
+/// owner when it is a socket.
+pub fn user_socket(
+    euid: u32,
+    runtime: Option<std::ffi::OsString>,
+    owner: impl Fn(&Path) -> Option<u32>,
+) -> Result<Option<String>, String> {
+    if euid == 0 {
+        return Ok(None);
+    }
+    let dir = runtime
+        .filter(|r| Path::new(r).is_absolute())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| format!("/run/user/{euid}").into());
+    let mut found = Vec::new();
+    for name in USER_SOCKETS {
+        let path = dir.join(name);
+        match owner(&path) {
+            None => {}
+            Some(uid) if uid == euid => found.push(format!("unix://{}", path.display())),
+            Some(uid) => {
+                return Err(format!(
+                    "{} belongs to uid {uid}, not to this user (uid {euid}): not used; set \
+                     docker.host (or DOCKER_HOST) to the daemon to prune",
+                    path.display()
+                ))
+            }
+        }
+    }
+    match found.len() {
+        0 | 1 => Ok(found.pop()),
+        _ => Err(format!(
+            "two of this user's engines answer ({}): set docker.host (or DOCKER_HOST) to the \
+             one to prune",
+            found.join(" and ")
+        )),
+    }
+}
+
+/// The owner of `path` when it is a socket (not following a symbolic link).
+fn socket_owner(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.file_type().is_socket().then(|| meta.uid())
+}
+
 /// The precedence itself, apart from the environment so it can be tested.
 fn pick(cli: Option<&str>, config: Option<&str>, env: Option<String>) -> (String, Origin) {
     if let Some(h) = cli {
@@ -186,6 +262,54 @@ mod tests {
         assert!(lo("tcp://127.0.0.1:2375") && lo("tcp://[::1]:2375") && lo("tcp://localhost:1"));
         assert!(lo("unix:///run/docker.sock"));
         assert!(!lo("tcp://10.0.0.1:2375") && !lo("tcp://docker.example:2375"));
+    }
+
+    /// A rootless user's timer finds their engine's socket with nothing configured; root and a
+    /// user without one keep the system socket; two engines, or a socket another user owns,
+    /// are refused rather than guessed.
+    #[test]
+    fn a_user_other_than_root_finds_their_own_engines_socket() {
+        let rt = || Some(std::ffi::OsString::from("/run/user/1000"));
+        let owned = |sockets: &'static [(&'static str, u32)]| {
+            move |p: &Path| {
+                sockets
+                    .iter()
+                    .find(|(s, _)| p == Path::new(s))
+                    .map(|(_, uid)| *uid)
+            }
+        };
+        let docker = &[("/run/user/1000/docker.sock", 1000)];
+        assert_eq!(user_socket(0, rt(), owned(docker)), Ok(None), "root");
+        assert_eq!(
+            user_socket(1000, rt(), owned(docker)),
+            Ok(Some("unix:///run/user/1000/docker.sock".into()))
+        );
+        let podman = &[("/run/user/1000/podman/podman.sock", 1000)];
+        assert_eq!(
+            user_socket(1000, None, owned(podman)),
+            Ok(Some("unix:///run/user/1000/podman/podman.sock".into())),
+            "no XDG_RUNTIME_DIR: /run/user/UID"
+        );
+        assert_eq!(user_socket(1000, rt(), owned(&[])), Ok(None), "none");
+        let both = &[
+            ("/run/user/1000/docker.sock", 1000),
+            ("/run/user/1000/podman/podman.sock", 1000),
+        ];
+        let e = user_socket(1000, rt(), owned(both)).unwrap_err();
+        assert!(
+            e.contains("podman.sock") && e.contains("docker.host"),
+            "{e}"
+        );
+        let shared = Some(std::ffi::OsString::from("/tmp"));
+        let planted = &[("/tmp/docker.sock", 1001)];
+        let e = user_socket(1000, shared, owned(planted)).unwrap_err();
+        assert!(e.contains("uid 1001"), "{e}");
+        let relative = Some(std::ffi::OsString::from("run"));
+        assert_eq!(
+            user_socket(1000, relative, owned(docker)),
+            Ok(Some("unix:///run/user/1000/docker.sock".into())),
+            "a relative XDG_RUNTIME_DIR is not used"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! every re-check.
 
 use crate::address::Address;
-use crate::config::{self, Config, Source};
+use crate::config::{self, Config, LockConfig, Source, StateConfig};
 use crate::docker::transport::TlsFiles;
 use crate::duration::GoDuration;
 use crate::model::Class;
@@ -253,6 +253,19 @@ impl Settings {
         let (config, source) = config::load(explicit).map_err(|e| e.to_string())?;
         let address = Address::resolve(cli_host, config.docker.host.as_deref())?;
         let mut settings = Settings::derive(&config, address)?;
+        if settings
+            .address
+            .is_own_socket(nix::unistd::geteuid().as_raw())
+        {
+            settings.adopt_user_dirs(
+                &config,
+                user_dirs(
+                    std::env::var_os("XDG_STATE_HOME"),
+                    std::env::var_os("HOME"),
+                    std::env::var_os("XDG_RUNTIME_DIR"),
+                ),
+            );
+        }
         if settings.tls.is_none() {
             settings.tls = env_tls(
                 std::env::var_os("DOCKER_TLS_VERIFY"),
@@ -271,6 +284,42 @@ impl Settings {
         })?;
         Ok((settings, config, source))
     }
+}
+
+impl Settings {
+    /// For a user's own (rootless) engine, the state directory and the run lock are the
+    /// user's, where the config leaves them at the system's defaults (`/var/lib/prunegate`,
+    /// `/run/prunegate/run.lock`): those are root's, and the lock a system timer and its deploys
+    /// share is about the system's engine, not this one.
+    fn adopt_user_dirs(
+        &mut self,
+        config: &Config,
+        (state, lock): (Option<PathBuf>, Option<PathBuf>),
+    ) {
+        if let Some(dir) = state.filter(|_| config.state.dir == StateConfig::default().dir) {
+            self.sinks.state_dir = dir;
+        }
+        if let Some(path) = lock.filter(|_| config.lock.path == LockConfig::default().path) {
+            self.lock = self.lock.take().map(|_| path);
+        }
+    }
+}
+
+/// A user's own state directory and run lock: `$XDG_STATE_HOME/prunegate` (else
+/// `~/.local/state/prunegate`, as systemd's `StateDirectory=` of a user unit) and
+/// `$XDG_RUNTIME_DIR/prunegate.lock` (the runtime directory is the user's own, 0700, and always
+/// there in a session). Only absolute paths are taken.
+fn user_dirs(
+    xdg_state_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+    xdg_runtime_dir: Option<std::ffi::OsString>,
+) -> (Option<PathBuf>, Option<PathBuf>) {
+    let absolute = |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    let state = absolute(xdg_state_home)
+        .or_else(|| absolute(home).map(|h| h.join(".local/state")))
+        .map(|d| d.join("prunegate"));
+    let lock = absolute(xdg_runtime_dir).map(|d| d.join("prunegate.lock"));
+    (state, lock)
 }
 
 /// `prunegate serve-swarm`'s listening address and certificates (`ca.pem`: the workers' CA).
@@ -351,6 +400,45 @@ impl TryFrom<&crate::config::RetentionConfig> for Retention {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rootless user's run keeps its state and lock in their directories, unless their config
+    /// names others; with the lock disabled it stays disabled.
+    #[test]
+    fn a_users_own_engine_takes_the_users_state_and_lock_where_the_config_is_silent() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        let dirs = user_dirs(None, os("/home/a"), os("/run/user/1000"));
+        assert_eq!(
+            dirs,
+            (
+                Some(PathBuf::from("/home/a/.local/state/prunegate")),
+                Some(PathBuf::from("/run/user/1000/prunegate.lock"))
+            )
+        );
+        assert_eq!(
+            user_dirs(os("/x/state"), os("/home/a"), os("relative")),
+            (Some(PathBuf::from("/x/state/prunegate")), None),
+            "XDG_STATE_HOME first; a relative runtime directory is not taken"
+        );
+        let address = || Address::parse("unix:///run/user/1000/docker.sock").unwrap();
+        let mut s = Settings::derive(&Config::default(), address()).unwrap();
+        s.adopt_user_dirs(&Config::default(), dirs.clone());
+        assert_eq!(
+            s.sinks.state_dir,
+            PathBuf::from("/home/a/.local/state/prunegate")
+        );
+        assert_eq!(s.lock, Some(PathBuf::from("/run/user/1000/prunegate.lock")));
+        let mut named = Config::default();
+        named.state.dir = "/srv/pg".into();
+        named.lock.enabled = false;
+        let mut s = Settings::derive(&named, address()).unwrap();
+        s.adopt_user_dirs(&named, dirs);
+        assert_eq!(
+            s.sinks.state_dir,
+            PathBuf::from("/srv/pg"),
+            "the config's own"
+        );
+        assert_eq!(s.lock, None, "a disabled lock stays disabled");
+    }
 
     #[test]
     fn derived_from_the_defaults() {
