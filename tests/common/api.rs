@@ -1,7 +1,7 @@
 //! The tests' own view of the daemon, independent of prunegate: raw HTTP on its socket, the
 //! docker CLI pointed at it, and the inventory of everything prunegate could touch.
 
-use super::{engine, PrivateDaemon};
+use super::PrivateDaemon;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -112,19 +112,19 @@ impl PrivateDaemon {
     pub fn docker_output(&self, args: &[&str]) -> Output {
         self.docker_cmd(args)
             .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", engine().cli.display()))
+            .unwrap_or_else(|e| panic!("running {}: {e}", self.engine.cli.display()))
     }
 
     pub fn docker_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&engine().cli);
+        let mut cmd = Command::new(&self.engine.cli);
         cmd.args(args)
             .env("DOCKER_HOST", &self.host)
             .env(
                 "DOCKER_BUILDKIT",
-                if engine().buildkit() { "1" } else { "0" },
+                if self.engine.buildkit() { "1" } else { "0" },
             )
             .env("DOCKER_CLI_HINTS", "false");
-        if let Some(config) = engine().client_config(self.dir.path()) {
+        if let Some(config) = self.engine.client_config(self.dir.path()) {
             cmd.env("DOCKER_CONFIG", config);
         }
         cmd

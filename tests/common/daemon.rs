@@ -3,7 +3,7 @@
 //! it leaves the host's networking alone; killed and restarted for the fault tests; stopped,
 //! with every mount it made, when the test ends.
 
-use super::{engine, Kind};
+use super::{engine, Kind, TestEngine};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -18,6 +18,8 @@ pub struct PrivateDaemon {
     pub dir: tempfile::TempDir,
     pub sock: PathBuf,
     pub host: String,
+    /// The engine it runs: the run's ([`engine`]), or the rootless one of the rootless tests.
+    pub engine: &'static TestEngine,
     child: Child,
     mounts: Vec<PathBuf>,
     /// Set for a node of a multi-node test: the daemon runs in that network namespace (only
@@ -58,11 +60,20 @@ impl PrivateDaemon {
 
     /// A daemon of a multi-node test, in `node`'s network namespace (Docker engines only).
     pub fn start_node(node: Option<Node>) -> PrivateDaemon {
-        need("/usr/sbin/runc", "runc");
-        need(BUSYBOX, "busybox-static");
         // The engine's own daemon and CLI (Debian 12's docker.io unless PRUNEGATE_TEST_ENGINE
         // names another; engine() fails naming what is missing).
-        let _ = engine();
+        Self::start_engine(engine(), node)
+    }
+
+    /// A daemon of the rootless engine ([`super::engine::rootless`]), run by its unprivileged
+    /// uid.
+    pub fn start_rootless() -> PrivateDaemon {
+        Self::start_engine(super::engine::rootless(), None)
+    }
+
+    fn start_engine(engine: &'static TestEngine, node: Option<Node>) -> PrivateDaemon {
+        need("/usr/sbin/runc", "runc");
+        need(BUSYBOX, "busybox-static");
         assert!(
             nix_is_root(),
             "the Docker tests start their own dockerd and must run as root"
@@ -72,12 +83,13 @@ impl PrivateDaemon {
             .tempdir_in("/tmp")
             .expect("temporary directory");
         let sock = dir.path().join("docker.sock");
-        let child = spawn_dockerd(dir.path(), &sock, node.as_ref());
+        let child = spawn_dockerd(engine, dir.path(), &sock, node.as_ref());
         let host = format!("unix://{}", sock.display());
         let mut d = PrivateDaemon {
             dir,
             sock,
             host,
+            engine,
             child,
             mounts: Vec::new(),
             node,
@@ -104,8 +116,17 @@ impl PrivateDaemon {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+        // A rootless daemon's processes (rootlesskit's child, dockerd, containerd) are not the
+        // child's own: each goes. So do rootless dockerd's pid file and exec root in
+        // XDG_RUNTIME_DIR, which a crash leaves behind (a new containerd did not come up beside
+        // the old one's state) and a reboot or logout would clear.
+        if self.engine.rootless_uid.is_some() {
+            kill_all_of(self.dir.path());
+            let _ = std::fs::remove_file(self.dir.path().join("engine/xdg/docker.pid"));
+            let _ = std::fs::remove_dir_all(self.dir.path().join("engine/xdg/docker"));
+        }
         let _ = std::fs::remove_file(&self.sock);
-        self.child = spawn_dockerd(self.dir.path(), &self.sock, self.node.as_ref());
+        self.child = spawn_dockerd(self.engine, self.dir.path(), &self.sock, self.node.as_ref());
         self.wait_until_answering();
     }
 
@@ -172,19 +193,19 @@ impl PrivateDaemon {
 
 /// The test engine's dockerd on `dir`'s data root, exec root, pid file and own config file
 /// (never the host's /etc/docker/daemon.json), listening only on `sock`; or Podman's service,
-/// with its storage and configuration under `dir`, in a mount namespace of its own.
-fn spawn_dockerd(dir: &Path, sock: &Path, node: Option<&Node>) -> Child {
-    let engine = engine();
+/// with its storage and configuration under `dir`, in a mount namespace of its own; or a rootless
+/// engine's start script, likewise (`dir/engine`: the user's HOME and XDG_RUNTIME_DIR).
+fn spawn_dockerd(engine: &TestEngine, dir: &Path, sock: &Path, node: Option<&Node>) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("dockerd.log"))
         .expect("log file");
-    if engine.kind == Kind::Podman {
+    if engine.kind == Kind::Podman || engine.rootless_uid.is_some() {
         return Command::new("unshare")
             .args(["--mount", "--propagation", "private"])
             .arg(&engine.dockerd)
-            .arg(dir.join("podman"))
+            .arg(dir.join("engine"))
             .arg(sock)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -230,7 +251,7 @@ fn spawn_dockerd(dir: &Path, sock: &Path, node: Option<&Node>) -> Child {
 impl Drop for PrivateDaemon {
     fn drop(&mut self) {
         // Podman's containers (their conmon monitors) outlive its service: remove them first.
-        if engine().kind == Kind::Podman {
+        if self.engine.kind == Kind::Podman {
             let _ = self
                 .docker_cmd(&["container", "prune", "-f"])
                 .stdout(Stdio::null())
@@ -259,6 +280,20 @@ impl Drop for PrivateDaemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // Rootless Podman keeps its user namespace alive with a pause process (catatonit -P)
+        // that outlives the service (its pid is in the runtime directory), and the service
+        // re-executes itself inside that namespace: what is left of either goes too.
+        if self.engine.rootless_uid.is_some() {
+            let pause = self.dir.path().join("engine/xdg/libpod/tmp/pause.pid");
+            if let Some(pid) = std::fs::read_to_string(pause)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+                .filter(|p| *p > 1)
+            {
+                unsafe_kill(pid, 9);
+            }
+            kill_all_of(self.dir.path());
+        }
         for m in &self.mounts {
             let _ = Command::new("umount").arg(m).status();
         }
@@ -275,6 +310,31 @@ impl Drop for PrivateDaemon {
                 let _ = Command::new("umount").arg("-l").arg(p).status();
             }
         }
+    }
+}
+
+/// SIGKILLs every process whose command line names `dir` (a rootless daemon's: its service,
+/// rootlesskit, dockerd, containerd, conmon), and waits until they are gone.
+fn kill_all_of(dir: &Path) {
+    let mine = dir.to_string_lossy().into_owned();
+    let mut killed = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if pid != std::process::id() as i32 && String::from_utf8_lossy(&cmdline).contains(&mine) {
+            unsafe_kill(pid, 9);
+            killed.push(pid);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while killed
+        .iter()
+        .any(|p| Path::new(&format!("/proc/{p}")).exists())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -33,6 +33,9 @@ pub struct TestEngine {
     pub cli_plugins: Option<PathBuf>,
     /// `{"features": {"containerd-snapshotter": true}}` in the daemon's config.
     pub containerd_store: bool,
+    /// For a rootless engine, the unprivileged uid its daemon runs as (and prunegate, in the
+    /// rootless tests).
+    pub rootless_uid: Option<u32>,
 }
 
 /// The engine of this test run, read once.
@@ -43,6 +46,16 @@ pub fn engine() -> &'static TestEngine {
             std::env::var("PRUNEGATE_TEST_ENGINE").unwrap_or_else(|_| "docker-20.10".to_string());
         load(&name)
     })
+}
+
+/// The rootless engine of the rootless tests: the engine of this run when it is one, else
+/// `podman-4-rootless` (so that those tests run, and never skip, under any engine).
+pub fn rootless() -> &'static TestEngine {
+    static ROOTLESS: OnceLock<TestEngine> = OnceLock::new();
+    if engine().rootless_uid.is_some() {
+        return engine();
+    }
+    ROOTLESS.get_or_init(|| load("podman-4-rootless"))
 }
 
 fn load(name: &str) -> TestEngine {
@@ -80,6 +93,10 @@ fn load(name: &str) -> TestEngine {
             .filter(|p| !p.is_empty())
             .map(PathBuf::from),
         containerd_store: get("CONTAINERD_STORE") == "1",
+        rootless_uid: kv.get("ROOTLESS_UID").map(|u| {
+            u.parse()
+                .unwrap_or_else(|e| panic!("{}: ROOTLESS_UID {u:?}: {e}", manifest.display()))
+        }),
     };
     for (what, path) in [("dockerd", &engine.dockerd), ("docker CLI", &engine.cli)] {
         assert!(
@@ -107,6 +124,12 @@ impl TestEngine {
     /// builds with Buildah, the classic way.
     pub fn buildkit(&self) -> bool {
         self.kind == Kind::Docker
+    }
+
+    /// Whether the engine can pause a container: not rootless on cgroup v1 (no
+    /// `/sys/fs/cgroup/cgroup.controllers`), where its containers have no cgroup to freeze.
+    pub fn can_pause(&self) -> bool {
+        self.rootless_uid.is_none() || Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
     }
 
     /// Whether the engine keeps a build cache it can prune (`/build/prune`): Podman does not.

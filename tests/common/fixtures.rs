@@ -74,7 +74,7 @@ impl PrivateDaemon {
             ])
             .env(
                 "DOCKER_BUILDKIT",
-                if buildkit && engine().buildkit() {
+                if buildkit && self.engine.buildkit() {
                     "1"
                 } else {
                     "0"

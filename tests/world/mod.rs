@@ -350,23 +350,30 @@ const STATES: [(&str, u8); 7] = [
     ("running_anon", 8),
 ];
 
-/// A state drawn by weight. On Podman a `restarting` container is made `running` instead:
-/// Podman has no such state; between restarts its container is `exited` for a moment, and
-/// libpod's container prune takes exited containers, so whether it stays depends on the instant
-/// (a world cannot say what must happen to it).
+/// A state drawn by weight, as the engine can reach it ([`reachable`]).
 fn pick_state(rng: &mut fastrand::Rng) -> &'static str {
     let total: u8 = STATES.iter().map(|s| s.1).sum();
     let mut n = rng.u8(0..total);
     for (state, weight) in STATES {
         if n < weight {
-            return match state {
-                "restarting" if engine().kind == Kind::Podman => "running",
-                _ => state,
-            };
+            return reachable(state);
         }
         n -= weight;
     }
     unreachable!()
+}
+
+/// `state`, or `running` where the engine cannot make it. On Podman `restarting`: Podman has no
+/// such state; between restarts its container is `exited` for a moment, and libpod's container
+/// prune takes exited containers, so whether it stays depends on the instant (a world cannot
+/// say what must happen to it). `paused` where the engine cannot pause (rootless on cgroup v1:
+/// a rootless container has no cgroup to freeze).
+fn reachable(state: &'static str) -> &'static str {
+    match state {
+        "restarting" if engine().kind == Kind::Podman => "running",
+        "paused" if !engine().can_pause() => "running",
+        _ => state,
+    }
 }
 
 /// Whether a container in `state` makes its compose project live: running, paused or
@@ -586,10 +593,7 @@ pub fn build(d: &mut PrivateDaemon, settings: &Settings) -> World {
         phase_a.push(Plan {
             name: "pgw-ci-run".into(),
             image: image_ids[0].clone(),
-            state: match ["running", "paused", "restarting"][rng.usize(0..3)] {
-                "restarting" if engine().kind == Kind::Podman => "running",
-                state => state,
-            },
+            state: reachable(["running", "paused", "restarting"][rng.usize(0..3)]),
             labels: BTreeMap::from([("com.docker.compose.project".to_string(), name)]),
             anon_volume: false,
             named_volume: None,
