@@ -226,6 +226,97 @@ rec {
       }
     ];
 
+  # A rootless user's units (`systemctl --user`): the same run on the same schedule against
+  # the user's own engine, which prunegate finds from XDG_RUNTIME_DIR (rootless Docker's
+  # docker.sock or Podman's podman/podman.sock); the config in ~/.config/prunegate/config.toml
+  # (%E), the state in ~/.local/state/prunegate (StateDirectory= of a user unit, which is
+  # prunegate's default for a user's own engine) and the lock in the runtime directory. A user
+  # manager can neither change user nor, without unprivileged user namespaces, mount a
+  # sandbox, so what stays of `hardening` is what works unprivileged: no new privileges, the
+  # system-call and address-family filters (seccomp), the bounds.
+  userHardening = {
+    StateDirectory = "prunegate";
+    StateDirectoryMode = "0700";
+    UMask = "0077";
+    TimeoutStartSec = "2h";
+    MemoryMax = "512M";
+    TasksMax = 64;
+    NoNewPrivileges = true;
+    RestrictAddressFamilies = [ "AF_UNIX" ];
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    LockPersonality = true;
+    MemoryDenyWriteExecute = true;
+    SystemCallArchitectures = "native";
+    SystemCallFilter = [
+      "@system-service"
+      "~@privileged @resources"
+    ];
+    SystemCallErrorNumber = "EPERM";
+  };
+
+  userConfigFile = "%E/prunegate/config.toml";
+
+  # Started only where the user has a rootless engine (either socket, `|`: any one will do); a
+  # user without one is skipped, not failed, and never falls back to the system's daemon.
+  userUnitSection = {
+    Description = "Prune this user's rootless engine's stopped containers, dangling images and build cache when gated open";
+    Documentation = "man:prunegate(1)";
+    ConditionPathExists = [
+      "|%t/docker.sock"
+      "|%t/podman/podman.sock"
+    ];
+  };
+
+  plainUserService =
+    {
+      prunegate ? "/usr/local/bin/prunegate",
+      configFile ? userConfigFile,
+    }:
+    toUnit [
+      {
+        name = "Unit";
+        value = userUnitSection;
+      }
+      {
+        name = "Service";
+        value = {
+          Type = "oneshot";
+          ExecStart = "${prunegate} run --config ${configFile}";
+          SuccessExitStatus = 10;
+        }
+        // userHardening;
+      }
+    ];
+
+  plainUserRecordService =
+    {
+      prunegate ? "/usr/local/bin/prunegate",
+      configFile ? userConfigFile,
+    }:
+    toUnit [
+      {
+        name = "Unit";
+        value = userUnitSection // {
+          Description = "Record this user's rootless engine's image use for prunegate's retention class";
+        };
+      }
+      {
+        name = "Service";
+        value = builtins.removeAttrs userHardening [ "TimeoutStartSec" ] // {
+          Type = "exec";
+          ExecStart = "${prunegate} record --config ${configFile}";
+          Restart = "on-failure";
+          RestartSec = "5s";
+        };
+      }
+      {
+        name = "Install";
+        value.WantedBy = "default.target";
+      }
+    ];
+
   # [Timer] of prunegate.timer from the three options.
   timerConfig =
     {

@@ -65,6 +65,16 @@ let
   # A Docker daemon on this host: the unit joins its group to reach the socket.
   localDocker = config.virtualisation.docker.enable or false;
   remoteHost = (cfg.settings.docker.host or "") != "" && data.network cfg.settings != { };
+  # The system's units exist for a daemon of the system's (local, or elsewhere over TCP).
+  systemEngine = localDocker || remoteHost;
+  # A user unit as NixOS declares it, from the plain user unit's data.
+  userUnit = serviceConfig: {
+    description = data.userUnitSection.Description;
+    documentation = [ data.userUnitSection.Documentation ];
+    unitConfig.ConditionPathExists = data.userUnitSection.ConditionPathExists;
+    inherit serviceConfig;
+  };
+  userExec = command: "${lib.getExe cfg.package} ${command} --config ${configFile}";
 in
 {
   options.services.prunegate = {
@@ -140,6 +150,19 @@ in
       description = "Random delay added to each run (systemd.timer RandomizedDelaySec), to spread a fleet's runs.";
     };
 
+    rootless.enable = lib.mkOption {
+      type = lib.types.bool;
+      default = false;
+      description = ''
+        Also run prunegate for every user who has a rootless engine (rootless Docker's
+        docker.sock or Podman's podman/podman.sock in their XDG_RUNTIME_DIR): a systemd user
+        timer and service with the same settings and schedule (and, with the retention class,
+        the user's recorder). Each run finds the user's own socket, keeps its state in
+        ~/.local/state/prunegate and its lock in the runtime directory; users without a rootless
+        engine are skipped. With only rootless engines on the host, no system unit is made.
+      '';
+    };
+
     persistent = lib.mkOption {
       type = lib.types.bool;
       default = data.timerDefaults.persistent;
@@ -167,10 +190,11 @@ in
         '';
       }
       {
-        assertion = localDocker || remoteHost;
+        assertion = systemEngine || cfg.rootless.enable;
         message = ''
-          services.prunegate needs a Docker daemon: set virtualisation.docker.enable = true, or
-          point services.prunegate.settings.docker.host at one elsewhere ("tcp://HOST:PORT").
+          services.prunegate needs a Docker daemon: set virtualisation.docker.enable = true,
+          point services.prunegate.settings.docker.host at one elsewhere ("tcp://HOST:PORT"),
+          or set services.prunegate.rootless.enable = true for users' rootless engines.
         '';
       }
     ];
@@ -185,7 +209,7 @@ in
     environment.systemPackages = [ cfg.package ];
     environment.etc."prunegate/config.toml".source = configFile;
 
-    systemd.services.prunegate = {
+    systemd.services.prunegate = lib.mkIf systemEngine {
       description = data.unitSection.Description;
       documentation = [ data.unitSection.Documentation ];
       wants = lib.optional localDocker "docker.service";
@@ -217,31 +241,70 @@ in
 
     # With the retention class on, image use is recorded as it happens (`prunegate record`):
     # the daemon keeps only its last 256 events, and a timer alone would lose short-lived use.
-    systemd.services.prunegate-record = lib.mkIf (cfg.settings.retention.enabled or false) {
-      description = data.recordUnitSection.Description;
-      documentation = [ data.recordUnitSection.Documentation ];
-      wants = lib.optional localDocker "docker.service";
-      after = lib.optional localDocker "docker.service";
-      wantedBy = [ "multi-user.target" ];
-      serviceConfig =
-        data.recordServiceConfig {
-          prunegate = lib.getExe cfg.package;
-          inherit configFile;
-        }
-        // {
-          SupplementaryGroups = lib.optionals localDocker data.hardening.SupplementaryGroups;
-          LoadCredential = lib.optionals (swarmCerts != null) (data.loadCredentials (toString swarmCerts));
-        }
-        // data.network cfg.settings;
-    };
+    systemd.services.prunegate-record =
+      lib.mkIf (systemEngine && (cfg.settings.retention.enabled or false))
+        {
+          description = data.recordUnitSection.Description;
+          documentation = [ data.recordUnitSection.Documentation ];
+          wants = lib.optional localDocker "docker.service";
+          after = lib.optional localDocker "docker.service";
+          wantedBy = [ "multi-user.target" ];
+          serviceConfig =
+            data.recordServiceConfig {
+              prunegate = lib.getExe cfg.package;
+              inherit configFile;
+            }
+            // {
+              SupplementaryGroups = lib.optionals localDocker data.hardening.SupplementaryGroups;
+              LoadCredential = lib.optionals (swarmCerts != null) (data.loadCredentials (toString swarmCerts));
+            }
+            // data.network cfg.settings;
+        };
 
     # The run lock, root-owned in a directory only root can write (src/lock.rs refuses a lock
     # file others could replace); the unit opens it read-only.
-    systemd.tmpfiles.rules = lib.optionals (cfg.settings.lock.enabled or true) (
+    systemd.tmpfiles.rules = lib.optionals (systemEngine && (cfg.settings.lock.enabled or true)) (
       data.tmpfiles (cfg.settings.lock.path or data.settingsDefaults.lock.path)
     );
 
-    systemd.timers.prunegate = {
+    # Users' rootless engines: the plain user units' service data, the module's settings file.
+    systemd.user.services.prunegate = lib.mkIf cfg.rootless.enable (
+      userUnit (
+        data.userHardening
+        // {
+          Type = "oneshot";
+          ExecStart = userExec "run";
+          SuccessExitStatus = 10;
+        }
+      )
+      // {
+        startAt = cfg.dates;
+      }
+    );
+    systemd.user.timers.prunegate = lib.mkIf cfg.rootless.enable {
+      timerConfig = {
+        RandomizedDelaySec = cfg.randomizedDelaySec;
+        Persistent = cfg.persistent;
+      };
+    };
+    systemd.user.services.prunegate-record =
+      lib.mkIf (cfg.rootless.enable && (cfg.settings.retention.enabled or false))
+        (
+          userUnit (
+            builtins.removeAttrs data.userHardening [ "TimeoutStartSec" ]
+            // {
+              Type = "exec";
+              ExecStart = userExec "record";
+              Restart = "on-failure";
+              RestartSec = "5s";
+            }
+          )
+          // {
+            wantedBy = [ "default.target" ];
+          }
+        );
+
+    systemd.timers.prunegate = lib.mkIf systemEngine {
       description = data.timerUnitSection.Description;
       documentation = [ data.timerUnitSection.Documentation ];
       timerConfig = {

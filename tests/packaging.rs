@@ -252,6 +252,89 @@ fn plain_units_are_the_rendering_of_the_module_data() {
     );
 }
 
+/// A rootless user's units (config/systemd/user/): the rendering of the module data, verified
+/// by the user manager's rules (`systemd-analyze --user verify`, no warning), running nothing
+/// a user manager cannot (no user switch, no group), the config in the user's config home and
+/// the state in their StateDirectory. Their exposure is printed
+/// (`cargo test --test packaging rootless -- --nocapture`), not bounded: a user manager cannot
+/// apply the mount and user sandboxing that bring the system unit's down.
+#[test]
+fn a_rootless_users_units_are_rendered_and_verify_as_user_units() {
+    let binary = env!("CARGO_BIN_EXE_prunegate");
+    let dir = tempfile::tempdir().unwrap();
+    for (file, expr, intro) in [
+        ("prunegate.service", "data.plainUserService { }", 1),
+        ("prunegate.timer", "data.plainTimer { }", 0),
+        (
+            "prunegate-record.service",
+            "data.plainUserRecordService { }",
+            1,
+        ),
+    ] {
+        let rendered = nix_eval(expr);
+        let rendered = rendered.as_str().unwrap();
+        let path = root().join("config/systemd/user").join(file);
+        let committed = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            committed.starts_with(HEADER)
+                && committed.lines().count() == rendered.lines().count() + 1 + intro
+                && committed.ends_with(rendered),
+            "{} is stale: run scripts/render-units",
+            path.display()
+        );
+        for forbidden in [
+            "User=",
+            "DynamicUser=",
+            "SupplementaryGroups=",
+            "PrivateUsers=",
+        ] {
+            assert!(!rendered.contains(forbidden), "{file}: {forbidden}");
+        }
+        let unit = match file {
+            "prunegate.timer" => rendered.to_string(),
+            _ => nix_eval(&expr.replace("{ }", &format!("{{ prunegate = \"{binary}\"; }}")))
+                .as_str()
+                .unwrap()
+                .to_string(),
+        };
+        std::fs::write(dir.path().join(file), unit).unwrap();
+    }
+    let service = std::fs::read_to_string(dir.path().join("prunegate.service")).unwrap();
+    assert!(
+        service.contains(" run --config %E/prunegate/config.toml\n")
+            && service.contains("StateDirectory=prunegate\n"),
+        "{service}"
+    );
+    // A user manager's unit paths live in the runtime directory: a private one for the check.
+    let runtime = tempfile::tempdir().unwrap();
+    let mut verify = tool("systemd-analyze", "apt-get install systemd");
+    verify
+        .args(["--user", "verify", "--man=no"])
+        .args([
+            "prunegate.service",
+            "prunegate.timer",
+            "prunegate-record.service",
+        ])
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .current_dir(dir.path());
+    let verify = verify.output().unwrap();
+    ok(&verify, "systemd-analyze --user verify");
+    assert!(
+        verify.stderr.is_empty(),
+        "systemd-analyze --user verify printed warnings:\n{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    for unit in ["prunegate.service", "prunegate-record.service"] {
+        let mut security = tool("systemd-analyze", "apt-get install systemd");
+        security
+            .args(["--user", "security", "--offline=true", unit])
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .current_dir(dir.path());
+        let security = security.output().unwrap();
+        println!("exposure of the user's {unit}: {}", exposure(&security));
+    }
+}
+
 /// A swarm worker asks its managers over TCP: their addresses (and the daemon's socket) are all
 /// the unit opens, and its exposure stays at most 2.0 — printed with
 /// `cargo test --test packaging swarm_worker -- --nocapture`.

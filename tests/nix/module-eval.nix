@@ -66,6 +66,14 @@ let
         type = types.attrsOf (types.submodule { freeformType = types.lazyAttrsOf types.anything; });
         default = { };
       };
+      systemd.user.services = mkOption {
+        type = types.attrsOf (types.submodule { freeformType = types.lazyAttrsOf types.anything; });
+        default = { };
+      };
+      systemd.user.timers = mkOption {
+        type = types.attrsOf (types.submodule { freeformType = types.lazyAttrsOf types.anything; });
+        default = { };
+      };
       systemd.tmpfiles.rules = mkOption {
         type = types.listOf types.str;
         default = [ ];
@@ -153,7 +161,51 @@ let
     };
   };
 
+  rootlessOnly = eval ../../nix/module.nix {
+    services.prunegate = {
+      enable = true;
+      rootless.enable = true;
+      settings.retention.enabled = true;
+    };
+  };
+  rootlessToo = eval ../../nix/module.nix {
+    virtualisation.docker.enable = true;
+    services.prunegate = {
+      enable = true;
+      rootless.enable = true;
+    };
+  };
+
   checks = {
+    "23: rootless alone needs no system daemon, and makes no system unit" =
+      failedAssertions rootlessOnly == [ ]
+      && !(
+        rootlessOnly.systemd.services ? prunegate
+        && (rootlessOnly.systemd.services.prunegate.enable or true)
+      )
+      && rootlessOnly.systemd.tmpfiles.rules == [ ];
+    "23: users' rootless engines get a user service on the schedule, the same settings, no user switch" =
+      let
+        u = rootlessOnly.systemd.user.services.prunegate;
+        etc = rootlessOnly.environment.etc."prunegate/config.toml".source or "none";
+      in
+      lib.hasInfix " run --config ${etc}" u.serviceConfig.ExecStart
+      && u.startAt == "*:0/15"
+      && !(
+        u.serviceConfig ? User || u.serviceConfig ? DynamicUser || u.serviceConfig ? SupplementaryGroups
+      )
+      && u.serviceConfig.StateDirectory == "prunegate"
+      && lib.elem "|%t/podman/podman.sock" u.unitConfig.ConditionPathExists
+      && lib.hasInfix " record --config " rootlessOnly.systemd.user.services.prunegate-record.serviceConfig.ExecStart;
+    "23: with a system daemon too, both the system's and the users' units" =
+      failedAssertions rootlessToo == [ ]
+      && rootlessToo.systemd.services ? prunegate
+      && rootlessToo.systemd.user.services ? prunegate
+      && !(
+        rootlessToo.systemd.user.services ? prunegate-record
+        && (rootlessToo.systemd.user.services.prunegate-record.enable or true)
+      );
+
     "1: the flake's module evaluates with read-only nixpkgs options" =
       tried fromFlake.systemd.services.prunegate.serviceConfig.ExecStart;
     "1: the flake's module defaults package to the flake's own build" =
