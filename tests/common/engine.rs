@@ -132,6 +132,15 @@ impl TestEngine {
         self.rootless_uid.is_none() || Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
     }
 
+    /// Whether the daemon can pull from a registry on the host's loopback: not rootless Docker
+    /// here, which runs with the host's network (slirp4netns cannot open /dev/net/tun in this
+    /// sandbox), where its dockerd, in its own user namespace, cannot return a thread to the
+    /// host's network namespace after entering a container's: later connections to 127.0.0.1
+    /// are refused.
+    pub fn pulls_from_loopback(&self) -> bool {
+        self.kind == Kind::Podman || self.rootless_uid.is_none()
+    }
+
     /// Whether the engine keeps a build cache it can prune (`/build/prune`): Podman does not.
     pub fn has_build_cache(&self) -> bool {
         self.kind == Kind::Docker

@@ -756,7 +756,8 @@ pub fn build(d: &mut PrivateDaemon, settings: &Settings) -> World {
 
 /// Images a private registry gives the host, on Docker engines in seven worlds of ten (Podman's
 /// are left out until the oracle knows how its listing tells a digest-named image from a
-/// superseded one; tests/registry.rs covers Podman's two cases): pushed, removed, and pulled
+/// superseded one; tests/registry.rs covers Podman's two cases; rootless Docker's cannot reach
+/// the registry here, [`crate::common::TestEngine::pulls_from_loopback`]): pushed, removed, and pulled
 /// back the ways hosts pull them — by tag, by digest (a digest-pinned compose service), by a
 /// swarm service that is then removed (a torn-down stack), or by tag and then superseded by a
 /// new image under that tag. For some superseded pulls, `state/tags.json` says a previous run
@@ -769,7 +770,7 @@ fn registry_pulls(
 ) -> (BTreeMap<String, Vec<String>>, String) {
     let mut rng = fastrand::Rng::with_seed(settings.seed ^ 0x0e61_57e7_0000);
     let mut seen = BTreeMap::new();
-    if engine().kind != Kind::Docker || rng.u8(0..10) >= 7 {
+    if engine().kind != Kind::Docker || !engine().pulls_from_loopback() || rng.u8(0..10) >= 7 {
         return (seen, String::new());
     }
     let mut ways = BTreeMap::new();
