@@ -239,11 +239,17 @@ impl Engine {
             }
             // Tried on Podman 4.3.1: its compat `/system/df` gives images of megabytes a few
             // hundred bytes of `Size − SharedSize`, one entry per tag, and a container event's
-            // image did not match its tags; the watermarks and the use history would be judged
-            // on wrong figures. Refused until those are learned (docs/retention.md).
+            // image did not match its tags. On 4.3.1, 5.4.2 and 5.8.6 (2026-12-07, a two-tag
+            // image of a 2 MB and a 3 MB layer): `/system/df` lists it once per tag, each entry's
+            // `RepoTags` the bare tag (`["1"]`, `["2"]`, no repository), an intermediate image
+            // as `<none>`; `Size − SharedSize` was right for that image; container events name
+            // the image fully qualified (`docker.io/library/pgx:1`), as its listing does. The
+            // watermarks would be judged on figures not yet checked against what a removal
+            // frees on Podman's storage. Refused until they are (docs/retention.md).
             (Class::TaggedImages, Product::Podman) => Some(
-                "the retention class is not supported on Podman yet: its image sizes and \
-                 container events differ from Docker's (docs/retention.md)"
+                "the retention class is not supported on Podman yet: its /system/df lists an \
+                 image once per tag under the bare tag, and its sizes are not yet checked \
+                 against what a removal frees (docs/retention.md)"
                     .to_string(),
             ),
             _ => None,
