@@ -234,27 +234,33 @@ rec {
   # manager can neither change user nor, without unprivileged user namespaces, mount a
   # sandbox, so what stays of `hardening` is what works unprivileged: no new privileges, the
   # system-call and address-family filters (seccomp), the bounds.
-  userHardening = {
-    StateDirectory = "prunegate";
-    StateDirectoryMode = "0700";
-    UMask = "0077";
-    TimeoutStartSec = "2h";
-    MemoryMax = "512M";
-    TasksMax = 64;
-    NoNewPrivileges = true;
-    RestrictAddressFamilies = [ "AF_UNIX" ];
-    RestrictNamespaces = true;
-    RestrictRealtime = true;
-    RestrictSUIDSGID = true;
-    LockPersonality = true;
-    MemoryDenyWriteExecute = true;
-    SystemCallArchitectures = "native";
-    SystemCallFilter = [
-      "@system-service"
-      "~@privileged @resources"
-    ];
-    SystemCallErrorNumber = "EPERM";
-  };
+  userHardening = builtins.removeAttrs hardening [
+    # A user manager runs its units as that user, with no groups to add and no capabilities
+    # to drop.
+    "DynamicUser"
+    "SupplementaryGroups"
+    "CapabilityBoundingSet"
+    "AmbientCapabilities"
+    # Mount, network and user sandboxing: a user manager cannot set them up.
+    "ProtectSystem"
+    "ProtectHome"
+    "PrivateTmp"
+    "PrivateDevices"
+    "PrivateNetwork"
+    "PrivateUsers"
+    "ProtectKernelTunables"
+    "ProtectKernelModules"
+    "ProtectKernelLogs"
+    "ProtectControlGroups"
+    "ProtectClock"
+    "ProtectHostname"
+    "ProtectProc"
+    "RemoveIPC"
+    "DevicePolicy"
+    "KeyringMode"
+    # Address filtering is the system manager's (cgroup BPF).
+    "IPAddressDeny"
+  ];
 
   userConfigFile = "%E/prunegate/config.toml";
 
@@ -269,6 +275,14 @@ rec {
     ];
   };
 
+  # [Service] of a rootless user's prunegate.service and prunegate-record.service: the system
+  # units' own, less what only a system manager does (the user, and `hardening` less
+  # `userHardening`).
+  systemOnly = [ "User" ] ++ builtins.attrNames (removeAttrsOf hardening userHardening);
+  removeAttrsOf = a: b: builtins.removeAttrs a (builtins.attrNames b);
+  userServiceConfig = args: builtins.removeAttrs (serviceConfig args) systemOnly;
+  userRecordServiceConfig = args: builtins.removeAttrs (recordServiceConfig args) systemOnly;
+
   plainUserService =
     {
       prunegate ? "/usr/local/bin/prunegate",
@@ -281,12 +295,7 @@ rec {
       }
       {
         name = "Service";
-        value = {
-          Type = "oneshot";
-          ExecStart = "${prunegate} run --config ${configFile}";
-          SuccessExitStatus = 10;
-        }
-        // userHardening;
+        value = userServiceConfig { inherit prunegate configFile; };
       }
     ];
 
@@ -304,12 +313,7 @@ rec {
       }
       {
         name = "Service";
-        value = builtins.removeAttrs userHardening [ "TimeoutStartSec" ] // {
-          Type = "exec";
-          ExecStart = "${prunegate} record --config ${configFile}";
-          Restart = "on-failure";
-          RestartSec = "5s";
-        };
+        value = userRecordServiceConfig { inherit prunegate configFile; };
       }
       {
         name = "Install";

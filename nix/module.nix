@@ -74,7 +74,10 @@ let
     unitConfig.ConditionPathExists = data.userUnitSection.ConditionPathExists;
     inherit serviceConfig;
   };
-  userExec = command: "${lib.getExe cfg.package} ${command} --config ${configFile}";
+  userArgs = {
+    prunegate = lib.getExe cfg.package;
+    inherit configFile;
+  };
 in
 {
   options.services.prunegate = {
@@ -269,17 +272,7 @@ in
 
     # Users' rootless engines: the plain user units' service data, the module's settings file.
     systemd.user.services.prunegate = lib.mkIf cfg.rootless.enable (
-      userUnit (
-        data.userHardening
-        // {
-          Type = "oneshot";
-          ExecStart = userExec "run";
-          SuccessExitStatus = 10;
-        }
-      )
-      // {
-        startAt = cfg.dates;
-      }
+      userUnit (data.userServiceConfig userArgs) // { startAt = cfg.dates; }
     );
     systemd.user.timers.prunegate = lib.mkIf cfg.rootless.enable {
       timerConfig = {
@@ -287,22 +280,9 @@ in
         Persistent = cfg.persistent;
       };
     };
-    systemd.user.services.prunegate-record =
-      lib.mkIf (cfg.rootless.enable && (cfg.settings.retention.enabled or false))
-        (
-          userUnit (
-            builtins.removeAttrs data.userHardening [ "TimeoutStartSec" ]
-            // {
-              Type = "exec";
-              ExecStart = userExec "record";
-              Restart = "on-failure";
-              RestartSec = "5s";
-            }
-          )
-          // {
-            wantedBy = [ "default.target" ];
-          }
-        );
+    systemd.user.services.prunegate-record = lib.mkIf (
+      cfg.rootless.enable && (cfg.settings.retention.enabled or false)
+    ) (userUnit (data.userRecordServiceConfig userArgs) // { wantedBy = [ "default.target" ]; });
 
     systemd.timers.prunegate = lib.mkIf systemEngine {
       description = data.timerUnitSection.Description;

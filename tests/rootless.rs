@@ -10,46 +10,88 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// `prunegate ARGS --json` as `uid`, with a user session's environment and nothing else: no
-/// `DOCKER_HOST`, no `--docker-host`, no `docker.host`.
-fn as_user(uid: u32, home: &Path, runtime: &Path, config: &Path, args: &[&str]) -> Run {
-    let out = Command::new("setpriv")
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={uid}"))
-        .args(["--clear-groups", "--inh-caps=-all", "env", "-i"])
-        .arg(format!("HOME={}", home.display()))
-        .arg(format!("XDG_RUNTIME_DIR={}", runtime.display()))
-        .arg("PATH=/usr/bin:/bin")
-        .arg(env!("CARGO_BIN_EXE_prunegate"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("setpriv (util-linux) runs prunegate as the rootless user");
-    Run::from(out)
+/// The rootless engine's user as their session sees them: the daemon's uid, and its HOME and
+/// XDG_RUNTIME_DIR (made by the engine's start script under the daemon's directory).
+struct User {
+    uid: u32,
+    home: PathBuf,
+    runtime: PathBuf,
 }
 
-/// The user's prunegate configuration, as a rootless user's `~/.config/prunegate/config.toml`
-/// would say it for a test (a 1% disk threshold, a 0s cut-off, a grace period the daemon has
-/// passed, metrics in their home, whose totals are kept in the state directory) — and nothing
-/// of where state and the lock go: those default to the user's own.
-fn user_config(uid: u32, home: &Path) -> PathBuf {
-    let dir = home.join(".config/prunegate");
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{OPEN_NOW}[gates.grace]\nmin_uptime = \"1s\"\n[metrics]\npath = \"{}\"\n",
-            home.join("prunegate.prom").display()
-        ),
-    )
-    .unwrap();
-    for p in [home.join(".config"), dir] {
-        std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
+impl User {
+    fn of(d: &PrivateDaemon) -> User {
+        let engine_dir = d.dir.path().join("engine");
+        User {
+            uid: d
+                .engine
+                .rootless_uid
+                .expect("a rootless engine has its uid"),
+            home: engine_dir.join("home"),
+            runtime: engine_dir.join("xdg"),
+        }
     }
-    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
-    config
+
+    /// Makes `name` in the user's runtime directory a socket of theirs that reaches `d`: the
+    /// harness's socket (the user's own) bind-mounted there — a real socket, as prunegate
+    /// takes only a socket (a symbolic link would not do). Unmounted when the guard drops.
+    fn socket(&self, d: &PrivateDaemon, name: &str) -> Unmount {
+        let at = self.runtime.join(name);
+        let dir = at.parent().unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::os::unix::fs::chown(dir, Some(self.uid), Some(self.uid)).unwrap();
+        std::fs::write(&at, "").unwrap();
+        let ok = Command::new("mount")
+            .arg("--bind")
+            .arg(&d.sock)
+            .arg(&at)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "bind-mounting the socket at {}", at.display());
+        Unmount(at)
+    }
+
+    /// The user's prunegate configuration, as a rootless user's
+    /// `~/.config/prunegate/config.toml` would say it for a test (a 1% disk threshold, a 0s
+    /// cut-off, a grace period the daemon has passed, metrics in their home, whose totals are
+    /// kept in the state directory) — and nothing of where state and the lock go: those default
+    /// to the user's own.
+    fn config(&self) -> PathBuf {
+        let dir = self.home.join(".config/prunegate");
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{OPEN_NOW}[gates.grace]\nmin_uptime = \"1s\"\n[metrics]\npath = \"{}\"\n",
+                self.home.join("prunegate.prom").display()
+            ),
+        )
+        .unwrap();
+        for p in [self.home.join(".config"), dir] {
+            std::os::unix::fs::chown(&p, Some(self.uid), Some(self.uid)).unwrap();
+        }
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        config
+    }
+
+    /// `prunegate ARGS --config CONFIG` as the user, with a session's environment and nothing
+    /// else: no `DOCKER_HOST`, no `--docker-host`, no `docker.host`.
+    fn prunegate(&self, config: &Path, args: &[&str]) -> Run {
+        let out = Command::new("setpriv")
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.uid))
+            .args(["--clear-groups", "--inh-caps=-all", "env", "-i"])
+            .arg(format!("HOME={}", self.home.display()))
+            .arg(format!("XDG_RUNTIME_DIR={}", self.runtime.display()))
+            .arg("PATH=/usr/bin:/bin")
+            .arg(env!("CARGO_BIN_EXE_prunegate"))
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .output()
+            .expect("setpriv (util-linux) runs prunegate as the rootless user");
+        Run::from(out)
+    }
 }
 
 /// The rootless user's run finds their engine from `XDG_RUNTIME_DIR` alone, measures the disk
@@ -59,38 +101,21 @@ fn user_config(uid: u32, home: &Path) -> PathBuf {
 #[test]
 fn a_rootless_users_run_finds_their_engine_and_judges_their_storage_and_daemon() {
     let d = PrivateDaemon::start_rootless();
-    let uid = d
-        .engine
-        .rootless_uid
-        .expect("a rootless engine has its uid");
-    let engine_dir = d.dir.path().join("engine");
-    let (home, runtime) = (engine_dir.join("home"), engine_dir.join("xdg"));
-    // The user's own socket where their session has it: rootless Docker's
-    // $XDG_RUNTIME_DIR/docker.sock, rootless Podman's $XDG_RUNTIME_DIR/podman/podman.sock.
-    let user_sock = runtime.join(match d.engine.kind {
-        Kind::Docker => "docker.sock",
-        Kind::Podman => "podman/podman.sock",
-    });
-    std::fs::create_dir_all(user_sock.parent().unwrap()).unwrap();
-    std::os::unix::fs::chown(user_sock.parent().unwrap(), Some(uid), Some(uid)).unwrap();
+    let user = User::of(&d);
     let info = d.api("/info");
     let root_dir = info["DockerRootDir"].as_str().unwrap().to_string();
     assert!(
-        root_dir.starts_with(home.to_str().unwrap()),
+        root_dir.starts_with(user.home.to_str().unwrap()),
         "a rootless engine keeps its storage in the user's home: {root_dir}"
     );
-    // The socket prunegate is to find: a real listening socket the user owns. The harness's
-    // socket is bind-mounted there (a symbolic link would not be taken: only a socket is).
-    std::fs::write(&user_sock, "").unwrap();
-    let bound = Command::new("mount")
-        .arg("--bind")
-        .arg(&d.sock)
-        .arg(&user_sock)
-        .status()
-        .unwrap();
-    assert!(bound.success(), "bind-mounting the socket");
-    let _unmount = Unmount(user_sock.clone());
-    let config = user_config(uid, &home);
+    // The user's own socket where their session has it: rootless Docker's
+    // $XDG_RUNTIME_DIR/docker.sock, rootless Podman's $XDG_RUNTIME_DIR/podman/podman.sock.
+    let name = match d.engine.kind {
+        Kind::Docker => "docker.sock",
+        Kind::Podman => "podman/podman.sock",
+    };
+    let _socket = user.socket(&d, name);
+    let config = user.config();
 
     d.build("pg-base:1", "", "base");
     let tagged = d.build("pg-cache:1", "", "tagged but unused");
@@ -101,17 +126,11 @@ fn a_rootless_users_run_finds_their_engine_and_judges_their_storage_and_daemon()
     settle();
 
     let before = d.inventory();
-    let dry = as_user(
-        uid,
-        &home,
-        &runtime,
-        &config,
-        &["run", "--dry-run", "--json"],
-    );
+    let dry = user.prunegate(&config, &["run", "--dry-run", "--json"]);
     dry.expect(0);
     let dry = dry.json();
     assert_eq!(d.inventory(), before, "a dry run removes nothing");
-    let expected_host = format!("unix://{}", user_sock.display());
+    let expected_host = format!("unix://{}", user.runtime.join(name).display());
     assert_eq!(
         dry["docker_host"], expected_host,
         "the socket found from XDG_RUNTIME_DIR: {dry}"
@@ -133,7 +152,7 @@ fn a_rootless_users_run_finds_their_engine_and_judges_their_storage_and_daemon()
         "the user's daemon's uptime is known (its process is the user's): {grace}"
     );
 
-    let run = as_user(uid, &home, &runtime, &config, &["run", "--json"]);
+    let run = user.prunegate(&config, &["run", "--json"]);
     run.expect(0);
     let run = run.json();
     assert_eq!(run["outcome"], "pruned", "{run}");
@@ -161,13 +180,13 @@ fn a_rootless_users_run_finds_their_engine_and_judges_their_storage_and_daemon()
         std::os::unix::fs::MetadataExt::uid(&meta)
     };
     assert_eq!(
-        owner(runtime.join("prunegate.lock")),
-        uid,
+        owner(user.runtime.join("prunegate.lock")),
+        user.uid,
         "the user's run lock"
     );
     assert_eq!(
-        owner(home.join(".local/state/prunegate/state.json")),
-        uid,
+        owner(user.home.join(".local/state/prunegate/state.json")),
+        user.uid,
         "the user's state (the totals)"
     );
     assert!(
@@ -181,32 +200,16 @@ fn a_rootless_users_run_finds_their_engine_and_judges_their_storage_and_daemon()
 #[test]
 fn two_rootless_engines_of_one_user_are_not_guessed_between() {
     let d = PrivateDaemon::start_rootless();
-    let uid = d
-        .engine
-        .rootless_uid
-        .expect("a rootless engine has its uid");
-    let engine_dir = d.dir.path().join("engine");
-    let (home, runtime) = (engine_dir.join("home"), engine_dir.join("xdg"));
-    let config = user_config(uid, &home);
-    let mut bound = Vec::new();
-    for name in ["podman/podman.sock", "docker.sock"] {
-        let at = runtime.join(name);
-        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
-        std::os::unix::fs::chown(at.parent().unwrap(), Some(uid), Some(uid)).unwrap();
-        std::fs::write(&at, "").unwrap();
-        let ok = Command::new("mount")
-            .arg("--bind")
-            .arg(&d.sock)
-            .arg(&at)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "bind-mounting the socket at {}", at.display());
-        bound.push(Unmount(at));
-    }
+    let user = User::of(&d);
+    let config = user.config();
+    let _sockets = [
+        user.socket(&d, "podman/podman.sock"),
+        user.socket(&d, "docker.sock"),
+    ];
     d.load_old_dangling("two");
     settle();
     let before = d.inventory();
-    let r = as_user(uid, &home, &runtime, &config, &["run", "--json"]);
+    let r = user.prunegate(&config, &["run", "--json"]);
     r.expect(2);
     assert!(
         r.stderr.contains("docker.sock") && r.stderr.contains("podman.sock"),
