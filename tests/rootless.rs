@@ -1,7 +1,8 @@
 //! A rootless engine, and prunegate run as its unprivileged user the way that user's timer
 //! runs it: no address configured, only the session's environment (`HOME`,
 //! `XDG_RUNTIME_DIR`). The engine is this run's when it is a rootless one
-//! (`docker-20.10-rootless`, `podman-4-rootless`, `podman-5-rootless`), else `podman-4-rootless`
+//! (`docker-20.10-rootless`, `podman-4-rootless`, `podman-5-rootless`, `podman-5.8-rootless`),
+//! else `podman-4-rootless`
 //! (scripts/engines): the daemon runs as an unprivileged uid, its storage in that user's home.
 
 mod common;
