@@ -54,20 +54,11 @@ fn daemon_uptime(address: &Address) -> Result<u64, String> {
     if cred.pid() <= 0 {
         return Err("the daemon's pid is not visible from here".into());
     }
-    let mut sys = sysinfo::System::new();
-    sys.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), true);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let started = sys
-        .process(pid)
-        .map(|p| p.start_time())
-        .filter(|t| *t > 0)
+    let age = proc_age_ms(cred.pid())
         .or_else(|| {
             PID_FILES
                 .iter()
-                .find_map(|f| started_per_pid_file(std::path::Path::new(f), cred.pid()))
+                .find_map(|f| age_per_pid_file(std::path::Path::new(f), cred.pid()))
         })
         .ok_or_else(|| {
             format!(
@@ -76,24 +67,64 @@ fn daemon_uptime(address: &Address) -> Result<u64, String> {
                 PID_FILES.join(", ")
             )
         })?;
-    Ok(now.saturating_sub(started))
+    Ok(whole_seconds(age))
+}
+
+/// The kernel's figures are whole clock ticks, each truncated: an age may read up to a tick
+/// or two long.
+const TICK_SLACK_MS: u64 = 20;
+
+/// An age in whole seconds, rounded *down* after the slack: a daemon counts as younger than it
+/// may be, never older. Rounded the other way (as `sysinfo` does, from a boot time truncated to
+/// the second) a rootless dockerd restarted 0.3 s after the use history's update read as
+/// started a second before it, and the restart that emptied its event buffer went unseen.
+fn whole_seconds(age_ms: u64) -> u64 {
+    age_ms.saturating_sub(TICK_SLACK_MS) / 1000
+}
+
+/// The age of process `pid` from `/proc`, to the clock tick: `/proc/uptime` less the
+/// process's start (`starttime`, ticks after boot). Both count from boot, so neither the
+/// wall clock nor a boot time truncated to the second enters.
+fn proc_age_ms(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    age_ms(&stat, &uptime, u64::try_from(hz).ok()?)
+}
+
+/// `stat`: `/proc/PID/stat`; `uptime`: `/proc/uptime`; `hz`: clock ticks per second. The
+/// command name (field 2) is in parentheses and may hold anything, `)` and spaces too: the
+/// fields are counted from its last `)`.
+fn age_ms(stat: &str, uptime: &str, hz: u64) -> Option<u64> {
+    let fields = &stat[stat.rfind(')')? + 1..];
+    // Field 22, the 20th after the command name.
+    let ticks: u64 = fields.split_whitespace().nth(19)?.parse().ok()?;
+    let up: f64 = uptime.split_whitespace().next()?.parse().ok()?;
+    if hz == 0 || !up.is_finite() || up < 0.0 {
+        return None;
+    }
+    let up_ms = (up * 1000.0) as u64;
+    Some(up_ms.saturating_sub(ticks.checked_mul(1000)? / hz))
 }
 
 /// Where dockerd writes its pid at start (its `--pidfile` default; `/var/run` is a link to
 /// `/run` on every current distribution).
 const PID_FILES: [&str; 2] = ["/run/docker.pid", "/var/run/docker.pid"];
 
-/// The time (Unix seconds) `file` was written, when it holds `pid`: the daemon's start.
-fn started_per_pid_file(file: &std::path::Path, pid: i32) -> Option<u64> {
+/// How long ago (milliseconds) `file` was written, when it holds `pid`: the daemon's age.
+fn age_per_pid_file(file: &std::path::Path, pid: i32) -> Option<u64> {
     let text = std::fs::read_to_string(file).ok()?;
     if text.trim().parse::<i32>().ok()? != pid {
         return None;
     }
     let written = std::fs::metadata(file).ok()?.modified().ok()?;
-    written
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs())
+    // A file written "in the future" (a clock stepped back since) is as young as can be.
+    Some(
+        written
+            .elapsed()
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0),
+    )
 }
 
 #[cfg(test)]
@@ -107,17 +138,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("docker.pid");
         std::fs::write(&file, "4242\n").unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let started = started_per_pid_file(&file, 4242).expect("the pid matches");
-        assert!(now.abs_diff(started) < 5, "{now} vs {started}");
-        assert_eq!(
-            started_per_pid_file(&file, 4243),
-            None,
-            "another daemon's file"
-        );
-        assert_eq!(started_per_pid_file(&dir.path().join("none"), 4242), None);
+        let age = age_per_pid_file(&file, 4242).expect("the pid matches");
+        assert!(age < 5_000, "{age} ms");
+        assert_eq!(age_per_pid_file(&file, 4243), None, "another daemon's file");
+        assert_eq!(age_per_pid_file(&dir.path().join("none"), 4242), None);
+    }
+
+    /// Captured from this machine: `cat`'s own stat read with `/proc/uptime` (45441.77 s,
+    /// start 4544177 ticks at 100 Hz: age 0); and a command name holding `) (` and spaces.
+    #[test]
+    fn the_age_is_counted_from_boot_to_the_tick() {
+        let stat = "27207 (cat) R 27204 27204 26581 0 -1 4194304 100 0 0 0 0 0 0 0 20 0 1 0 \
+                    4544177 3133440 401 18446744073709551615 94240301109248";
+        assert_eq!(age_ms(stat, "45441.77 45916.58\n", 100), Some(0));
+        assert_eq!(age_ms(stat, "45442.07 45916.58\n", 100), Some(300));
+        let hostile = "27207 (a) (b ) 9) R 27204 27204 26581 0 -1 4194304 100 0 0 0 0 0 0 0 \
+                       20 0 1 0 4544177 3133440";
+        assert_eq!(age_ms(hostile, "45443.77 0", 100), Some(2000));
+        assert_eq!(age_ms("27207 (cat) R 1 2", "45443.77 0", 100), None);
+        assert_eq!(age_ms(stat, "garbage", 100), None);
+        assert_eq!(age_ms(stat, "45443.77 0", 0), None);
+    }
+
+    /// A daemon restarted 0.3 s ago is 0 s old, never 1: its start is never placed before the
+    /// use history's last update when it came after it (the CI failure on rootless Docker).
+    #[test]
+    fn an_age_rounds_toward_younger() {
+        assert_eq!(whole_seconds(300), 0);
+        assert_eq!(whole_seconds(1_015), 0);
+        assert_eq!(whole_seconds(1_020), 1);
+        assert_eq!(whole_seconds(86_400_000), 86_399);
+        assert_eq!(whole_seconds(5), 0);
     }
 }
