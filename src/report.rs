@@ -404,27 +404,22 @@ impl Report {
     }
 
     /// The steps run: the outcome is the halt's if one stopped them, else whether any removed
-    /// something. Whether the pass was full, so that the advisory is wanted.
-    pub fn pruned(&mut self, steps: Vec<StepReport>, halt: Option<Halt>) -> bool {
+    /// something. `advisory`: the disk still over a threshold after the steps — kept only
+    /// after a full pass (no halt), saying what the retention step did when it ran.
+    pub fn pruned(
+        &mut self,
+        steps: Vec<StepReport>,
+        halt: Option<Halt>,
+        advisory: Option<Advisory>,
+    ) {
         self.set_steps(steps);
+        let full = halt.is_none();
         self.outcome = match halt {
             Some(halt) => halt.into_report(self),
             None if self.steps.iter().any(|s| s.count > 0) => Outcome::Pruned,
             None => Outcome::NothingToDo,
         };
-        matches!(self.outcome, Outcome::Pruned | Outcome::NothingToDo)
-    }
-
-    /// The steps, and the bytes they reclaimed in all.
-    fn set_steps(&mut self, steps: Vec<StepReport>) {
-        self.steps = steps;
-        self.reclaimed_bytes = self.steps.iter().map(|s| s.reclaimed_bytes).sum();
-    }
-
-    /// The advisory of a full pass that left the disk over a threshold, saying what the
-    /// retention step did when it ran.
-    pub fn advise(&mut self, advisory: Option<Advisory>) {
-        self.advisory = advisory.map(|mut a| {
+        self.advisory = advisory.filter(|_| full).map(|mut a| {
             let tagged = self.steps.iter().find(|s| s.class == Class::TaggedImages);
             if let Some(step) = tagged {
                 a.retention = format!(
@@ -435,6 +430,12 @@ impl Report {
             }
             a
         });
+    }
+
+    /// The steps, and the bytes they reclaimed in all.
+    fn set_steps(&mut self, steps: Vec<StepReport>) {
+        self.steps = steps;
+        self.reclaimed_bytes = self.steps.iter().map(|s| s.reclaimed_bytes).sum();
     }
 
     /// Stamps the end of the run.
@@ -673,23 +674,31 @@ mod tests {
     fn the_outcome_after_the_steps() {
         let new = || Report::new(Command::Run, "unix:///x.sock", "24h", Outcome::Error);
         let mut none = new();
-        assert!(none.pruned(vec![StepReport::skipped(Class::Containers, "x")], None));
+        none.pruned(
+            vec![StepReport::skipped(Class::Containers, "x")],
+            None,
+            None,
+        );
         assert_eq!(none.outcome, Outcome::NothingToDo);
         let mut failed = new();
-        assert!(!failed.pruned(Vec::new(), Some(Halt::Failed("boom".into()))));
+        failed.pruned(
+            Vec::new(),
+            Some(Halt::Failed("boom".into())),
+            Some(Advisory::default()),
+        );
         assert_eq!(
             (failed.outcome, failed.error.as_deref()),
             (Outcome::Error, Some("boom"))
         );
+        assert!(failed.advisory.is_none(), "a halted pass advises nothing");
         let mut stopped = new();
-        assert!(!stopped.pruned(Vec::new(), Some(Halt::Interrupted)));
+        stopped.pruned(Vec::new(), Some(Halt::Interrupted), None);
         assert_eq!(stopped.outcome, Outcome::Interrupted);
         let mut tagged = StepReport::skipped(Class::TaggedImages, "disk at 50%");
         tagged.count = 2;
         let mut pruned = new();
-        assert!(pruned.pruned(vec![tagged], None));
+        pruned.pruned(vec![tagged], None, Some(Advisory::default()));
         assert_eq!(pruned.outcome, Outcome::Pruned);
-        pruned.advise(Some(Advisory::default()));
         assert_eq!(
             pruned.advisory.unwrap().retention,
             "removed 2 tagged images; disk at 50%"

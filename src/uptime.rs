@@ -27,12 +27,6 @@ impl Uptime {
             daemon_seconds: Err("not read: gates.grace is disabled".into()),
         }
     }
-
-    /// When the daemon started (Unix seconds, as of `now`), or why that cannot be known: what
-    /// tells the retention class whether a restart emptied the daemon's event buffer.
-    pub fn daemon_started(&self, now: i64) -> Result<i64, String> {
-        self.daemon_seconds.clone().map(|up| now - up as i64)
-    }
 }
 
 pub fn read(address: &Address) -> Uptime {
@@ -40,6 +34,14 @@ pub fn read(address: &Address) -> Uptime {
         host_seconds: sysinfo::System::uptime(),
         daemon_seconds: daemon_uptime(address),
     }
+}
+
+/// When the daemon at `address` started (Unix seconds), or why that cannot be known: what tells
+/// the retention class whether a restart emptied the daemon's event buffer. Its age rounds
+/// toward younger and the clock is read after it, so the start errs late, never early.
+pub fn daemon_started(address: &Address) -> Result<i64, String> {
+    let age = daemon_uptime(address)?;
+    Ok(chrono::Utc::now().timestamp() - i64::try_from(age).unwrap_or(i64::MAX))
 }
 
 fn daemon_uptime(address: &Address) -> Result<u64, String> {

@@ -36,11 +36,26 @@ pub struct UseEvent {
 
 /// An unfiltered replay of the daemon's events: the uses in it, and how many events it held
 /// and the time of its first — what tells a complete replay from one the daemon's buffer cut.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replay {
     pub uses: Vec<UseEvent>,
     pub count: usize,
     pub earliest: Option<i64>,
+    /// When the daemon that answered started (Unix seconds), read right after its answer — so
+    /// that a restart before the replay, which emptied its buffer, is always seen — or why
+    /// that cannot be known ([`crate::uptime::daemon_started`]).
+    pub daemon_started: Result<i64, String>,
+}
+
+impl Default for Replay {
+    fn default() -> Self {
+        Replay {
+            uses: Vec::new(),
+            count: 0,
+            earliest: None,
+            daemon_started: Err("not read".into()),
+        }
+    }
 }
 
 /// How many image inspections run at once.
@@ -173,7 +188,9 @@ impl Daemon {
             .append_pair("until", &until)
             .finish();
         let body = self.raw_get(&format!("/events?{query}")).await?;
-        decode_events(&body).map_err(ReadError::local)
+        let mut replay = decode_events(&body).map_err(ReadError::local)?;
+        replay.daemon_started = crate::uptime::daemon_started(&self.address);
+        Ok(replay)
     }
 
     /// Each service's previous spec image (service name, reference): the rollback target.

@@ -126,6 +126,13 @@ pub(super) async fn remove_junk(
             return failed(format!("images step: cannot list: {e}"))
         }
     };
+    // The tags seen are saved before anything is judged or deleted (the run holds its lock):
+    // what a later run knows of superseded pulls does not depend on how this step ends.
+    let mut notes: Vec<String> = known.warning.clone().into_iter().collect();
+    let seen = known.seen.observe(&images);
+    if let Err(e) = tags::save(&settings.sinks.state_dir, &seen) {
+        notes.push(format!("the tags seen were not saved: {e}"));
+    }
     // The containers step, if any, is done: the containers listed now are the ones that stay.
     let policy = Policy {
         containers: false,
@@ -142,11 +149,6 @@ pub(super) async fn remove_junk(
         Err(e) => return failed(format!("images step: {e}")),
     };
     let images = inventory.images.unwrap_or_default();
-    let mut notes: Vec<String> = known.warning.into_iter().collect();
-    let seen = known.seen.observe(&images);
-    if let Err(e) = tags::save(&settings.sinks.state_dir, &seen) {
-        notes.push(format!("the tags seen were not saved: {e}"));
-    }
     let mut described: HashMap<String, Candidate> = judged
         .remove
         .iter()

@@ -88,9 +88,9 @@ pub async fn read(
         }
         None => disk_reading(&settings.gates.disk, &snapshot.engine),
     };
-    // The grace gate judges it; the retention class learns from it whether the daemon
-    // restarted since the use history's last update.
-    let uptime = if settings.gates.grace.enabled || settings.retention.is_some() {
+    // The grace gate judges it (the retention class reads the daemon's start itself, after
+    // its replay of the events).
+    let uptime = if settings.gates.grace.enabled {
         uptime::read(&daemon.address)
     } else {
         Uptime::unknown()

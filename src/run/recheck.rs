@@ -2,24 +2,37 @@
 //! images step and the retention class alike. The stop it can end a run with is
 //! [`crate::report::Halt`].
 
+use super::inputs::disk_reading;
+use crate::disk::DiskReading;
 use crate::docker::snapshot::Snapshot;
 use crate::docker::Daemon;
 use crate::engine::Engine;
 use crate::gates;
-use crate::model::Class;
+use crate::model::{Class, Read};
 pub use crate::report::Halt;
 use crate::report::StepReport;
 
-/// The re-check before every step: a fresh snapshot, the activity gates judged on it. The
-/// snapshot and its engine, or the step's report and the halt that ends the run.
+/// What a step acts on, read right before it: the snapshot the activity gates were judged on,
+/// its engine, and the watched filesystems (the retention class judges its watermarks on the
+/// disk as the steps before it left it).
+pub struct Fresh {
+    pub snapshot: Snapshot,
+    pub engine: Engine,
+    pub disk: Read<Vec<DiskReading>>,
+}
+
+/// The re-check before every step: a fresh snapshot, the activity gates judged on it, the
+/// watched disks measured (a `statvfs` per path). What the step acts on, or the step's report
+/// and the halt that ends the run.
 pub async fn recheck(
     class: Class,
     gates_settings: &crate::settings::GateSettings,
     daemon: &Daemon,
-) -> Result<(Snapshot, Engine), (StepReport, Option<Halt>)> {
+) -> Result<Fresh, (StepReport, Option<Halt>)> {
     let halted = |h: Halt| (StepReport::skipped(class, h.note()), Some(h));
-    let fresh = Snapshot::take(daemon).await;
-    let engine = match &fresh.engine {
+    let snapshot = Snapshot::take(daemon).await;
+    let disk = disk_reading(&gates_settings.disk, &snapshot.engine);
+    let engine = match &snapshot.engine {
         Ok(engine) => engine.clone(),
         Err(e) => {
             return Err(halted(Halt::Lost(format!(
@@ -28,8 +41,12 @@ pub async fn recheck(
             ))))
         }
     };
-    if let Some(closed) = gates::first_closed(&gates::activity(gates_settings, &fresh)) {
+    if let Some(closed) = gates::first_closed(&gates::activity(gates_settings, &snapshot)) {
         return Err(halted(Halt::Gate(closed.clone())));
     }
-    Ok((fresh, engine))
+    Ok(Fresh {
+        snapshot,
+        engine,
+        disk,
+    })
 }

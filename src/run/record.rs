@@ -94,8 +94,7 @@ async fn session(
     {
         return Err(Stop::Refused(why));
     }
-    let uptime = crate::uptime::read(&settings.address);
-    let learned = learn(settings, &daemon, (&engine, &daemon_id), &uptime, true).await;
+    let learned = learn(settings, &daemon, (&engine, &daemon_id), true).await;
     if let Some(w) = learned.warning {
         return Err(Stop::Broken(w));
     }

@@ -4,8 +4,9 @@
 //! decisions are `retention::decide`'s; this module reads, calls and records.
 
 use super::inputs::disk_reading;
-use super::recheck::{recheck, Halt};
+use super::recheck::{recheck, Fresh, Halt};
 use super::Interrupt;
+use crate::disk::DiskReading;
 use crate::docker::snapshot::{Snapshot, SwarmSource};
 use crate::docker::tagged::Removed;
 use crate::docker::Daemon;
@@ -18,7 +19,6 @@ use crate::report::{KeptImage, StepReport, StepStatus};
 use crate::retention::{self, Decision, Gap, History, Retention, Use, HISTORY_FLOOR};
 use crate::settings::Settings;
 use crate::sinks::history;
-use crate::uptime::Uptime;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What a run knows of image use: the history it may judge on, or why none (then the class
@@ -42,7 +42,6 @@ pub async fn learn(
     settings: &Settings,
     daemon: &Daemon,
     (engine, daemon_id): (&Engine, &str),
-    uptime: &Uptime,
     save: bool,
 ) -> Learned {
     let dir = &settings.sinks.state_dir;
@@ -121,14 +120,13 @@ pub async fn learn(
             let in_use: HashSet<&str> = in_use.keys().map(String::as_str).collect();
             let used = retention::used_by_events(&replay.uses, &images);
             let used: HashMap<&str, i64> = used.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            let started = uptime.daemon_started(now);
             let gap = retention::replay_gap(
                 h.updated_at,
                 now,
                 replay.count,
                 replay.earliest,
                 engine.event_buffer(),
-                started,
+                replay.daemon_started,
                 h.recorded_at,
             );
             let build = builds
@@ -234,7 +232,7 @@ pub async fn learned(
         },
         None => {
             let id = daemon_identity(info);
-            learn(settings, daemon, (engine, &id), &inputs.uptime, !dry_run).await
+            learn(settings, daemon, (engine, &id), !dry_run).await
         }
     })
 }
@@ -252,7 +250,6 @@ pub async fn learn_only(settings: &Settings) -> (Vec<Gap>, Option<String>) {
             )
         }
     };
-    let uptime = crate::uptime::read(&daemon.address);
     match daemon.identity().await {
         // An engine the class is refused on (or prunegate as a whole): nothing to learn.
         Ok((engine, _))
@@ -261,7 +258,7 @@ pub async fn learn_only(settings: &Settings) -> (Vec<Gap>, Option<String>) {
             (Vec::new(), None)
         }
         Ok((engine, id)) => {
-            let l = learn(settings, &daemon, (&engine, &id), &uptime, true).await;
+            let l = learn(settings, &daemon, (&engine, &id), true).await;
             (l.gaps, l.warning)
         }
         Err(e) => (
@@ -283,20 +280,17 @@ struct Gathered {
     images: Vec<bollard::models::ImageSummary>,
 }
 
-/// The reads: the disk, the images with their layers and sizes, every container, and on a
-/// swarm manager the services' previous specs beside the snapshot's services and tasks. An
-/// error says which read failed: the class then removes nothing.
+/// The reads: the images with their layers and sizes, every container, and on a swarm manager
+/// the services' previous specs beside the snapshot's services and tasks; with them, the fullest
+/// of the watched filesystems in `disk` (measured by the caller at the same moment). An error
+/// says which read failed: the class then removes nothing.
 async fn gather(
     settings: &Settings,
     daemon: &Daemon,
     snapshot: &Snapshot,
+    disk: Read<Vec<DiskReading>>,
     save: bool,
 ) -> Result<Gathered, String> {
-    let readings = disk_reading(&settings.gates.disk, &snapshot.engine)
-        .map_err(|e| format!("the disk cannot be read: {e}"))?;
-    let (reading, stat) = fullest(&settings.gates.disk, &readings)
-        .ok_or("a watched filesystem cannot be measured, so the watermarks cannot be judged")?;
-    let (used, available) = stat.used_and_available_bytes();
     let swarm_role = snapshot.engine.as_ref().map(|e| e.swarm.clone());
     let previous: Read<Vec<(String, String)>> = match (&swarm_role, &snapshot.swarm_source) {
         (Ok(SwarmRole::NotInSwarm), _) => Ok(Vec::new()),
@@ -334,6 +328,11 @@ async fn gather(
         }
         (_, Err(e), _) | (_, _, Err(e)) => return Err(why("the swarm's services and tasks", e)),
     };
+    // Judged after the reads: the fullest filesystem as measured with them.
+    let readings = disk.map_err(|e| format!("the disk cannot be read: {e}"))?;
+    let (reading, stat) = fullest(&settings.gates.disk, &readings)
+        .ok_or("a watched filesystem cannot be measured, so the watermarks cannot be judged")?;
+    let (used, available) = stat.used_and_available_bytes();
     Ok(Gathered {
         path: reading.path.clone(),
         used,
@@ -433,7 +432,8 @@ pub async fn predict(
         Ok(k) => k,
         Err(why) => return StepReport::skipped(class, format!("removes nothing: {why}")),
     };
-    let g = match gather(settings, daemon, snapshot, false).await {
+    let disk = disk_reading(&settings.gates.disk, &snapshot.engine);
+    let g = match gather(settings, daemon, snapshot, disk, false).await {
         Ok(g) => g,
         Err(why) => return StepReport::skipped(class, format!("removes nothing: {why}")),
     };
@@ -484,15 +484,15 @@ pub async fn predict(
     step
 }
 
-/// The real step, after the fresh re-check the runner made (`snapshot`): decides on the disk as
-/// it is now and removes the chosen images in order, re-checking the activity gates before each
-/// one after the first and stopping at a signal. An image the engine refuses is skipped with its
-/// answer; the rest go on.
+/// The real step, after the fresh re-check the runner made (`fresh`: its snapshot, and the disk
+/// as the steps before left it): decides on that disk and removes the chosen images in order,
+/// re-checking the activity gates before each one after the first and stopping at a signal. An
+/// image the engine refuses is skipped with its answer; the rest go on.
 pub async fn remove(
     settings: &Settings,
     r: &Retention,
     daemon: &Daemon,
-    snapshot: &Snapshot,
+    fresh: &Fresh,
     learned: &Learned,
     interrupt: &Interrupt,
 ) -> (StepReport, Option<Halt>) {
@@ -507,7 +507,7 @@ pub async fn remove(
         Ok(k) => k,
         Err(why) => return skipped(why),
     };
-    let decided = match gather(settings, daemon, snapshot, true).await {
+    let decided = match gather(settings, daemon, &fresh.snapshot, fresh.disk.clone(), true).await {
         Ok(g) => judge(&g, r, known, 0),
         Err(why) => Err(why),
     };

@@ -60,24 +60,33 @@ pub async fn execute(
     }
     let engine = inputs.snapshot.engine.as_ref().map(Engine::unsupported);
     let course = report::course(command, dry_run, engine, all_open, daemon.address.as_str());
-    match (course, &inputs.snapshot.engine) {
-        (Course::End(outcome, error), _) => {
-            report.outcome = outcome;
-            report.error = error;
-        }
+    // The steps run (or are predicted) first; the report takes their outcome once.
+    let ran = match (course, &inputs.snapshot.engine) {
+        (Course::End(outcome, error), _) => Ran::Ended(outcome, error),
         (Course::DryRun, Ok(engine)) => {
             let (steps, error) =
                 dry_run_steps(settings, daemon, engine, &inputs.snapshot, learned.as_ref()).await;
-            report.predicted(steps, error);
+            Ran::Predicted(steps, error)
         }
         (Course::Prune, Ok(_)) => {
             let (steps, halt) = prune_steps(settings, daemon, interrupt, learned.as_ref()).await;
-            if report.pruned(steps, halt) {
-                report.advise(advisory(settings, daemon, &inputs.snapshot).await);
-            }
+            // Only a full pass is advised on; a halted one is not read for it.
+            let advice = match &halt {
+                None => advisory(settings, daemon, &inputs.snapshot).await,
+                Some(_) => None,
+            };
+            Ran::Pruned(steps, halt, advice)
         }
         // `course` goes on only with an engine.
-        (_, Err(_)) => {}
+        (_, Err(_)) => Ran::Ended(report.outcome, None),
+    };
+    match ran {
+        Ran::Ended(outcome, error) => {
+            report.outcome = outcome;
+            report.error = error;
+        }
+        Ran::Predicted(steps, error) => report.predicted(steps, error),
+        Ran::Pruned(steps, halt, advice) => report.pruned(steps, halt, advice),
     }
     report.api_calls = daemon.api_calls();
     report.manager_api_calls = daemon
@@ -92,6 +101,14 @@ pub async fn execute(
         .collect();
     report.finish(started);
     report
+}
+
+/// How a command's course ended: without steps, with the steps predicted (and the first
+/// listing error), or with the steps run (the halt that stopped them, the advisory).
+enum Ran {
+    Ended(Outcome, Option<String>),
+    Predicted(Vec<StepReport>, Option<String>),
+    Pruned(Vec<StepReport>, Option<Halt>, Option<Advisory>),
 }
 
 /// After a full pass: if the disk is still over a threshold, how much space the policy keeps.
@@ -211,9 +228,7 @@ async fn prune_steps(
         let (step, stop) = match (class.prune(), &settings.retention, learned) {
             (Some(prune), _, _) => prune_step(prune, settings, daemon, interrupt).await,
             (None, Some(r), Some(l)) => match recheck(class, &settings.gates, daemon).await {
-                Ok((fresh, _)) => {
-                    retention::remove(settings, r, daemon, &fresh, l, interrupt).await
-                }
+                Ok(fresh) => retention::remove(settings, r, daemon, &fresh, l, interrupt).await,
                 Err(halted) => halted,
             },
             (None, _, _) => (
@@ -237,15 +252,16 @@ async fn prune_step(
     interrupt: &Interrupt,
 ) -> (StepReport, Option<Halt>) {
     let class = Class::from(prune);
-    let (fresh, engine) = match recheck(class, &settings.gates, daemon).await {
+    let fresh = match recheck(class, &settings.gates, daemon).await {
         Ok(fresh) => fresh,
         Err(halted) => return halted,
     };
+    let engine = &fresh.engine;
     if let Some(why) = engine.refuse(class) {
         return (StepReport::skipped(class, why), None);
     }
     if class == Class::Images && engine.images_step_judges() {
-        return images::remove_junk(settings, daemon, &fresh, &engine, interrupt).await;
+        return images::remove_junk(settings, daemon, &fresh.snapshot, engine, interrupt).await;
     }
     let until = settings.prune.until();
     let result = match prune {
