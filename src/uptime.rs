@@ -32,19 +32,30 @@ impl Uptime {
 pub fn read(address: &Address) -> Uptime {
     Uptime {
         host_seconds: sysinfo::System::uptime(),
-        daemon_seconds: daemon_uptime(address),
+        daemon_seconds: daemon_age_ms(address).map(whole_seconds),
     }
 }
 
 /// When the daemon at `address` started (Unix seconds), or why that cannot be known: what tells
-/// the retention class whether a restart emptied the daemon's event buffer. Its age rounds
-/// toward younger and the clock is read after it, so the start errs late, never early.
+/// the retention class whether a restart emptied the daemon's event buffer.
 pub fn daemon_started(address: &Address) -> Result<i64, String> {
-    let age = daemon_uptime(address)?;
-    Ok(chrono::Utc::now().timestamp() - i64::try_from(age).unwrap_or(i64::MAX))
+    let age = daemon_age_ms(address)?;
+    Ok(start_second(chrono::Utc::now().timestamp_millis(), age))
 }
 
-fn daemon_uptime(address: &Address) -> Result<u64, String> {
+/// The second a process `age_ms` old at `now_ms` started in, from the late end of the ticks'
+/// slack: never a second early (a restart just after the use history's update must not read as
+/// before it), and late only by the slack (a daemon that started a second before the update
+/// must not read as after it either: every image would count as used at each run).
+fn start_second(now_ms: i64, age_ms: u64) -> i64 {
+    let age = i64::try_from(age_ms).unwrap_or(i64::MAX);
+    now_ms
+        .saturating_sub(age)
+        .saturating_add(TICK_SLACK_MS as i64)
+        .div_euclid(1000)
+}
+
+fn daemon_age_ms(address: &Address) -> Result<u64, String> {
     let path = address
         .socket_path()
         .ok_or_else(|| "not a local socket: the daemon's start time cannot be known".to_string())?;
@@ -69,17 +80,18 @@ fn daemon_uptime(address: &Address) -> Result<u64, String> {
                 PID_FILES.join(", ")
             )
         })?;
-    Ok(whole_seconds(age))
+    Ok(age)
 }
 
 /// The kernel's figures are whole clock ticks, each truncated: an age may read up to a tick
 /// or two long.
 const TICK_SLACK_MS: u64 = 20;
 
-/// An age in whole seconds, rounded *down* after the slack: a daemon counts as younger than it
-/// may be, never older. Rounded the other way (as `sysinfo` does, from a boot time truncated to
-/// the second) a rootless dockerd restarted 0.3 s after the use history's update read as
-/// started a second before it, and the restart that emptied its event buffer went unseen.
+/// An age in whole seconds (the grace gate's), rounded *down* after the slack: a daemon counts
+/// as younger than it may be, never older. `sysinfo` counted it from a boot time truncated to
+/// the second, and so up to a second older than it was: a rootless dockerd restarted 0.3 s
+/// after the use history's update read as started a second before it, and the restart that
+/// emptied its event buffer went unseen ([`start_second`] now places a start).
 fn whole_seconds(age_ms: u64) -> u64 {
     age_ms.saturating_sub(TICK_SLACK_MS) / 1000
 }
@@ -162,8 +174,20 @@ mod tests {
         assert_eq!(age_ms(stat, "45443.77 0", 0), None);
     }
 
-    /// A daemon restarted 0.3 s ago is 0 s old, never 1: its start is never placed before the
-    /// use history's last update when it came after it (the CI failure on rootless Docker).
+    /// Its start: a daemon 2.6 s old at 16.1 s started in second 13 (rounding its age to whole
+    /// seconds first said 14, a restart after an update made in second 14); one 2.09 s old
+    /// started in second 14, and one 2.11 s old in second 13 but for the slack: 14.
+    #[test]
+    fn a_start_is_placed_to_the_tick_and_never_early() {
+        assert_eq!(start_second(16_100, 2_600), 13);
+        assert_eq!(start_second(16_100, 2_090), 14);
+        assert_eq!(start_second(16_100, 2_110), 14);
+        assert_eq!(start_second(16_100, 2_130), 13);
+        assert_eq!(start_second(500, 0), 0);
+    }
+
+    /// A daemon restarted 0.3 s ago is 0 s old, never 1: the grace gate never takes a daemon
+    /// for older than it is.
     #[test]
     fn an_age_rounds_toward_younger() {
         assert_eq!(whole_seconds(300), 0);
