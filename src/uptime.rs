@@ -1,4 +1,5 @@
-//! How long the host and the Docker daemon have been up, for the grace gate.
+//! How long the host and the Docker daemon have been up, for the grace gate; and when the
+//! daemon started, which the retention class's event replay reads right after its answer.
 //!
 //! The host's uptime comes from the kernel (via `sysinfo`). The daemon's is known only for a
 //! local socket: the kernel tells the peer's pid (`SO_PEERCRED`), whose start time `/proc`
@@ -20,7 +21,7 @@ pub struct Uptime {
 }
 
 impl Uptime {
-    /// Not read (the grace gate is disabled, and the retention class off).
+    /// Not read (the grace gate is disabled).
     pub fn unknown() -> Self {
         Uptime {
             host_seconds: 0,
