@@ -45,8 +45,9 @@ pub fn daemon_started(address: &Address) -> Result<i64, String> {
 }
 
 /// The second a process `age_ms` old at `now_ms` started in, from the late end of the ticks'
-/// slack: never a second early (a restart just after the use history's update must not read as
-/// before it), and late only by the slack (a daemon that started a second before the update
+/// slack: never a second early (a rootless dockerd restarted 0.3 s after the use history's
+/// update once read as started a second before it, and the restart that emptied its event
+/// buffer went unseen), and late only by the slack (a daemon that started a second before the update
 /// must not read as after it either: every image would count as used at each run).
 fn start_second(now_ms: i64, age_ms: u64) -> i64 {
     let age = i64::try_from(age_ms).unwrap_or(i64::MAX);
@@ -64,15 +65,15 @@ fn daemon_age_ms(address: &Address) -> Result<u64, String> {
     let stream = UnixStream::connect(path).map_err(|e| format!("connecting to {shown}: {e}"))?;
     let cred = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
         .map_err(|e| format!("SO_PEERCRED on {shown}: {e}"))?;
-    let pid = sysinfo::Pid::from_u32(cred.pid() as u32);
-    if cred.pid() <= 0 {
+    let pid = cred.pid();
+    if pid <= 0 {
         return Err("the daemon's pid is not visible from here".into());
     }
-    let age = proc_age_ms(cred.pid())
+    let age = proc_age_ms(pid)
         .or_else(|| {
             PID_FILES
                 .iter()
-                .find_map(|f| age_per_pid_file(std::path::Path::new(f), cred.pid()))
+                .find_map(|f| age_per_pid_file(std::path::Path::new(f), pid))
         })
         .ok_or_else(|| {
             format!(
@@ -89,10 +90,8 @@ fn daemon_age_ms(address: &Address) -> Result<u64, String> {
 const TICK_SLACK_MS: u64 = 20;
 
 /// An age in whole seconds (the grace gate's), rounded *down* after the slack: a daemon counts
-/// as younger than it may be, never older. `sysinfo` counted it from a boot time truncated to
-/// the second, and so up to a second older than it was: a rootless dockerd restarted 0.3 s
-/// after the use history's update read as started a second before it, and the restart that
-/// emptied its event buffer went unseen ([`start_second`] now places a start).
+/// as younger than it may be, never older. (`sysinfo` counted it from a boot time truncated to
+/// the second, up to a second older than it was; [`start_second`] says what that cost.)
 fn whole_seconds(age_ms: u64) -> u64 {
     age_ms.saturating_sub(TICK_SLACK_MS) / 1000
 }
