@@ -16,9 +16,10 @@ use crate::junk::{self, Pins, SeenTags};
 use crate::model::{Candidate, Class};
 use crate::plan::{self, Judging, Policy};
 use crate::report::{KeptImage, StepReport, StepStatus};
-use crate::settings::Settings;
+use crate::settings::{GateSettings, PruneSettings};
 use crate::sinks::tags;
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How long the step deletes before it judges the activity gates again: each delete is a
@@ -46,13 +47,13 @@ impl Knowledge {
 /// The tags seen on this daemon (`state.dir/tags.json`) and, on a swarm manager, the digests
 /// its services' current and previous specs pin. A worker cannot read previous specs (they
 /// are read on a manager's own socket), so there no pull counts as superseded.
-pub async fn knowledge(settings: &Settings, daemon: &Daemon, snapshot: &Snapshot) -> Knowledge {
+pub async fn knowledge(dir: &Path, daemon: &Daemon, snapshot: &Snapshot) -> Knowledge {
     let daemon_id = snapshot
         .info
         .as_ref()
         .map(daemon_identity)
         .unwrap_or_default();
-    let (seen, warning) = match tags::load(&settings.sinks.state_dir) {
+    let (seen, warning) = match tags::load(dir) {
         Ok(seen) if !daemon_id.is_empty() => (seen.of_daemon(&daemon_id), None),
         Ok(_) => (
             SeenTags::default(),
@@ -89,7 +90,9 @@ pub async fn knowledge(settings: &Settings, daemon: &Daemon, snapshot: &Snapshot
 /// gates when [`RECHECK_EVERY`] has passed, and a fresh look that it is still untagged. An
 /// image the engine refuses to delete (a container took it meanwhile) is left, with why.
 pub(super) async fn remove_junk(
-    settings: &Settings,
+    prune: &PruneSettings,
+    gates: &GateSettings,
+    dir: &Path,
     daemon: &Daemon,
     fresh: &Snapshot,
     engine: &Engine,
@@ -107,7 +110,7 @@ pub(super) async fn remove_junk(
         ..Default::default()
     };
     // On the containerd store, also the prune's own filtered list: its `until` ages a record.
-    let until = settings.prune.until();
+    let until = prune.until();
     let dangling = async {
         match engine.image_until_is_record_time() {
             true => Some(daemon.dangling_until(until).await),
@@ -118,7 +121,7 @@ pub(super) async fn remove_junk(
         daemon.all_images(),
         daemon.containers(listing),
         dangling,
-        knowledge(settings, daemon, fresh),
+        knowledge(dir, daemon, fresh),
     );
     let (images, containers, dangling) = match (images, containers, dangling.transpose()) {
         (Ok(i), Ok(c), Ok(d)) => (i, c, d),
@@ -130,13 +133,13 @@ pub(super) async fn remove_junk(
     // what a later run knows of superseded pulls does not depend on how this step ends.
     let mut notes: Vec<String> = known.warning.clone().into_iter().collect();
     let seen = known.seen.observe(&images);
-    if let Err(e) = tags::save(&settings.sinks.state_dir, &seen) {
+    if let Err(e) = tags::save(dir, &seen) {
         notes.push(format!("the tags seen were not saved: {e}"));
     }
     // The containers step, if any, is done: the containers listed now are the ones that stay.
     let policy = Policy {
         containers: false,
-        ..Policy::at(&settings.prune, chrono::Utc::now().timestamp())
+        ..Policy::at(prune, chrono::Utc::now().timestamp())
     };
     let inventory = Inventory {
         containers: Ok(containers),
@@ -167,7 +170,7 @@ pub(super) async fn remove_junk(
             halt = Some(Halt::Interrupted);
         } else if n > 0 && checked.elapsed() >= RECHECK_EVERY {
             checked = Instant::now();
-            if let Err((_, h)) = recheck(class, &settings.gates, daemon).await {
+            if let Err((_, h)) = recheck(class, gates, daemon).await {
                 halt = h;
             }
         }

@@ -9,7 +9,7 @@ use crate::docker::Daemon;
 use crate::engine::Engine;
 use crate::gates::GateInputs;
 use crate::model::{Command, Read, ReadError};
-use crate::settings::{DiskGate, Settings};
+use crate::settings::{DiskGate, GateSettings, Settings};
 use crate::uptime::{self, Uptime};
 
 /// Reads every filesystem the disk gate watches: the configured paths, else the engine's own
@@ -34,8 +34,7 @@ fn configured(gate: &DiskGate) -> Vec<DiskReading> {
 /// The disk readings a `run` can take before it contacts the daemon: when the gate is on and
 /// its paths are configured. A healthy host then costs a statvfs per path (no lock, no
 /// connection).
-pub fn disk_before_daemon(settings: &Settings, command: Command) -> Option<Vec<DiskReading>> {
-    let gate = &settings.gates.disk;
+pub fn disk_before_daemon(gate: &DiskGate, command: Command) -> Option<Vec<DiskReading>> {
     if command != Command::Run || !gate.enabled || gate.paths.is_empty() {
         return None;
     }
@@ -72,7 +71,7 @@ pub fn connect(settings: &Settings) -> Result<Daemon, String> {
 /// Reads every gate input once. `early` is a disk reading already taken for this run (see
 /// [`disk_before_daemon`]): reused, not taken again.
 pub async fn read(
-    settings: &Settings,
+    gates: &GateSettings,
     command: Command,
     daemon: &Daemon,
     early: Option<Vec<DiskReading>>,
@@ -83,14 +82,12 @@ pub async fn read(
         None if command == Command::Reclaim => {
             Err(ReadError::local("not read: reclaim skips the disk gate"))
         }
-        None if !settings.gates.disk.enabled => {
-            Err(ReadError::local("not read: gates.disk is disabled"))
-        }
-        None => disk_reading(&settings.gates.disk, &snapshot.engine),
+        None if !gates.disk.enabled => Err(ReadError::local("not read: gates.disk is disabled")),
+        None => disk_reading(&gates.disk, &snapshot.engine),
     };
     // The grace gate judges it (the retention class reads the daemon's start itself, after
     // its replay of the events).
-    let uptime = if settings.gates.grace.enabled {
+    let uptime = if gates.grace.enabled {
         uptime::read(&daemon.address)
     } else {
         Uptime::unknown()

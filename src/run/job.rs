@@ -40,7 +40,7 @@ async fn judge_and_run(
     let host = settings.address.as_str();
     let until = settings.prune.until();
     // Configured disk paths are judged first: on a healthy host that is the whole run.
-    let early = disk_before_daemon(settings, command);
+    let early = disk_before_daemon(&settings.gates.disk, command);
     if let Some(readings) = &early {
         let gate = gates::disk::evaluate(&settings.gates.disk, &Ok(readings.clone()));
         if !gate.open {

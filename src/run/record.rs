@@ -23,10 +23,11 @@ use super::Interrupt;
 use crate::docker::tagged::{use_of, UseEvent};
 use crate::docker::Daemon;
 use crate::retention;
-use crate::settings::Settings;
+use crate::settings::{Retention, Settings};
 use crate::sinks::history;
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::time::Duration;
 
 /// Merges at most this often while uses arrive.
@@ -46,15 +47,15 @@ pub struct Recorded {
 /// Records until `interrupt` is raised. An error only when the class is off or the engine is
 /// one the class is refused on; a daemon that is down is waited for.
 pub async fn run(settings: &Settings, interrupt: &Interrupt) -> Result<Recorded, String> {
-    if settings.retention.is_none() {
+    let Some(retention) = &settings.retention else {
         return Err("retention.enabled is false: there is no use history to record".into());
-    }
+    };
     let mut total = Recorded::default();
     loop {
         if interrupt.raised() {
             return Ok(total);
         }
-        match session(settings, interrupt, &mut total).await {
+        match session(settings, retention, interrupt, &mut total).await {
             Ok(()) => return Ok(total),
             Err(Stop::Refused(why)) => return Err(why),
             Err(Stop::Broken(why)) => {
@@ -78,6 +79,7 @@ enum Stop {
 /// One connection: the update, then the stream until it breaks or the interrupt.
 async fn session(
     settings: &Settings,
+    retention: &Retention,
     interrupt: &Interrupt,
     total: &mut Recorded,
 ) -> Result<(), Stop> {
@@ -94,7 +96,14 @@ async fn session(
     {
         return Err(Stop::Refused(why));
     }
-    let learned = learn(settings, &daemon, (&engine, &daemon_id), true).await;
+    let learned = learn(
+        retention,
+        &settings.sinks.state_dir,
+        &daemon,
+        (&engine, &daemon_id),
+        true,
+    )
+    .await;
     if let Some(w) = learned.warning {
         return Err(Stop::Broken(w));
     }
@@ -125,22 +134,22 @@ async fn session(
                     pending.extend(use_of(&v));
                 }
                 Some(Err(e)) => {
-                    let _ = merge(settings, &daemon, &daemon_id, &mut pending, total).await;
+                    let _ = merge(retention, &settings.sinks.state_dir, &daemon, &daemon_id, &mut pending, total).await;
                     return Err(Stop::Broken(format!("the event stream broke: {e}")));
                 }
                 None => {
-                    let _ = merge(settings, &daemon, &daemon_id, &mut pending, total).await;
+                    let _ = merge(retention, &settings.sinks.state_dir, &daemon, &daemon_id, &mut pending, total).await;
                     return Err(Stop::Broken("the daemon ended the event stream".into()));
                 }
             },
             _ = tokio::time::sleep_until(due) => {
-                merge(settings, &daemon, &daemon_id, &mut pending, total)
+                merge(retention, &settings.sinks.state_dir, &daemon, &daemon_id, &mut pending, total)
                     .await
                     .map_err(Stop::Broken)?;
                 last_merge = tokio::time::Instant::now();
             }
             _ = interrupt.wait() => {
-                merge(settings, &daemon, &daemon_id, &mut pending, total)
+                merge(retention, &settings.sinks.state_dir, &daemon, &daemon_id, &mut pending, total)
                     .await
                     .map_err(Stop::Broken)?;
                 return Ok(());
@@ -154,13 +163,13 @@ async fn session(
 /// the previous merge). A history that changed hands meanwhile (another daemon's, or one that
 /// cannot be believed) is left for the next connection's update to repair.
 async fn merge(
-    settings: &Settings,
+    retention: &Retention,
+    dir: &Path,
     daemon: &Daemon,
     daemon_id: &str,
     pending: &mut Vec<UseEvent>,
     total: &mut Recorded,
 ) -> Result<(), String> {
-    let dir = &settings.sinks.state_dir;
     let _held = history::lock(dir).await?;
     let now = chrono::Utc::now().timestamp();
     let h = match history::load(dir)? {
@@ -176,7 +185,7 @@ async fn merge(
     let used: HashMap<&str, i64> = used.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     // A classic build's tagged result seen live: the stream moves `updated_at` past it, so
     // the next run's replay would not.
-    let build = super::retention::reads_builds(settings)
+    let build = (!retention.build_bases_kept)
         .then(|| {
             let last = retention::last_build(None, pending, &images, now);
             retention::build_gap(h.builds_seen, last, now)

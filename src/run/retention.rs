@@ -17,9 +17,10 @@ use crate::gates::GateInputs;
 use crate::model::{Candidate, Class, Command, Read, ReadError};
 use crate::report::{KeptImage, StepReport, StepStatus};
 use crate::retention::{self, Decision, Gap, History, Retention, Use, HISTORY_FLOOR};
-use crate::settings::Settings;
+use crate::settings::{DiskGate, GateSettings, Settings};
 use crate::sinks::history;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 
 /// What a run knows of image use: the history it may judge on, or why none (then the class
 /// removes nothing this run); the gaps this update found; and a warning when the history could
@@ -39,13 +40,13 @@ pub struct Learned {
 /// another daemon's or contradictory is started afresh from now — and this run's class removes
 /// nothing, since an unknown history is never taken as old.
 pub async fn learn(
-    settings: &Settings,
+    r: &Retention,
+    dir: &Path,
     daemon: &Daemon,
     (engine, daemon_id): (&Engine, &str),
     save: bool,
 ) -> Learned {
-    let dir = &settings.sinks.state_dir;
-    let wants_builds = reads_builds(settings);
+    let wants_builds = !r.build_bases_kept;
     // A failed read leaves the history as it was, and is worth a warning.
     let fail = |why: String| Learned {
         known: Err(why.clone()),
@@ -197,28 +198,20 @@ pub async fn learn(
     }
 }
 
-/// Whether builds are read and held as gaps: the class is on and `retention.build_bases_kept`
-/// is not set.
-pub fn reads_builds(settings: &Settings) -> bool {
-    settings
-        .retention
-        .as_ref()
-        .is_some_and(|r| !r.build_bases_kept)
-}
-
-/// What a command knows of image use, when the class is on and the command could prune: the
-/// history learned now ([`learn`]; saved unless `dry_run`), or, on an engine the class is
-/// refused on, that refusal as the reason it removes nothing. `None`: the class has no part.
+/// What a command knows of image use, when the class is on (`retention`) and the command could
+/// prune: the history in `dir` learned now ([`learn`]; saved unless `dry_run`), or, on an
+/// engine the class is refused on, that refusal as the reason it removes nothing. `None`: the
+/// class has no part.
 pub async fn learned(
-    settings: &Settings,
+    retention: Option<&Retention>,
+    dir: &Path,
     daemon: &Daemon,
     inputs: &GateInputs,
     command: Command,
     dry_run: bool,
 ) -> Option<Learned> {
     let snapshot = &inputs.snapshot;
-    let (Some(_), Ok(info), Ok(engine)) = (&settings.retention, &snapshot.info, &snapshot.engine)
-    else {
+    let (Some(r), Ok(info), Ok(engine)) = (retention, &snapshot.info, &snapshot.engine) else {
         return None;
     };
     if command == Command::Check || engine.unsupported().is_some() {
@@ -232,7 +225,7 @@ pub async fn learned(
         },
         None => {
             let id = daemon_identity(info);
-            learn(settings, daemon, (engine, &id), !dry_run).await
+            learn(r, dir, daemon, (engine, &id), !dry_run).await
         }
     })
 }
@@ -241,6 +234,9 @@ pub async fn learned(
 /// to date (use is learned while the disk is fine). The gaps it found, and a warning when it
 /// could not be.
 pub async fn learn_only(settings: &Settings) -> (Vec<Gap>, Option<String>) {
+    let Some(r) = &settings.retention else {
+        return (Vec::new(), None);
+    };
     let daemon = match super::inputs::connect(settings) {
         Ok(d) => d,
         Err(e) => {
@@ -258,7 +254,7 @@ pub async fn learn_only(settings: &Settings) -> (Vec<Gap>, Option<String>) {
             (Vec::new(), None)
         }
         Ok((engine, id)) => {
-            let l = learn(settings, &daemon, (&engine, &id), true).await;
+            let l = learn(r, &settings.sinks.state_dir, &daemon, (&engine, &id), true).await;
             (l.gaps, l.warning)
         }
         Err(e) => (
@@ -282,10 +278,12 @@ struct Gathered {
 
 /// The reads: the images with their layers and sizes, every container, and on a swarm manager
 /// the services' previous specs beside the snapshot's services and tasks; with them, the fullest
-/// of the watched filesystems in `disk` (measured by the caller at the same moment). An error
-/// says which read failed: the class then removes nothing.
+/// of the watched filesystems in `disk` (measured by the caller at the same moment; `gate` says
+/// which count). The layers remembered in `dir` spare their reads. An error says which read
+/// failed: the class then removes nothing.
 async fn gather(
-    settings: &Settings,
+    gate: &DiskGate,
+    dir: &Path,
     daemon: &Daemon,
     snapshot: &Snapshot,
     disk: Read<Vec<DiskReading>>,
@@ -300,7 +298,6 @@ async fn gather(
              only",
         )),
     };
-    let dir = &settings.sinks.state_dir;
     let reads = daemon.tagged_reads(&crate::sinks::layers::load(dir)).await;
     let why = |what: &str, e: &ReadError| format!("{what} could not be read: {e}");
     let previous = previous.map_err(|e| why("the services' previous specs", &e))?;
@@ -330,7 +327,7 @@ async fn gather(
     };
     // Judged after the reads: the fullest filesystem as measured with them.
     let readings = disk.map_err(|e| format!("the disk cannot be read: {e}"))?;
-    let (reading, stat) = fullest(&settings.gates.disk, &readings)
+    let (reading, stat) = fullest(gate, &readings)
         .ok_or("a watched filesystem cannot be measured, so the watermarks cannot be judged")?;
     let (used, available) = stat.used_and_available_bytes();
     Ok(Gathered {
@@ -420,8 +417,9 @@ fn kept_summary(d: &Decision) -> String {
 /// the watched filesystem: the list is judged on the disk less those bytes, and the images the
 /// run removes as well if they free less there are listed apart (`may_also_remove`).
 pub async fn predict(
-    settings: &Settings,
     r: &Retention,
+    gate: &DiskGate,
+    dir: &Path,
     daemon: &Daemon,
     snapshot: &Snapshot,
     learned: &Learned,
@@ -432,8 +430,8 @@ pub async fn predict(
         Ok(k) => k,
         Err(why) => return StepReport::skipped(class, format!("removes nothing: {why}")),
     };
-    let disk = disk_reading(&settings.gates.disk, &snapshot.engine);
-    let g = match gather(settings, daemon, snapshot, disk, false).await {
+    let disk = disk_reading(gate, &snapshot.engine);
+    let g = match gather(gate, dir, daemon, snapshot, disk, false).await {
         Ok(g) => g,
         Err(why) => return StepReport::skipped(class, format!("removes nothing: {why}")),
     };
@@ -489,8 +487,9 @@ pub async fn predict(
 /// re-checking the activity gates before each one after the first and stopping at a signal. An
 /// image the engine refuses is skipped with its answer; the rest go on.
 pub async fn remove(
-    settings: &Settings,
     r: &Retention,
+    gates: &GateSettings,
+    dir: &Path,
     daemon: &Daemon,
     fresh: &Fresh,
     learned: &Learned,
@@ -507,7 +506,16 @@ pub async fn remove(
         Ok(k) => k,
         Err(why) => return skipped(why),
     };
-    let decided = match gather(settings, daemon, &fresh.snapshot, fresh.disk.clone(), true).await {
+    let decided = match gather(
+        &gates.disk,
+        dir,
+        daemon,
+        &fresh.snapshot,
+        fresh.disk.clone(),
+        true,
+    )
+    .await
+    {
         Ok(g) => judge(&g, r, known, 0),
         Err(why) => Err(why),
     };
@@ -524,7 +532,7 @@ pub async fn remove(
         if interrupt.raised() {
             stopped = Some(Halt::Interrupted);
         } else if n > 0 {
-            if let Err((_, halt)) = recheck(class, &settings.gates, daemon).await {
+            if let Err((_, halt)) = recheck(class, gates, daemon).await {
                 stopped = halt;
             }
         }

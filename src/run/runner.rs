@@ -22,7 +22,7 @@ use crate::plan::{self, Policy};
 use crate::report::{
     self, Advisory, Course, ManagerCalls, Outcome, Report, StepReport, StepStatus,
 };
-use crate::settings::Settings;
+use crate::settings::{DiskGate, Settings};
 use std::time::Instant;
 
 /// Runs one command against the daemon and returns its report; never panics on daemon errors.
@@ -42,7 +42,7 @@ pub async fn execute(
         settings.prune.until(),
         Outcome::Error,
     );
-    let inputs = inputs::read(settings, command, daemon, early).await;
+    let inputs = inputs::read(&settings.gates, command, daemon, early).await;
     report.gates = gates::evaluate_all(&settings.gates, command, &inputs);
     // A signal during the reads cut them short: nothing was decided on them, nothing removed.
     if interrupt.raised() {
@@ -53,7 +53,15 @@ pub async fn execute(
     }
     let all_open = report.gates.iter().all(|g| g.open);
     // Use is learned on every run that could prune, whatever the gates say.
-    let learned = retention::learned(settings, daemon, &inputs, command, dry_run).await;
+    let learned = retention::learned(
+        settings.retention.as_ref(),
+        &settings.sinks.state_dir,
+        daemon,
+        &inputs,
+        command,
+        dry_run,
+    )
+    .await;
     if let Some(l) = &learned {
         report.warnings.extend(l.warning.clone());
         report.history_gaps = l.gaps.clone();
@@ -72,7 +80,7 @@ pub async fn execute(
             let (steps, halt) = prune_steps(settings, daemon, interrupt, learned.as_ref()).await;
             // Only a full pass is advised on; a halted one is not read for it.
             let advice = match &halt {
-                None => advisory(settings, daemon, &inputs.snapshot).await,
+                None => advisory(&settings.gates.disk, daemon, &inputs.snapshot).await,
                 Some(_) => None,
             };
             Ran::Pruned(steps, halt, advice)
@@ -113,10 +121,10 @@ enum Ran {
 
 /// After a full pass: if the disk is still over a threshold, how much space the policy keeps.
 /// The disk is read again on purpose: the question is how full it is after the prune.
-async fn advisory(settings: &Settings, daemon: &Daemon, snapshot: &Snapshot) -> Option<Advisory> {
-    let readings = disk_reading(&settings.gates.disk, &snapshot.engine).ok()?;
-    let (_, stat) = fullest(&settings.gates.disk, &readings)?;
-    let (blocks, inodes) = over_thresholds(&settings.gates.disk, &stat);
+async fn advisory(gate: &DiskGate, daemon: &Daemon, snapshot: &Snapshot) -> Option<Advisory> {
+    let readings = disk_reading(gate, &snapshot.engine).ok()?;
+    let (_, stat) = fullest(gate, &readings)?;
+    let (blocks, inodes) = over_thresholds(gate, &stat);
     if !(blocks || inodes) {
         return None;
     }
@@ -147,7 +155,7 @@ async fn dry_run_steps(
         Inventory::take(daemon, classes.contains(&Class::BuildCache), until),
         async {
             match judged {
-                true => Some(images::knowledge(settings, daemon, snapshot).await),
+                true => Some(images::knowledge(&settings.sinks.state_dir, daemon, snapshot).await),
                 false => None,
             }
         }
@@ -163,7 +171,8 @@ async fn dry_run_steps(
             let freed: u64 = steps.iter().map(|s: &StepReport| s.reclaimed_bytes).sum();
             steps.push(match (&settings.retention, learned) {
                 (Some(r), Some(l)) => {
-                    retention::predict(settings, r, daemon, snapshot, l, freed).await
+                    let (gate, dir) = (&settings.gates.disk, &settings.sinks.state_dir);
+                    retention::predict(r, gate, dir, daemon, snapshot, l, freed).await
                 }
                 _ => StepReport::skipped(class, "removes nothing: the use history was not read"),
             });
@@ -228,7 +237,10 @@ async fn prune_steps(
         let (step, stop) = match (class.prune(), &settings.retention, learned) {
             (Some(prune), _, _) => prune_step(prune, settings, daemon, interrupt).await,
             (None, Some(r), Some(l)) => match recheck(class, &settings.gates, daemon).await {
-                Ok(fresh) => retention::remove(settings, r, daemon, &fresh, l, interrupt).await,
+                Ok(fresh) => {
+                    let (gates, dir) = (&settings.gates, &settings.sinks.state_dir);
+                    retention::remove(r, gates, dir, daemon, &fresh, l, interrupt).await
+                }
                 Err(halted) => halted,
             },
             (None, _, _) => (
@@ -261,7 +273,17 @@ async fn prune_step(
         return (StepReport::skipped(class, why), None);
     }
     if class == Class::Images && engine.images_step_judges() {
-        return images::remove_junk(settings, daemon, &fresh.snapshot, engine, interrupt).await;
+        let (prune, gates, dir) = (&settings.prune, &settings.gates, &settings.sinks.state_dir);
+        return images::remove_junk(
+            prune,
+            gates,
+            dir,
+            daemon,
+            &fresh.snapshot,
+            engine,
+            interrupt,
+        )
+        .await;
     }
     let until = settings.prune.until();
     let result = match prune {
