@@ -387,9 +387,9 @@ mod tests {
         let tags: Vec<bool> = e.uses.iter().map(|u| u.tag).collect();
         assert_eq!(tags, [false, true]);
         assert!(decode_events(b"{nope").is_err());
-        // Docker 29 (API 1.52) sends no legacy `status`, `id` and `from` (written from moby's
-        // API definition and changelog, not captured: Debian has no Docker 29): a use is read
-        // from `Type`, `Action`, `Actor` and `time` alone.
+        // Docker 29 (API 1.52 on) sends no legacy `status`, `id` and `from`: a use is read from
+        // `Type`, `Action`, `Actor` and `time` alone (first written from moby's API definition;
+        // the answers captured from Docker 29.7.2 are read in the test below).
         let v29 = br#"{"Type":"container","Action":"create","Actor":{"ID":"c9","Attributes":{"image":"app:9","name":"x"}},"scope":"local","time":1800000000,"timeNano":1800000000000000000}
 {"Type":"image","Action":"tag","Actor":{"ID":"sha256:cd","Attributes":{"name":"app:9"}},"scope":"local","time":1800000001,"timeNano":1800000001000000000}
 "#;
@@ -397,8 +397,8 @@ mod tests {
         assert_eq!(e.count, 2);
         let images: Vec<(&str, bool)> = e.uses.iter().map(|u| (u.image.as_str(), u.tag)).collect();
         assert_eq!(images, [("app:9", false), ("sha256:cd", true)]);
-        // Its image inspect leaves out an empty `Parent` (the same source): the layers the
-        // retention class reads still decode.
+        // Its image inspect leaves out an empty `Parent`: the layers the retention class reads
+        // still decode.
         let inspect: bollard::models::ImageInspect = serde_json::from_str(
             r#"{"Id":"sha256:cd","RepoTags":["app:9"],"RepoDigests":[],"Created":"2026-01-01T00:00:00Z","RootFS":{"Type":"layers","Layers":["sha256:l1","sha256:l2"]}}"#,
         )
@@ -418,5 +418,46 @@ mod tests {
                 ("db".to_string(), "current", "db:1".to_string())
             ]
         );
+    }
+
+    /// Docker 29.7.2's own answers (API 1.55; `tests/fixtures/docker_29.7.2_*`, captured from a
+    /// private daemon of either store after a build, a multi-stage build, a tag, a `run --rm`
+    /// and a `create`): the replay's uses and the image inspect's layers, read as from older
+    /// engines.
+    #[test]
+    fn reads_docker_29s_captured_events_and_inspect() {
+        for store in ["containerd", "classic"] {
+            let dir = format!(
+                "{}/tests/fixtures/docker_29.7.2_{store}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let read = |f: &str| std::fs::read(format!("{dir}/{f}")).unwrap();
+            let replay = decode_events(&read("events.jsonl")).unwrap();
+            assert_eq!(replay.count, 13, "{store}");
+            let uses: Vec<(bool, &str)> = replay
+                .uses
+                .iter()
+                .map(|u| (u.tag, u.image.as_str()))
+                .collect();
+            // The three tags name the image by id; the containers' create and start by the
+            // reference they were made from.
+            assert_eq!(uses.len(), 6, "{store}: {uses:?}");
+            assert!(uses[..3]
+                .iter()
+                .all(|(tag, i)| *tag && i.starts_with("sha256:")));
+            assert_eq!(
+                uses[3..],
+                [
+                    (false, "cap-base:1"),
+                    (false, "cap-base:1"),
+                    (false, "cap-app:1")
+                ]
+            );
+            let raw = read("image_inspect.json");
+            assert!(!String::from_utf8_lossy(&raw).contains("\"Parent\""));
+            let inspect: bollard::models::ImageInspect = serde_json::from_slice(&raw).unwrap();
+            let layers = inspect.root_fs.and_then(|r| r.layers).unwrap_or_default();
+            assert_eq!(layers.len(), 2, "{store}");
+        }
     }
 }

@@ -159,4 +159,37 @@ mod tests {
             decode(br#"{"ImageUsage":{"TotalSize":5},"VolumeUsage":{"TotalSize":7}}"#).unwrap();
         assert!(bare.images.is_none() && bare.volumes.is_none());
     }
+
+    /// Docker 29.7.2's own answers (API 1.55; `tests/fixtures/docker_29.7.2_*`, captured from
+    /// a private daemon of either store): `/system/df?verbose=1` lists its images under
+    /// `ImageUsage.Items` only, and the build cache under `BuildCacheUsage.Items`, with the
+    /// last use a build leaves.
+    #[test]
+    fn reads_docker_29s_captured_answers() {
+        for (store, records) in [("containerd", 7), ("classic", 9)] {
+            let dir = format!(
+                "{}/tests/fixtures/docker_29.7.2_{store}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let read = |f: &str| std::fs::read(format!("{dir}/{f}")).unwrap();
+            let du = decode(&read("system_df.json")).unwrap();
+            let images = du.images.unwrap();
+            let mut tags: Vec<String> = images
+                .iter()
+                .flat_map(|i| i.repo_tags.clone().unwrap_or_default())
+                .collect();
+            tags.sort();
+            assert_eq!(
+                tags,
+                ["cap-app:1", "cap-base:1", "cap-base:other"],
+                "{store}"
+            );
+            assert!(images.iter().all(|i| i.size > 0), "{store}");
+            let cache = crate::docker::inventory::decode_build_cache(&read("build_cache.json"));
+            let cache = cache.unwrap();
+            assert_eq!(cache.len(), records, "{store}");
+            assert!(cache.iter().all(|r| r.last_used().is_some()), "{store}");
+            assert_eq!(du.build_cache.map(|c| c.len()), Some(records), "{store}");
+        }
+    }
 }
