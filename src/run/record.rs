@@ -47,7 +47,7 @@ pub struct Recorded {
 /// Records until `interrupt` is raised. An error only when the class is off or the engine is
 /// one the class is refused on; a daemon that is down is waited for.
 pub async fn run(settings: &Settings, interrupt: &Interrupt) -> Result<Recorded, String> {
-    let Some(retention) = &settings.retention else {
+    let Some(r) = &settings.retention else {
         return Err("retention.enabled is false: there is no use history to record".into());
     };
     let mut total = Recorded::default();
@@ -55,7 +55,7 @@ pub async fn run(settings: &Settings, interrupt: &Interrupt) -> Result<Recorded,
         if interrupt.raised() {
             return Ok(total);
         }
-        match session(settings, retention, interrupt, &mut total).await {
+        match session(settings, r, interrupt, &mut total).await {
             Ok(()) => return Ok(total),
             Err(Stop::Refused(why)) => return Err(why),
             Err(Stop::Broken(why)) => {
@@ -79,7 +79,7 @@ enum Stop {
 /// One connection: the update, then the stream until it breaks or the interrupt.
 async fn session(
     settings: &Settings,
-    retention: &Retention,
+    r: &Retention,
     interrupt: &Interrupt,
     total: &mut Recorded,
 ) -> Result<(), Stop> {
@@ -96,14 +96,8 @@ async fn session(
     {
         return Err(Stop::Refused(why));
     }
-    let learned = learn(
-        retention,
-        &settings.sinks.state_dir,
-        &daemon,
-        (&engine, &daemon_id),
-        true,
-    )
-    .await;
+    let dir = &settings.sinks.state_dir;
+    let learned = learn(r, dir, &daemon, (&engine, &daemon_id), true).await;
     if let Some(w) = learned.warning {
         return Err(Stop::Broken(w));
     }
@@ -112,7 +106,7 @@ async fn session(
     }
     // The update covered the stretch up to the history's `updated_at`; the stream replays from
     // there and goes on live.
-    let since = history::load(&settings.sinks.state_dir)
+    let since = history::load(dir)
         .ok()
         .flatten()
         .map_or_else(|| chrono::Utc::now().timestamp(), |h| h.updated_at);
@@ -134,22 +128,22 @@ async fn session(
                     pending.extend(use_of(&v));
                 }
                 Some(Err(e)) => {
-                    let _ = merge(retention, &settings.sinks.state_dir, &daemon, &daemon_id, &mut pending, total).await;
+                    let _ = merge(r, dir, &daemon, &daemon_id, &mut pending, total).await;
                     return Err(Stop::Broken(format!("the event stream broke: {e}")));
                 }
                 None => {
-                    let _ = merge(retention, &settings.sinks.state_dir, &daemon, &daemon_id, &mut pending, total).await;
+                    let _ = merge(r, dir, &daemon, &daemon_id, &mut pending, total).await;
                     return Err(Stop::Broken("the daemon ended the event stream".into()));
                 }
             },
             _ = tokio::time::sleep_until(due) => {
-                merge(retention, &settings.sinks.state_dir, &daemon, &daemon_id, &mut pending, total)
+                merge(r, dir, &daemon, &daemon_id, &mut pending, total)
                     .await
                     .map_err(Stop::Broken)?;
                 last_merge = tokio::time::Instant::now();
             }
             _ = interrupt.wait() => {
-                merge(retention, &settings.sinks.state_dir, &daemon, &daemon_id, &mut pending, total)
+                merge(r, dir, &daemon, &daemon_id, &mut pending, total)
                     .await
                     .map_err(Stop::Broken)?;
                 return Ok(());
@@ -163,7 +157,7 @@ async fn session(
 /// the previous merge). A history that changed hands meanwhile (another daemon's, or one that
 /// cannot be believed) is left for the next connection's update to repair.
 async fn merge(
-    retention: &Retention,
+    r: &Retention,
     dir: &Path,
     daemon: &Daemon,
     daemon_id: &str,
@@ -185,7 +179,7 @@ async fn merge(
     let used: HashMap<&str, i64> = used.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     // A classic build's tagged result seen live: the stream moves `updated_at` past it, so
     // the next run's replay would not.
-    let build = (!retention.build_bases_kept)
+    let build = (!r.build_bases_kept)
         .then(|| {
             let last = retention::last_build(None, pending, &images, now);
             retention::build_gap(h.builds_seen, last, now)
