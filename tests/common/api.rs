@@ -141,6 +141,24 @@ impl PrivateDaemon {
     }
 
     /// Ids of everything prunegate could touch, for before/after comparisons.
+    /// The inventory once the engine has stopped changing it by itself: two reads a quarter
+    /// of a second apart that agree (at most 5 s). BuildKit can still be replacing a build's
+    /// records after the CLI returned: once, in CI on Docker 28.5 under load, two of a fresh
+    /// build's five records were replaced while a prunegate run whose gate was closed made
+    /// only reads, and "a closed gate removes nothing" failed on the engine's own change.
+    pub fn settled_inventory(&self) -> Inventory {
+        let mut last = self.inventory();
+        for _ in 0..20 {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            let now = self.inventory();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
+    }
+
     pub fn inventory(&self) -> Inventory {
         let ids = |v: Value, key: &str| -> Vec<String> {
             let mut out: Vec<String> = v

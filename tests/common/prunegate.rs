@@ -11,7 +11,7 @@ impl PrivateDaemon {
     /// outcome `skipped`, reason containing `says`) and that nothing was removed. Returns the
     /// report.
     pub fn expect_closed(&self, config: &str, command: &str, name: &str, says: &str) -> Value {
-        let before = self.inventory();
+        let before = self.settled_inventory();
         let r = self.prunegate(config, &[command, "--json"]);
         r.expect(10);
         let report = r.json();
