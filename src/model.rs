@@ -204,6 +204,14 @@ pub fn humanize(d: Duration) -> String {
     out
 }
 
+/// A file under `tests/fixtures/` (answers captured from real daemons), for unit tests;
+/// panics naming the path when it cannot be read.
+#[cfg(test)]
+pub fn fixture(path: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

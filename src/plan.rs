@@ -409,8 +409,7 @@ mod tests {
 
     /// An inventory captured from a real daemon, in tests/fixtures/.
     fn fixture(name: &str) -> Inventory {
-        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        serde_json::from_slice(&crate::model::fixture(name)).unwrap()
     }
 
     fn world() -> Inventory {
@@ -484,12 +483,8 @@ mod tests {
     /// Captured from a real 20.10 with a private registry (tests/fixtures/README.md).
     #[test]
     fn a_digest_pull_is_cache_and_a_superseded_one_junk() {
-        let path = format!(
-            "{}/tests/fixtures/registry_20.10_images.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
         let list: Vec<ImageSummary> =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            serde_json::from_slice(&crate::model::fixture("registry_20.10_images.json")).unwrap();
         let swarm_pull = "sha256:064ac9cde664f8184203c4b2c32b25e545c1f1533aed2b26fb2d91ce6b566ef9";
         let moved = "sha256:f596dcadd61af634ded1dcbd3c2358490c936ba8e4c47c3e1a2abedc9c7c765e";
         let no_pins: Pins = Ok(HashMap::new());

@@ -47,8 +47,8 @@ pub fn daemon_started(address: &Address) -> Result<i64, String> {
 /// The second a process `age_ms` old at `now_ms` started in, from the late end of the ticks'
 /// slack: never a second early (a rootless dockerd restarted 0.3 s after the use history's
 /// update once read as started a second before it, and the restart that emptied its event
-/// buffer went unseen), and late only by the slack (a daemon that started a second before the update
-/// must not read as after it either: every image would count as used at each run).
+/// buffer went unseen), and late only by the slack (a daemon that started a second before the
+/// update must not read as after it either: every image would count as used at each run).
 fn start_second(now_ms: i64, age_ms: u64) -> i64 {
     let age = i64::try_from(age_ms).unwrap_or(i64::MAX);
     now_ms

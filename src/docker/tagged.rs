@@ -427,11 +427,7 @@ mod tests {
     #[test]
     fn reads_docker_29s_captured_events_and_inspect() {
         for store in ["containerd", "classic"] {
-            let dir = format!(
-                "{}/tests/fixtures/docker_29.7.2_{store}",
-                env!("CARGO_MANIFEST_DIR")
-            );
-            let read = |f: &str| std::fs::read(format!("{dir}/{f}")).unwrap();
+            let read = |f: &str| crate::model::fixture(&format!("docker_29.7.2_{store}/{f}"));
             let replay = decode_events(&read("events.jsonl")).unwrap();
             assert_eq!(replay.count, 13, "{store}");
             let uses: Vec<(bool, &str)> = replay

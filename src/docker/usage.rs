@@ -167,11 +167,7 @@ mod tests {
     #[test]
     fn reads_docker_29s_captured_answers() {
         for (store, records) in [("containerd", 7), ("classic", 9)] {
-            let dir = format!(
-                "{}/tests/fixtures/docker_29.7.2_{store}",
-                env!("CARGO_MANIFEST_DIR")
-            );
-            let read = |f: &str| std::fs::read(format!("{dir}/{f}")).unwrap();
+            let read = |f: &str| crate::model::fixture(&format!("docker_29.7.2_{store}/{f}"));
             let du = decode(&read("system_df.json")).unwrap();
             let images = du.images.unwrap();
             let mut tags: Vec<String> = images

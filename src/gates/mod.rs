@@ -166,11 +166,8 @@ pub(crate) mod fixtures {
     use crate::docker::snapshot::Snapshot;
 
     pub fn load(name: &str) -> Snapshot {
-        let path = format!(
-            "{}/tests/fixtures/snapshots/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+        let path = format!("snapshots/{name}.json");
+        serde_json::from_slice(&crate::model::fixture(&path))
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 }
