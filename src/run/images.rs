@@ -170,8 +170,8 @@ pub(super) async fn remove_junk(
             halt = Some(Halt::Interrupted);
         } else if n > 0 && checked.elapsed() >= RECHECK_EVERY {
             checked = Instant::now();
-            if let Err((_, h)) = recheck(class, gates, daemon).await {
-                halt = h;
+            if let Err(h) = recheck(class, gates, daemon).await {
+                halt = Some(h);
             }
         }
         if let Some(h) = &halt {

@@ -22,31 +22,35 @@ pub struct Fresh {
 }
 
 /// The re-check before every step: a fresh snapshot, the activity gates judged on it, the
-/// watched disks measured (a `statvfs` per path). What the step acts on, or the step's report
-/// and the halt that ends the run.
+/// watched disks measured (a `statvfs` per path). What the step acts on, or the halt that ends
+/// the run ([`halted`] makes the step's report of it).
 pub async fn recheck(
     class: Class,
     gates_settings: &crate::settings::GateSettings,
     daemon: &Daemon,
-) -> Result<Fresh, (StepReport, Option<Halt>)> {
-    let halted = |h: Halt| (StepReport::skipped(class, h.note()), Some(h));
+) -> Result<Fresh, Halt> {
     let snapshot = Snapshot::take(daemon).await;
     let disk = disk_reading(&gates_settings.disk, &snapshot.engine);
     let engine = match &snapshot.engine {
         Ok(engine) => engine.clone(),
         Err(e) => {
-            return Err(halted(Halt::Lost(format!(
+            return Err(Halt::Lost(format!(
                 "lost the Docker daemon before the {} step: {e}",
                 class.as_str()
-            ))))
+            )))
         }
     };
     if let Some(closed) = gates::first_closed(&gates::activity(gates_settings, &snapshot)) {
-        return Err(halted(Halt::Gate(closed.clone())));
+        return Err(Halt::Gate(closed.clone()));
     }
     Ok(Fresh {
         snapshot,
         engine,
         disk,
     })
+}
+
+/// A step the re-check stopped: skipped, saying why, and the halt that ends the run.
+pub fn halted(class: Class, halt: Halt) -> (StepReport, Option<Halt>) {
+    (StepReport::skipped(class, halt.note()), Some(halt))
 }

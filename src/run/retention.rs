@@ -532,8 +532,8 @@ pub async fn remove(
         if interrupt.raised() {
             stopped = Some(Halt::Interrupted);
         } else if n > 0 {
-            if let Err((_, halt)) = recheck(class, gates, daemon).await {
-                stopped = halt;
+            if let Err(halt) = recheck(class, gates, daemon).await {
+                stopped = Some(halt);
             }
         }
         if let Some(halt) = &stopped {

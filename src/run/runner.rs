@@ -4,7 +4,7 @@
 
 use super::images;
 use super::inputs::{self, disk_reading};
-use super::recheck::{recheck, Halt};
+use super::recheck::{halted, recheck, Halt};
 use super::retention;
 use super::Interrupt;
 use crate::disk::DiskReading;
@@ -241,7 +241,7 @@ async fn prune_steps(
                     let (gates, dir) = (&settings.gates, &settings.sinks.state_dir);
                     retention::remove(r, gates, dir, daemon, &fresh, l, interrupt).await
                 }
-                Err(halted) => halted,
+                Err(halt) => halted(class, halt),
             },
             (None, _, _) => (
                 StepReport::skipped(class, "removes nothing: the use history was not read"),
@@ -266,7 +266,7 @@ async fn prune_step(
     let class = Class::from(prune);
     let fresh = match recheck(class, &settings.gates, daemon).await {
         Ok(fresh) => fresh,
-        Err(halted) => return halted,
+        Err(halt) => return halted(class, halt),
     };
     let engine = &fresh.engine;
     if let Some(why) = engine.refuse(class) {
