@@ -11,24 +11,40 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The rootless engine's user as their session sees them: the daemon's uid, and its HOME and
-/// XDG_RUNTIME_DIR (made by the engine's start script under the daemon's directory).
+/// The rootless engine's user as their session sees them: the daemon's uid, its HOME and
+/// XDG_RUNTIME_DIR (made by the engine's start script under the daemon's directory), and their
+/// copy of prunegate.
 struct User {
     uid: u32,
     home: PathBuf,
     runtime: PathBuf,
+    bin: PathBuf,
 }
 
 impl User {
+    /// The user of `d`'s engine, with prunegate in their `~/.local/bin`, as a user installs it:
+    /// the build's own binary may be where they cannot reach it (a checkout under `/root`, 0700).
     fn of(d: &PrivateDaemon) -> User {
         let engine_dir = d.dir.path().join("engine");
+        let uid = d
+            .engine
+            .rootless_uid
+            .expect("a rootless engine has its uid");
+        let home = engine_dir.join("home");
+        let bin_dir = home.join(".local/bin");
+        std::fs::create_dir_all(&bin_dir).unwrap();
+        for p in [home.join(".local"), bin_dir.clone()] {
+            std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
+        }
+        let bin = bin_dir.join("prunegate");
+        std::fs::copy(env!("CARGO_BIN_EXE_prunegate"), &bin)
+            .unwrap_or_else(|e| panic!("copying prunegate to {}: {e}", bin.display()));
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         User {
-            uid: d
-                .engine
-                .rootless_uid
-                .expect("a rootless engine has its uid"),
-            home: engine_dir.join("home"),
+            uid,
+            home,
             runtime: engine_dir.join("xdg"),
+            bin,
         }
     }
 
@@ -85,7 +101,7 @@ impl User {
             .arg(format!("HOME={}", self.home.display()))
             .arg(format!("XDG_RUNTIME_DIR={}", self.runtime.display()))
             .arg("PATH=/usr/bin:/bin")
-            .arg(env!("CARGO_BIN_EXE_prunegate"))
+            .arg(&self.bin)
             .args(args)
             .arg("--config")
             .arg(config)
